@@ -1,0 +1,241 @@
+"""The ``lead-bench`` command line. Thin shells over library functions; the only place that reads the
+environment (``OPENSCENE_DATA_ROOT``, ``NUPLAN_MAPS_ROOT``, ``LEAD_BENCH_CACHE``).
+
+Exit codes: 0 success; 1 the run finished but some tokens failed; 2 bad input or usage (the message names
+the file, token and what was expected); 3 an unexpected internal error (please report it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import harness
+from harness.errors import ConfigError, LeadBenchError
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+console = Console(stderr=True)
+out_console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle_errors(fn: F) -> F:
+    """Turn project errors into a one-line message and exit code 2 instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LeadBenchError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(EXIT_BAD_INPUT)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception:  # a bug, not bad input: show where, and say so with its own exit code
+            console.print_exception(show_locals=False)
+            console.print("[bold red]internal error[/]: please report it with the traceback above")
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def cache_root() -> Path:
+    env = os.environ.get("LEAD_BENCH_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lead-bench"
+
+
+@contextmanager
+def _bar(description: str) -> Iterator[Progress]:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        yield progress
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(harness.__version__, prog_name="lead-bench")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """lead-bench: score one driving policy on NAVSIM, Waymo E2E and CARLA.
+
+    With no data root, commands run on the embedded world: a small deterministic world written in each
+    dataset's true on-disk format, built once into the cache directory ($LEAD_BENCH_CACHE, default
+    ~/.cache/lead-bench).
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    if verbose == 0:
+        logging.getLogger("harness").setLevel(logging.INFO)
+        logging.getLogger("adapters").setLevel(logging.INFO)
+
+
+# --- list --------------------------------------------------------------------------------------------------
+
+
+@main.command("list")
+def list_cmd() -> None:
+    """Show the adapters, agents and metrics lead-bench knows."""
+    from harness.agents import AGENTS
+
+    table = Table(title="lead-bench components")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("what it is")
+    for name, what in (("navsim", "OpenScene/NAVSIM logs + sensor blobs + nuPlan GeoPackage maps"),):
+        table.add_row("adapter", name, what)
+    for name, (_, what) in sorted(AGENTS.items()):
+        table.add_row("agent", name, what)
+    for name, what in (("ade/fde", "average / final displacement error against the logged future (m, lower is better)"),):
+        table.add_row("metric", name, what)
+    out_console.print(table)
+
+
+# --- world ------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def world() -> None:
+    """Build the embedded world in the datasets' on-disk formats."""
+
+
+def _spec(seed: int, logs: int, duration: float, camera_scale: float) -> Any:
+    from adapters.navsim.writer import NavsimWriteOptions
+    from harness.embedded import EmbeddedWorldSpec
+    from harness.world.build import WorldConfig
+
+    if logs < 2:
+        raise ConfigError(f"--logs must be at least 2 (one train and one test log), got {logs}")
+    if duration < 8.0:
+        raise ConfigError(f"--duration must be at least 8 s (one NAVSIM scene is 7 s), got {duration}")
+    if not 0.05 <= camera_scale <= 1.0:
+        raise ConfigError(f"--camera-scale must be in [0.05, 1], got {camera_scale}")
+    return EmbeddedWorldSpec(WorldConfig(seed=seed, num_logs=logs, duration_s=duration),
+                             NavsimWriteOptions(camera_scale=camera_scale))
+
+
+def _build(out: Path, spec: Any, workers: int) -> Path:
+    from harness.embedded import build_embedded_world
+
+    with _bar("writing world logs") as progress:
+        task = progress.add_task("writing world logs", total=None)
+        return build_embedded_world(
+            out, spec, workers=workers,
+            on_start=lambda n: progress.update(task, total=n),
+            on_log_done=lambda _name: progress.advance(task),
+        )
+
+
+@world.command("build")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output directory (NAVSIM layout: navsim_logs/, sensor_blobs/, maps/).")
+@click.option("--seed", type=int, default=0, show_default=True, help="World seed; the same seed gives the same files.")
+@click.option("--logs", type=int, default=8, show_default=True, help="Number of logs (split between train and test).")
+@click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds per log.")
+@click.option("--camera-scale", type=float, default=0.25, show_default=True,
+              help="Camera resolution relative to nuPlan's 1920x1080.")
+@click.option("--workers", type=int, default=None, help="Rendering processes (default: CPU cores).")
+@_handle_errors
+def world_build(out: Path, seed: int, logs: int, duration: float, camera_scale: float, workers: int | None) -> None:
+    """Generate the embedded world and write it in NAVSIM/OpenScene format with nuPlan maps."""
+    from harness.embedded import default_workers
+
+    root = _build(out, _spec(seed, logs, duration, camera_scale), workers or default_workers())
+    console.print(f"world written to [bold]{root}[/]  (use --data-root {root} --maps-root {root / 'maps'})")
+
+
+def embedded_world_root(workers: int | None = None) -> Path:
+    """The cached default embedded world, built on first use."""
+    from harness.embedded import EmbeddedWorldSpec, default_workers, is_built
+
+    spec = EmbeddedWorldSpec()
+    root = cache_root() / f"world-seed{spec.config.seed}"
+    if not is_built(root, spec):
+        console.print(f"building the embedded world into {root} (once; later runs reuse it)")
+        _build(root, spec, workers or default_workers())
+    return root
+
+
+# --- run ----------------------------------------------------------------------------------------------
+
+
+@main.group()
+def run() -> None:
+    """Run an agent on a benchmark split and score it."""
+
+
+@run.command("navsim")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Directory with navsim_logs/ and sensor_blobs/ (default: $OPENSCENE_DATA_ROOT, else the embedded world).")
+@click.option("--maps-root", type=click.Path(path_type=Path), default=None,
+              help="nuPlan maps root with nuplan-maps-v1.0.json (default: $NUPLAN_MAPS_ROOT, else DATA_ROOT/maps).")
+@click.option("--split", default="test", show_default=True, help="Log folder under navsim_logs/ to run on.")
+@click.option("--agent", "agent_name", default="cv", show_default=True, help="Agent name (see `lead-bench list`).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results directory (default: runs/navsim-AGENT-SPLIT-TIME).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Observations per agent call.")
+@click.option("--resume", is_flag=True, help="Keep tokens already finished in OUT and run only the rest.")
+@_handle_errors
+def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent_name: str, out: Path | None,
+               batch_size: int, resume: bool) -> None:
+    """Run AGENT on a NAVSIM split and report open-loop displacement errors (ADE/FDE, metres)."""
+    from adapters.navsim.reader import NavsimReader
+    from harness.agents import build_agent
+    from harness.runner import run_navsim_open_loop
+
+    data_root = data_root or (Path(os.environ["OPENSCENE_DATA_ROOT"]) if os.environ.get("OPENSCENE_DATA_ROOT") else None)
+    if data_root is None:
+        data_root = embedded_world_root()
+    if not data_root.is_dir():
+        raise ConfigError(f"data root {data_root} does not exist (expected a directory with navsim_logs/)")
+    maps_root = maps_root or (Path(os.environ["NUPLAN_MAPS_ROOT"]) if os.environ.get("NUPLAN_MAPS_ROOT") else None)
+    maps_root = maps_root or data_root / "maps"
+    agent = build_agent(agent_name)
+    reader = NavsimReader(data_root, split)
+    _check_maps(reader, maps_root)
+    out = out or Path("runs") / f"navsim-{agent_name}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
+    config = {"benchmark": "navsim", "data_root": str(data_root), "maps_root": str(maps_root), "split": split,
+              "agent": agent_name, "batch_size": batch_size, "scene_filter": reader.scene_filter.__dict__}
+    with _bar("planning") as progress:
+        task = progress.add_task(f"{agent_name} on {split}", total=None)
+        summary = run_navsim_open_loop(
+            reader, agent, out, batch_size=batch_size, resume=resume, config=config,
+            on_start=lambda n: progress.update(task, total=n),
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    table = Table(title=f"NAVSIM {split} — agent {agent_name} (open loop)")
+    for col in ("tokens", "scored", "failed", "ADE [m]", "FDE [m]"):
+        table.add_column(col, justify="right")
+    table.add_row(str(summary.expected), str(summary.scored), str(summary.failed),
+                  f"{summary.metrics['ade_m']:.3f}", f"{summary.metrics['fde_m']:.3f}")
+    out_console.print(table)
+    console.print(f"results in [bold]{out}[/]")
+    if summary.failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _check_maps(reader: Any, maps_root: Path) -> None:
+    """Open the map of every location the split uses, so a bad maps root fails before any work."""
+    from adapters.navsim.map_reader import read_nuplan_map
+
+    locations = {reader.log_frames(p.stem)[0].map_location for p in reader.log_paths()}
+    for loc in sorted(locations):
+        read_nuplan_map(maps_root, loc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
