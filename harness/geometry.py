@@ -18,7 +18,9 @@ FloatArray = npt.NDArray[np.float64]
 def normalize_angle(angle_rad: npt.ArrayLike) -> FloatArray:
     """Wrap angles to the principal value in [-pi, pi)."""
     a = np.asarray(angle_rad, dtype=np.float64)
-    return (a + np.pi) % (2.0 * np.pi) - np.pi
+    r = (a + np.pi) % (2.0 * np.pi) - np.pi
+    # Rounding lands exactly on +pi for angles a hair below -pi; fold it to -pi to keep [-pi, pi).
+    return r - 2.0 * np.pi * (r >= np.pi)
 
 
 def rotation_2d(angle_rad: npt.ArrayLike) -> FloatArray:
@@ -175,8 +177,9 @@ def box_corners_2d(
     This is nuPlan's ``BBCoordsIndex`` order (FRONT_LEFT, REAR_LEFT, REAR_RIGHT, FRONT_RIGHT).
     """
     c = np.asarray(center_xy, dtype=np.float64)
-    hl = np.asarray(length_m, dtype=np.float64) / 2.0
-    hw = np.asarray(width_m, dtype=np.float64) / 2.0
+    # Broadcast together so a scalar width can go with per-box lengths (np.stack needs equal shapes).
+    hl, hw = np.broadcast_arrays(np.asarray(length_m, dtype=np.float64) / 2.0,
+                                 np.asarray(width_m, dtype=np.float64) / 2.0)
     h = np.asarray(heading_rad, dtype=np.float64)
     local = np.stack(
         [np.stack([hl, hw], -1), np.stack([-hl, hw], -1), np.stack([-hl, -hw], -1), np.stack([hl, -hw], -1)],

@@ -26,9 +26,11 @@ class TrajectorySampling:
     interval_s: float
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_poses, int | np.integer) or self.num_poses < 1:
+        if (not isinstance(self.num_poses, int | np.integer) or isinstance(self.num_poses, bool)
+                or self.num_poses < 1):
             raise ValueError(f"TrajectorySampling.num_poses must be a positive int, got {self.num_poses!r}")
-        if not (math.isfinite(self.interval_s) and self.interval_s > 0):
+        if not (isinstance(self.interval_s, int | float | np.integer | np.floating)
+                and math.isfinite(self.interval_s) and self.interval_s > 0):
             raise ValueError(f"TrajectorySampling.interval_s must be finite and > 0, got {self.interval_s!r}")
 
     @property
@@ -42,6 +44,8 @@ class TrajectorySampling:
 
     @classmethod
     def from_horizon(cls, time_horizon_s: float, interval_s: float) -> TrajectorySampling:
+        if not (math.isfinite(time_horizon_s) and math.isfinite(interval_s) and interval_s > 0):
+            raise ValueError(f"horizon {time_horizon_s} s and interval {interval_s} s must be finite, interval > 0")
         n = time_horizon_s / interval_s
         if abs(n - round(n)) > 1e-6:
             raise ValueError(f"horizon {time_horizon_s} s is not a multiple of the interval {interval_s} s")
@@ -62,7 +66,13 @@ class Trajectory:
     sampling: TrajectorySampling = field(default=NAVSIM_SAMPLING)
 
     def __post_init__(self) -> None:
-        poses = np.asarray(self.poses, dtype=np.float64)
+        if not isinstance(self.sampling, TrajectorySampling):
+            raise ValueError(f"Trajectory.sampling must be a TrajectorySampling, got {self.sampling!r}")
+        # A copy: freezing the caller's array (or a view of it) would change or alias their data.
+        try:
+            poses = np.array(self.poses, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"Trajectory.poses: cannot convert to float64: {exc}") from exc
         if poses.ndim != 2 or poses.shape[1] != 3:
             raise ValueError(f"Trajectory.poses must have shape (N, 3), got {poses.shape}")
         if poses.shape[0] != self.sampling.num_poses:

@@ -64,16 +64,30 @@ def _array(
     finite: bool = True,
 ) -> np.ndarray:
     """Coerce ``value`` to a read-only array of ``dtype`` and check its shape (None = any) and finiteness."""
+    target = np.dtype(dtype)
     try:
-        arr = np.asarray(value, dtype=dtype)
+        src = np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{owner}.{name}: cannot convert to {np.dtype(dtype)}: {exc}") from exc
+        raise ValueError(f"{owner}.{name}: cannot convert to {target}: {exc}") from exc
+    # Casting is unchecked in numpy: strings would be parsed, complex truncated, and integer ids wrap
+    # (300 -> 44 in uint8), so only numbers are accepted and integer targets must hold the values exactly.
+    if src.dtype.kind not in "biuf":
+        raise ValueError(f"{owner}.{name}: expected numbers convertible to {target}, got dtype {src.dtype}")
+    if target.kind in "iu" and src.size:
+        info = np.iinfo(target)
+        if src.dtype.kind == "f" and not np.all(np.isfinite(src) & (src == np.round(src))):
+            raise ValueError(f"{owner}.{name}: expected integer values for {target}, got non-integral floats")
+        if src.min() < info.min or src.max() > info.max:
+            raise ValueError(
+                f"{owner}.{name}: values [{src.min()}, {src.max()}] do not fit {target} [{info.min}, {info.max}]"
+            )
+    arr = src.astype(target, copy=False)
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{owner}.{name}: expected shape {want}, got {arr.shape}")
     if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"{owner}.{name}: values must be finite (found NaN or inf)")
-    if arr is value:
+    if arr is value or not arr.flags.owndata:  # never freeze or alias the caller's buffer
         arr = arr.copy()
     arr.setflags(write=False)
     return arr
@@ -100,9 +114,16 @@ class SampleMeta:
     def __post_init__(self) -> None:
         if not isinstance(self.source, Source):
             raise ValueError(f"SampleMeta.source must be a Source, got {self.source!r}")
-        if not self.token:
-            raise ValueError("SampleMeta.token must be a non-empty string")
-        _set(self, "timestamp_us", int(self.timestamp_us))
+        if not isinstance(self.token, str) or not self.token:
+            raise ValueError(f"SampleMeta.token must be a non-empty string, got {self.token!r}")
+        try:
+            ts = int(self.timestamp_us)
+            exact = ts == self.timestamp_us
+        except (TypeError, ValueError, OverflowError):
+            exact = False
+        if not exact:
+            raise ValueError(f"SampleMeta.timestamp_us must be an integer (microseconds), got {self.timestamp_us!r}")
+        _set(self, "timestamp_us", ts)
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,8 @@ class Camera:
         _set(self, "intrinsics", _array(o, "intrinsics", self.intrinsics, (3, 3), np.float64))
         _set(self, "ego_from_camera", _array(o, "ego_from_camera", self.ego_from_camera, (4, 4), np.float64))
         _set(self, "distortion", _array(o, "distortion", self.distortion, (None,), np.float64))
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (self.width, self.height)):
+            raise ValueError(f"{o}: width and height must be ints, got {self.width!r}x{self.height!r}")
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"{o}: width and height must be positive, got {self.width}x{self.height}")
 
@@ -150,10 +173,11 @@ class Camera:
         if self.loader is None:
             raise ValueError(f"Camera[{self.name}] has no image loader (path {self.image_path})")
         img = self.loader()
-        if img.dtype != np.uint8 or img.shape != (self.height, self.width, 3):
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.shape != (self.height, self.width, 3):
+            got = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
             raise ValueError(
                 f"Camera[{self.name}] image {self.image_path}: expected uint8 ({self.height}, {self.width}, 3), "
-                f"got {img.dtype} {img.shape}"
+                f"got {got}"
             )
         return img
 
@@ -269,6 +293,8 @@ class Boxes3D:
         _set(self, "velocity_xy_mps",
              _array("Boxes3D", "velocity_xy_mps", self.velocity_xy_mps, (n, 2), np.float64, finite=False))
         for name in ("class_names", "source_classes", "track_ids"):
+            if isinstance(getattr(self, name), str):  # a bare string would be split into characters
+                raise ValueError(f"Boxes3D.{name}: expected a sequence of {n} strings, got one string")
             v = tuple(str(x) for x in getattr(self, name))
             if len(v) != n:
                 raise ValueError(f"Boxes3D.{name}: expected {n} entries, got {len(v)}")
@@ -303,10 +329,21 @@ class BEVRaster:
         c = _array("BEVRaster", "classes", self.classes, (None, None), np.uint8)
         if c.size and int(c.max()) >= len(self.vocabulary):
             raise ValueError(f"BEVRaster.classes has id {int(c.max())} beyond a vocabulary of {len(self.vocabulary)}")
-        x0, x1, y0, y1 = self.extent_m
+        try:
+            x0, x1, y0, y1 = (float(v) for v in self.extent_m)
+            res = float(self.resolution_m)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"BEVRaster.extent_m must be 4 numbers and resolution_m a number, got {self.extent_m!r}, "
+                f"{self.resolution_m!r}"
+            ) from exc
+        if not (np.isfinite([x0, x1, y0, y1, res]).all() and res > 0):
+            raise ValueError(f"BEVRaster: extent_m {self.extent_m} and resolution_m {self.resolution_m} must be "
+                             "finite, resolution_m > 0")
         h, w = round((x1 - x0) / self.resolution_m), round((y1 - y0) / self.resolution_m)
         if (h, w) != c.shape:
-            raise ValueError(f"BEVRaster: extent {self.extent_m} at {self.resolution_m} m gives {(h, w)}, got {c.shape}")
+            raise ValueError(f"BEVRaster.classes: shape {c.shape} does not match extent_m {self.extent_m} at "
+                             f"{self.resolution_m} m, which gives {(h, w)}")
         _set(self, "classes", c)
 
 
@@ -321,6 +358,19 @@ class Targets:
     rater_scores: F64 | None = None
     semantics: Mapping[str, U8] = field(default_factory=dict)  # per camera (H, W) class ids
     depth_m: Mapping[str, F32] = field(default_factory=dict)  # per camera (H, W)
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(t, Trajectory) for t in self.rater_trajectories):
+            raise ValueError("Targets.rater_trajectories must all be Trajectory")
+        _set(self, "rater_trajectories", tuple(self.rater_trajectories))
+        if self.rater_scores is not None:
+            _set(self, "rater_scores", _array("Targets", "rater_scores", self.rater_scores,
+                                              (len(self.rater_trajectories),), np.float64))
+        _set(self, "semantics", {k: _array("Targets", f"semantics[{k}]", v, (None, None), np.uint8)
+                                 for k, v in self.semantics.items()})
+        # Depth may be inf where no surface was hit (sky), so it is not required to be finite.
+        _set(self, "depth_m", {k: _array("Targets", f"depth_m[{k}]", v, (None, None), np.float32, finite=False)
+                               for k, v in self.depth_m.items()})
 
 
 @dataclass(frozen=True)
