@@ -2,8 +2,13 @@
 
 Each 2 Hz keyframe of a world log becomes one frame dict with every key OpenScene's
 ``create_openscene_metadata.py`` writes (specs/navsim.md §8.1), its 8 camera JPEGs and a binary PCD of the
-merged LiDAR cloud (in the lidar frame, as nuPlan stores it). Files are written to temporary names and
-renamed into place, so an interrupted build never leaves a half-written pickle that looks complete.
+merged LiDAR cloud. Files are written to temporary names and renamed into place, so an interrupted build
+never leaves a half-written pickle that looks complete.
+
+Frames follow real OpenScene data: the ego pose (and so the ego frame's origin) is the rear-axle centre at
+axle height; ``lidar2ego`` is the identity, so the merged cloud and ``sensor2lidar`` are in that ego frame
+(nuplan-devkit #410, navsim #71). The world's ground plane is z = 0 and its renderer's "lidar frame" is
+exactly this axle-height frame, so the writer stores the renderer's points as they come.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from harness.geometry import (
 )
 from harness.safe_pickle import dumps_compatible
 from harness.world.model import WorldFrame, WorldLog
-from harness.world.rig import CameraSpec, LidarSpec, nuplan_cameras, NUPLAN_LIDAR
+from harness.world.rig import NUPLAN_LIDAR, CameraSpec, LidarSpec, nuplan_cameras
 from harness.world.sensors import SceneRenderer
 
 #: 10 Hz world steps per 2 Hz OpenScene keyframe.
@@ -75,6 +80,8 @@ def write_navsim_log(
 ) -> Path:
     """Write one world log as ``navsim_logs/<split>/<log>.pkl`` plus its sensor blobs; returns the pickle."""
     root = Path(data_root)
+    # The renderer's lidar frame sits at axle height above the ego's ground point: that is nuPlan's ego frame.
+    axle_height_m = float(np.asarray(lidar.ego_from_lidar)[2, 3])
     cams = tuple(cameras) if cameras is not None else nuplan_cameras(options.camera_scale)
     if renderer is None and options.write_sensors:
         renderer = SceneRenderer(log.map, cams, lidar, seed=log.seed)
@@ -82,12 +89,12 @@ def write_navsim_log(
     keys = list(keyframe_indices(log))
     tokens = [hex_token(log.name, "lidar_pc", k) for k in keys]
     log_token = hex_token(log.name, "log")
-    ego_from_lidar = np.asarray(lidar.ego_from_lidar, dtype=np.float64)
+    ego_from_lidar = np.eye(4)
     l2e_q = matrix_to_quaternion(ego_from_lidar[:3, :3])
     infos = []
     for j, k in enumerate(keys):
         frame = log.frames[k]
-        info = _frame_dict(log, frame, k, tokens, j, log_token, cams, ego_from_lidar, l2e_q)
+        info = _frame_dict(log, frame, k, tokens, j, log_token, cams, ego_from_lidar, l2e_q, axle_height_m)
         if options.write_sensors and renderer is not None:
             images = renderer.render_cameras(frame.ego_pose, frame.objects)
             for cam in cams:
@@ -112,13 +119,14 @@ def _frame_dict(
     cams: Sequence[CameraSpec],
     ego_from_lidar: np.ndarray,
     l2e_q: np.ndarray,
+    axle_height_m: float,
 ) -> dict[str, object]:
     x, y, yaw = (float(v) for v in frame.ego_pose)
     q = yaw_to_quaternion(yaw)
     vx, vy = (float(v) for v in frame.ego_velocity_mps)
     ax, ay = (float(v) for v in frame.ego_acceleration_mps2)
     yaw_rate = _yaw_rate(log, step)
-    can_bus = np.array([x, y, 0.0, *q, ax, ay, 0.0, vx, vy, 0.0, 0.0, 0.0, yaw_rate, 0.0, 0.0])
+    can_bus = np.array([x, y, axle_height_m, *q, ax, ay, 0.0, vx, vy, 0.0, 0.0, 0.0, yaw_rate, 0.0, 0.0])
     global_from_ego = se3_from_rt(quaternion_to_matrix(q), can_bus[:3])
     token = tokens[j]
     scene_idx = j // 40  # nuPlan scenes are ~20 s chunks of a log

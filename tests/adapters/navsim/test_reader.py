@@ -101,7 +101,7 @@ def test_sensors_load_with_calibration(small_world_root):
         assert cam.ego_from_camera[0, 2] > 0.3 if cam.name == "CAM_F0" else True
     lidar = sample.observation.lidar
     assert lidar is not None and lidar.points.shape[1] == 6 and lidar.points.dtype == np.float32
-    ground = lidar.points[np.abs(lidar.points[:, 2]) < 0.3]
+    ground = lidar.points[np.abs(lidar.points[:, 2] + 0.45) < 0.15]
     assert len(ground) > 0.2 * len(lidar.points)  # most returns are ground at z ~ 0 in the ego frame
 
 
