@@ -219,7 +219,7 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
             on_progress=lambda n: progress.advance(task, n),
         )
     table = Table(title=f"NAVSIM {split} — agent {agent_name} (open loop)")
-    for col in ("tokens", "scored", "failed", "ADE [m]", "FDE [m]"):
+    for col in ("tokens", "scored", "failed", "ADE (m)", "FDE (m)"):
         table.add_column(col, justify="right")
     table.add_row(str(summary.expected), str(summary.scored), str(summary.failed),
                   f"{summary.metrics['ade_m']:.3f}", f"{summary.metrics['fde_m']:.3f}")
