@@ -1,0 +1,244 @@
+"""The scoring scene: everything NAVSIM's PDM scorers need for one token (lead-bench's metric cache).
+
+Built by ``adapters/navsim`` from logs and the nuPlan map, consumed by ``metrics/`` only. It holds what the
+official ``MetricCache`` holds (specs/navsim.md §9.1), as typed arrays in the **global map frame**, and is
+stored as a versioned ``.npz`` (no pickles): polygons as shapely ragged arrays, strings as fixed-width
+unicode arrays.
+
+Time grid: ``object_*`` and ``red_light_mask`` are sampled at ``t = k * 0.1 s``, ``k = 0 .. T-1`` after the
+scene's current frame (T = 51 covers v1.1's 5 s; v2 uses the first 41).
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from harness.errors import DataError
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+#: Bump whenever the content or meaning of a stored field changes; older caches are then rebuilt.
+SCORING_SCENE_VERSION = 1
+SCORING_STEP_S = 0.1
+
+
+class ObjectType(enum.IntEnum):
+    """nuPlan ``TrackedObjectType`` values. VEHICLE, PEDESTRIAN, BICYCLE and EGO are agents."""
+
+    VEHICLE = 0
+    PEDESTRIAN = 1
+    BICYCLE = 2
+    TRAFFIC_CONE = 3
+    BARRIER = 4
+    CZONE_SIGN = 5
+    GENERIC_OBJECT = 6
+    EGO = 7
+
+    @classmethod
+    def from_name(cls, name: str) -> ObjectType:
+        """OpenScene ``gt_names`` -> type (``vehicle`` -> VEHICLE, ...)."""
+        try:
+            return cls[name.upper()]
+        except KeyError as exc:
+            raise ValueError(f"unknown object category {name!r}; expected one of "
+                             f"{[m.name.lower() for m in cls]}") from exc
+
+
+AGENT_TYPES = frozenset({ObjectType.VEHICLE, ObjectType.PEDESTRIAN, ObjectType.BICYCLE, ObjectType.EGO})
+
+
+class SceneType(enum.IntEnum):
+    ORIGINAL = 0
+    SYNTHETIC = 1
+
+
+@dataclass(frozen=True)
+class ScoringScene:
+    """One token's scoring world. All poses are global (map frame) rear-axle or box-centre poses.
+
+    Attributes:
+        token, log_name, map_location, timestamp_us, scene_type: identity.
+        ego_pose: ``(3,)`` initial rear-axle pose (x, y, heading).
+        ego_velocity_xy / ego_acceleration_xy: ``(2,)`` in the ego frame (the log's ``ego_dynamic_state``).
+        object_tokens: ``(M,)`` track tokens; object_types ``(M,)`` ``ObjectType``; object_size_lwh ``(M, 3)`` and
+            object_first_velocity_xy ``(M, 2)`` (global frame) from each track's first appearance.
+        object_present: ``(T, M)``; object_poses ``(T, M, 3)`` box-centre (x, y, heading); object_velocity_xy
+            ``(T, M, 2)`` global; values where not present are 0.
+        light_connector_ids: ``(L,)`` lane connectors with a traffic light; red_light_mask ``(T, L)`` red at step k
+            (zero-order hold of the 2 Hz log status).
+        light_polygons: ``(L,)`` the lane-connector polygons of those ids.
+        drivable_ids / drivable_types / drivable_polygons: ``(P,)`` PDM drivable map within 100 m (types are
+            ``harness.map_query.MapLayer`` values: ROADBLOCK, LANE, LANE_CONNECTOR, INTERSECTION, CARPARK_AREA).
+        route_roadblock_ids: corrected route; route_lane_ids: interior lanes/connectors of the route.
+        centerline: ``(K, 3)`` PDM-Closed's discrete centerline (x, y, heading).
+        pdm_closed_states: ``(S, 11)`` PDM-Closed's reference trajectory (StateIndex layout), at
+            ``pdm_closed_times_s`` ``(S,)`` after the current frame.
+        human_future_local: ``(N, 3)`` logged future poses at 0.5 s in the ego frame (None for synthetic scenes).
+        human_history_global: ``(H, 3)`` logged past poses incl. the current one, with ``human_history_times_s``.
+        fingerprint: identifies the inputs the scene was built from (rebuild when it changes).
+    """
+
+    token: str
+    log_name: str
+    map_location: str
+    timestamp_us: int
+    scene_type: int
+    ego_pose: F64
+    ego_velocity_xy: F64
+    ego_acceleration_xy: F64
+    object_tokens: npt.NDArray[np.str_]
+    object_types: I64
+    object_size_lwh: F64
+    object_first_velocity_xy: F64
+    object_present: B
+    object_poses: F64
+    object_velocity_xy: F64
+    light_connector_ids: I64
+    red_light_mask: B
+    light_polygons: npt.NDArray[np.object_]
+    drivable_ids: I64
+    drivable_types: I64
+    drivable_polygons: npt.NDArray[np.object_]
+    route_roadblock_ids: I64
+    route_lane_ids: I64
+    centerline: F64
+    pdm_closed_states: F64
+    pdm_closed_times_s: F64
+    human_future_local: F64 | None
+    human_history_global: F64 | None
+    human_history_times_s: F64 | None
+    fingerprint: str = ""
+    version: int = SCORING_SCENE_VERSION
+
+    def __post_init__(self) -> None:
+        m = len(self.object_tokens)
+        t = self.object_present.shape[0] if self.object_present.ndim == 2 else -1
+        checks: dict[str, tuple[Any, tuple[int, ...]]] = {
+            "ego_pose": (self.ego_pose, (3,)),
+            "ego_velocity_xy": (self.ego_velocity_xy, (2,)),
+            "ego_acceleration_xy": (self.ego_acceleration_xy, (2,)),
+            "object_types": (self.object_types, (m,)),
+            "object_size_lwh": (self.object_size_lwh, (m, 3)),
+            "object_first_velocity_xy": (self.object_first_velocity_xy, (m, 2)),
+            "object_present": (self.object_present, (t, m)),
+            "object_poses": (self.object_poses, (t, m, 3)),
+            "object_velocity_xy": (self.object_velocity_xy, (t, m, 2)),
+            "red_light_mask": (self.red_light_mask, (t, len(self.light_connector_ids))),
+            "light_polygons": (self.light_polygons, (len(self.light_connector_ids),)),
+            "drivable_types": (self.drivable_types, (len(self.drivable_ids),)),
+            "drivable_polygons": (self.drivable_polygons, (len(self.drivable_ids),)),
+            "pdm_closed_times_s": (self.pdm_closed_times_s, (self.pdm_closed_states.shape[0],)),
+        }
+        for name, (arr, shape) in checks.items():
+            if np.shape(arr) != shape:
+                raise ValueError(f"ScoringScene[{self.token}].{name}: expected shape {shape}, got {np.shape(arr)}")
+        if self.centerline.ndim != 2 or self.centerline.shape[1] != 3:
+            raise ValueError(f"ScoringScene[{self.token}].centerline: expected (K, 3), got {self.centerline.shape}")
+        if self.pdm_closed_states.ndim != 2 or self.pdm_closed_states.shape[1] != 11:
+            raise ValueError(
+                f"ScoringScene[{self.token}].pdm_closed_states: expected (S, 11), got {self.pdm_closed_states.shape}")
+        for name in ("ego_pose", "ego_velocity_xy", "ego_acceleration_xy", "object_poses", "centerline",
+                     "pdm_closed_states"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(f"ScoringScene[{self.token}].{name}: values must be finite")
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.object_present.shape[0])
+
+    # --- storage ------------------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write as a versioned ``.npz`` through a temporary file."""
+        arrays: dict[str, np.ndarray] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name in _POLYGON_FIELDS:
+                _pack_polygons(arrays, f.name, value)
+            else:
+                arrays[f.name] = np.asarray(value)
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, p)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScoringScene:
+        """Read a scene written by :meth:`save`.
+
+        Raises:
+            DataError: missing/corrupt file, missing field, or a different ``SCORING_SCENE_VERSION``.
+        """
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read scoring scene ({exc})", path=p) from exc
+        version = int(data.get("version", -1))
+        if version != SCORING_SCENE_VERSION:
+            raise DataError(f"scoring scene version {version}, this lead-bench needs {SCORING_SCENE_VERSION}",
+                            path=p)
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in _POLYGON_FIELDS:
+                kwargs[f.name] = _unpack_polygons(data, f.name, p)
+            elif f.name in data:
+                v = data[f.name]
+                kwargs[f.name] = v.item() if v.ndim == 0 and f.name in _SCALARS else v
+            elif f.name in _OPTIONAL:
+                kwargs[f.name] = None
+            else:
+                raise DataError(f"scoring scene lacks field '{f.name}'", path=p)
+        kwargs["token"] = str(kwargs["token"])
+        kwargs["log_name"] = str(kwargs["log_name"])
+        kwargs["map_location"] = str(kwargs["map_location"])
+        kwargs["fingerprint"] = str(kwargs["fingerprint"])
+        kwargs["timestamp_us"] = int(kwargs["timestamp_us"])
+        kwargs["scene_type"] = int(kwargs["scene_type"])
+        kwargs["version"] = int(kwargs["version"])
+        return cls(**kwargs)
+
+
+_POLYGON_FIELDS = ("light_polygons", "drivable_polygons")
+_SCALARS = ("token", "log_name", "map_location", "timestamp_us", "scene_type", "fingerprint", "version")
+_OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_s")
+
+
+def _pack_polygons(arrays: dict[str, np.ndarray], name: str, polys: np.ndarray) -> None:
+    if len(polys) == 0:
+        arrays[f"{name}__n"] = np.array(0)
+        return
+    geom_type, coords, offsets = shapely.to_ragged_array(np.asarray(polys, dtype=object))
+    if geom_type != shapely.GeometryType.POLYGON:
+        raise ValueError(f"{name}: expected polygons, got {geom_type!r}")
+    arrays[f"{name}__n"] = np.array(len(polys))
+    arrays[f"{name}__coords"] = coords
+    for i, off in enumerate(offsets):
+        arrays[f"{name}__off{i}"] = off
+
+
+def _unpack_polygons(data: dict[str, np.ndarray], name: str, path: Path) -> np.ndarray:
+    if f"{name}__n" not in data:
+        raise DataError(f"scoring scene lacks field '{name}'", path=path)
+    if int(data[f"{name}__n"]) == 0:
+        return np.empty(0, dtype=object)
+    offsets = tuple(data[f"{name}__off{i}"] for i in range(2))
+    return np.asarray(shapely.from_ragged_array(shapely.GeometryType.POLYGON, data[f"{name}__coords"], offsets),
+                      dtype=object)
