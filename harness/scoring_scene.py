@@ -58,6 +58,35 @@ class ObjectType(enum.IntEnum):
 AGENT_TYPES = frozenset({ObjectType.VEHICLE, ObjectType.PEDESTRIAN, ObjectType.BICYCLE, ObjectType.EGO})
 
 
+@dataclass(frozen=True)
+class ObjectTimeline:
+    """Objects sampled every 0.1 s from the current frame: what a scorer collides the ego with.
+
+    The scene's ground-truth future is one timeline; PDM-Closed's constant-velocity forecast and the v2
+    traffic-agent policies produce others. Fields as the ``object_*`` fields of :class:`ScoringScene`.
+    """
+
+    tokens: npt.NDArray[np.str_]
+    types: I64
+    size_lwh: F64
+    first_velocity_xy: F64
+    present: B
+    poses: F64
+    velocity_xy: F64
+
+    def __post_init__(self) -> None:
+        m = len(self.tokens)
+        t = self.present.shape[0] if self.present.ndim == 2 else -1
+        for name, shape in (("types", (m,)), ("size_lwh", (m, 3)), ("first_velocity_xy", (m, 2)),
+                            ("present", (t, m)), ("poses", (t, m, 3)), ("velocity_xy", (t, m, 2))):
+            if np.shape(getattr(self, name)) != shape:
+                raise ValueError(f"ObjectTimeline.{name}: expected {shape}, got {np.shape(getattr(self, name))}")
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.present.shape[0])
+
+
 class SceneType(enum.IntEnum):
     ORIGINAL = 0
     SYNTHETIC = 1
@@ -156,6 +185,13 @@ class ScoringScene:
     @property
     def num_steps(self) -> int:
         return int(self.object_present.shape[0])
+
+    @property
+    def objects(self) -> ObjectTimeline:
+        """The ground-truth object timeline (log replay, interpolated to 10 Hz)."""
+        return ObjectTimeline(self.object_tokens, self.object_types, self.object_size_lwh,
+                              self.object_first_velocity_xy, self.object_present, self.object_poses,
+                              self.object_velocity_xy)
 
     # --- storage ------------------------------------------------------------------------------------------
 
