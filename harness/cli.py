@@ -185,7 +185,9 @@ def run() -> None:
 @click.option("--maps-root", type=click.Path(path_type=Path), default=None,
               help="nuPlan maps root with nuplan-maps-v1.0.json (default: $NUPLAN_MAPS_ROOT, else DATA_ROOT/maps).")
 @click.option("--split", default="test", show_default=True, help="Log folder under navsim_logs/ to run on.")
-@click.option("--agent", "agent_name", default="cv", show_default=True, help="Agent name (see `lead-bench list`).")
+@click.option("--agent", "agent_name", default="cv", show_default=True,
+              help="cv | mlp | human, or the path of an ego-status MLP checkpoint (.pt). `mlp` alone trains "
+                   "one on the data root's train split first (seconds) and caches it.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results directory (default: runs/navsim-AGENT-SPLIT-TIME).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Observations per agent call.")
@@ -195,7 +197,6 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
                batch_size: int, resume: bool) -> None:
     """Run AGENT on a NAVSIM split and report open-loop displacement errors (ADE/FDE, metres)."""
     from adapters.navsim.reader import NavsimReader
-    from harness.agents import build_agent
     from harness.runner import run_navsim_open_loop
 
     data_root = data_root or (Path(os.environ["OPENSCENE_DATA_ROOT"]) if os.environ.get("OPENSCENE_DATA_ROOT") else None)
@@ -205,8 +206,8 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
         raise ConfigError(f"data root {data_root} does not exist (expected a directory with navsim_logs/)")
     maps_root = maps_root or (Path(os.environ["NUPLAN_MAPS_ROOT"]) if os.environ.get("NUPLAN_MAPS_ROOT") else None)
     maps_root = maps_root or data_root / "maps"
-    agent = build_agent(agent_name)
     reader = NavsimReader(data_root, split)
+    agent = _resolve_agent(agent_name, data_root)
     _check_maps(reader, maps_root)
     out = out or Path("runs") / f"navsim-{agent_name}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
     config = {"benchmark": "navsim", "data_root": str(data_root), "maps_root": str(maps_root), "split": split,
@@ -227,6 +228,26 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
     console.print(f"results in [bold]{out}[/]")
     if summary.failed:
         sys.exit(EXIT_PARTIAL)
+
+
+def _resolve_agent(name: str, data_root: Path) -> Any:
+    """An agent by registry name or checkpoint path; `mlp` trains (once, cached) on DATA_ROOT's train split."""
+    import hashlib
+
+    from adapters.navsim.reader import NavsimReader
+    from harness.agents import build_agent
+    from harness.runner import train_mlp_on_split
+
+    if name.endswith(".pt") or Path(name).is_file():
+        return build_agent("mlp", checkpoint=Path(name))
+    if name == "mlp":
+        key = hashlib.blake2b(str(data_root.resolve()).encode(), digest_size=6).hexdigest()
+        ckpt = cache_root() / "checkpoints" / f"ego-mlp-{key}.pt"
+        if not ckpt.is_file():
+            console.print(f"training the ego-status MLP on {data_root}/navsim_logs/train (once; cached in {ckpt})")
+            train_mlp_on_split(NavsimReader(data_root, "train"), ckpt)
+        return build_agent("mlp", checkpoint=ckpt)
+    return build_agent(name)
 
 
 def _check_maps(reader: Any, maps_root: Path) -> None:

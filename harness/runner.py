@@ -15,10 +15,10 @@ import numpy as np
 
 from adapters.navsim.reader import NavsimReader, SensorSelection
 from adapters.navsim.scene_filter import SceneFilter
-from harness.agents.base import Policy
+from harness.agents.base import Policy, PrivilegedPolicy
 from harness.errors import DataError, LeadBenchError
 from harness.results import ProgressLog, write_results
-from harness.trajectory import NAVSIM_SAMPLING, TrajectorySampling
+from harness.trajectory import NAVSIM_SAMPLING, Trajectory, TrajectorySampling
 from harness.types import Sample, SampleRef
 from metrics.displacement import displacement_errors
 
@@ -43,7 +43,7 @@ ProgressCallback = Callable[[int], None]
 
 def run_navsim_open_loop(
     reader: NavsimReader,
-    agent: Policy,
+    agent: Policy | PrivilegedPolicy,
     out_dir: Path,
     *,
     sampling: TrajectorySampling = NAVSIM_SAMPLING,
@@ -114,7 +114,7 @@ def run_navsim_open_loop(
 
 def _run_batch(
     reader: NavsimReader,
-    agent: Policy,
+    agent: Policy | PrivilegedPolicy,
     refs: Sequence[SampleRef],
     selection: SensorSelection,
     sampling: TrajectorySampling,
@@ -129,7 +129,7 @@ def _run_batch(
     if not samples:
         return rows
     try:
-        plans = agent.plan([s.observation for s in samples], sampling)
+        plans = plan_samples(agent, samples, sampling)
     except (LeadBenchError, ValueError) as exc:
         return rows + [_failed(s.meta, exc) for s in samples]
     for sample, plan in zip(samples, plans, strict=True):
@@ -149,6 +149,19 @@ def _run_batch(
     return rows
 
 
+def plan_samples(
+    agent: Policy | PrivilegedPolicy, samples: Sequence[Sample], sampling: TrajectorySampling
+) -> list[Trajectory]:
+    """Plans for ``samples``: privileged agents see the whole sample, the others only its observation."""
+    if isinstance(agent, PrivilegedPolicy) and agent.privileged:
+        plans = agent.plan_from_samples(samples, sampling)
+    else:
+        plans = agent.plan([s.observation for s in samples], sampling)  # type: ignore[union-attr]
+    if len(plans) != len(samples):
+        raise ValueError(f"agent {agent.name} returned {len(plans)} plans for {len(samples)} samples")
+    return plans
+
+
 def _failed(ref: Any, exc: Exception) -> dict[str, Any]:
     return {"token": ref.token, "log_name": getattr(ref, "log_id", None), "valid": False,
             "ade_m": float("nan"), "fde_m": float("nan"), "error": f"{type(exc).__name__}: {exc}"}
@@ -159,3 +172,15 @@ def default_scene_filter() -> SceneFilter:
     from adapters.navsim.scene_filter import NAVTEST_FILTER
 
     return NAVTEST_FILTER
+
+
+def train_mlp_on_split(reader: NavsimReader, checkpoint: Path, *, epochs: int = 300, seed: int = 0) -> Path:
+    """Train the ego-status MLP on every scene of ``reader``'s split and save it to ``checkpoint``."""
+    from harness.agents.ego_mlp import save_checkpoint, train_ego_mlp
+
+    samples = [reader.load(r) for r in reader.index()]
+    model, report = train_ego_mlp(samples, sampling=NAVSIM_SAMPLING, epochs=epochs, seed=seed)
+    save_checkpoint(model, checkpoint, NAVSIM_SAMPLING)
+    log.info("trained the ego-status MLP on %d samples of split %s (final L1 %.3f m); saved %s",
+             report.samples, reader.split, report.final_l1, checkpoint)
+    return checkpoint

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from harness.agents.base import Policy, SensorNeeds
+from harness.agents.base import Policy, PrivilegedPolicy, SensorNeeds
 from harness.errors import ConfigError
 
 AGENTS: dict[str, tuple[str, str]] = {
     "cv": ("harness.agents.constant_velocity:ConstantVelocityAgent", "constant velocity along the current velocity"),
+    "mlp": ("harness.agents.ego_mlp:EgoMLPAgent", "ego-status MLP (velocity, acceleration, command); needs a checkpoint"),
+    "human": ("harness.agents.human:HumanAgent", "human log replay (privileged: reads the logged future)"),
 }
 
 
@@ -20,9 +22,9 @@ def build_agent(name: str, **kwargs: Any) -> Policy:
     module, _, obj = AGENTS[name][0].partition(":")
     cls = getattr(importlib.import_module(module), obj)
     agent = cls(**kwargs)
-    if not isinstance(agent, Policy):
+    if not isinstance(agent, Policy | PrivilegedPolicy):
         raise ConfigError(f"agent '{name}' does not implement the Policy protocol")
     return agent
 
 
-__all__ = ["AGENTS", "Policy", "SensorNeeds", "build_agent"]
+__all__ = ["AGENTS", "Policy", "PrivilegedPolicy", "SensorNeeds", "build_agent"]

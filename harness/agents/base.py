@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from harness.trajectory import Trajectory, TrajectorySampling
-from harness.types import Observation
+from harness.types import Observation, Sample
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,18 @@ class Policy(Protocol):
 
     def plan(self, observations: Sequence[Observation], sampling: TrajectorySampling) -> list[Trajectory]:
         """One trajectory per observation, in the canonical ego frame, at ``sampling``."""
+        ...
+
+
+@runtime_checkable
+class PrivilegedPolicy(Protocol):
+    """A policy that reads ground truth (e.g. human log replay). Its results are marked privileged."""
+
+    name: str
+    privileged: bool
+
+    def sensor_needs(self) -> SensorNeeds: ...
+
+    def plan_from_samples(self, samples: Sequence[Sample], sampling: TrajectorySampling) -> list[Trajectory]:
+        """One trajectory per sample; may read ``sample.targets``."""
         ...
