@@ -1,0 +1,315 @@
+"""Build lead-bench's metric cache: one :class:`ScoringScene` per NAVSIM token, from logs and the nuPlan map.
+
+What NAVSIM's ``MetricCacheProcessor.compute_metric_cache`` stores (specs/navsim.md §4, §9), except the
+PDM-Closed trajectory, which is left as an empty placeholder for the PDM-Closed builder to fill:
+
+- initial ego state: the current frame's rear-axle pose and ``ego_dynamic_state`` (velocity and acceleration
+  pass through float32 as in NAVSIM's ``EgoStatus``);
+- object timeline at 10 Hz (:mod:`adapters.navsim.scoring_objects`);
+- traffic lights: every lane connector named in the horizon's keyframes, red at step ``k`` when keyframe
+  ``k // 5`` lists it red (NAVSIM v2's ``_interpolate_traffic_light_status``), with its polygon;
+- PDM-Closed's map products: the drivable map within 100 m (square) of the ego's centre, the corrected route
+  (de-duplicated), its lane ids and the discrete centerline (:mod:`adapters.navsim.scoring_route`);
+- the human's future keyframes in the current ego frame and its history keyframes in the map frame.
+
+:class:`ScoringSceneCache` keeps one ``.npz`` per token under ``<cache_dir>/<log_name>/``, with a per-log
+``index.json``, and rebuilds a scene whose fingerprint (log size and mtime, map version, horizon,
+``SCORING_SCENE_VERSION``) no longer matches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from adapters.navsim.log_format import NavsimFrame, relative_poses
+from adapters.navsim.map_reader import read_nuplan_map
+from adapters.navsim.map_writer import canonical_location, maps_json_path
+from adapters.navsim.reader import NavsimReader
+from adapters.navsim.scoring_objects import num_keyframes, object_timeline, step_times
+from adapters.navsim.scoring_route import (
+    centerline_from_lane,
+    dedupe_route,
+    discrete_centerline,
+    ego_center,
+    route_lane_ids,
+    route_roadblock_correction,
+    starting_lane,
+)
+from harness.errors import DataError, MapError
+from harness.map_query import MapQuery
+from harness.maps import RoadMap
+from harness.scoring_scene import SCORING_SCENE_VERSION, SceneType, ScoringScene
+
+__all__ = [
+    "MAP_RADIUS_M",
+    "ScoringSceneCache",
+    "build_scoring_scene",
+    "discrete_centerline",
+    "red_light_mask",
+    "route_roadblock_correction",
+]
+
+log = logging.getLogger(__name__)
+
+F64 = npt.NDArray[np.float64]
+
+#: PDM-Closed's ``map_radius`` in the metric cache (half-side of nuPlan's square proximity query), metres.
+MAP_RADIUS_M = 100.0
+#: NAVSIM v2 marks a synthetic scene by its 17-character token.
+SYNTHETIC_TOKEN_LENGTH = 17
+#: 10 Hz steps per 2 Hz keyframe.
+STEPS_PER_KEYFRAME = 5
+
+
+def red_light_mask(
+    frames: Sequence[NavsimFrame], road_map: RoadMap, num_steps: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.object_]]:
+    """Red-light status per 10 Hz step for every lane connector the keyframes name.
+
+    Args:
+        frames: the horizon's keyframes, current first (0.5 s apart).
+        road_map: supplies each connector's polygon; ids it does not know are dropped (no polygon exists,
+            and NAVSIM only ever uses connectors of the route).
+        num_steps: 10 Hz steps T; step ``k`` takes the status of keyframe ``k // 5`` (zero-order hold).
+
+    Returns:
+        ``(ids (L,), red (T, L), polygons (L,))``, ids ascending. A connector listed twice in one keyframe
+        counts as red if either entry is red (NAVSIM adds a polygon per red entry).
+    """
+    named = sorted({c for f in frames for c, _ in f.traffic_lights})
+    ids = [c for c in named if c in road_map.lane_connectors or c in road_map.lanes]
+    col = {c: j for j, c in enumerate(ids)}
+    red_kf = np.zeros((len(frames), len(ids)), dtype=bool)
+    for k, f in enumerate(frames):
+        for c, is_red in f.traffic_lights:
+            if is_red and c in col:
+                red_kf[k, col[c]] = True
+    red = red_kf[np.minimum(np.arange(num_steps) // STEPS_PER_KEYFRAME, len(frames) - 1)]
+    polys = np.empty(len(ids), dtype=object)
+    for j, c in enumerate(ids):
+        obj = road_map.lane_connectors.get(c) or road_map.lanes[c]
+        polys[j] = obj.polygon
+    return np.asarray(ids, dtype=np.int64), red, polys
+
+
+def build_scoring_scene(
+    frames: Sequence[NavsimFrame],
+    current: int,
+    road_map: RoadMap,
+    map_query: MapQuery,
+    *,
+    horizon_s: float = 5.0,
+    fingerprint: str = "",
+) -> ScoringScene:
+    """The scoring scene of one NAVSIM scene (metric cache without the PDM-Closed trajectory).
+
+    Args:
+        frames: the scene's parsed frames (``NavsimReader.scene_frames``), history first.
+        current: index of the current frame in ``frames``.
+        road_map: the nuPlan map of the scene's location; map_query its index (``MapQuery(road_map)``).
+        horizon_s: object/light horizon (v1.1: 5.0 s, 51 steps; v2: 4.0 s, 41 steps); a multiple of 0.5 s.
+        fingerprint: stored with the scene (see :class:`ScoringSceneCache`).
+
+    Returns:
+        The scene in the map frame; ``pdm_closed_states`` is ``(0, 11)`` and ``pdm_closed_times_s`` ``(0,)``
+        until PDM-Closed fills them.
+
+    Raises:
+        DataError: no annotations, too few future frames, an empty or unknown route, or a map without the
+            lanes PDM needs (each names the token).
+    """
+    if not 0 <= current < len(frames):
+        raise ValueError(f"current index {current} outside the scene's {len(frames)} frames")
+    if horizon_s <= 0 or abs(horizon_s / 0.5 - round(horizon_s / 0.5)) > 1e-9:
+        raise ValueError(f"horizon_s must be a positive multiple of 0.5 s, got {horizon_s}")
+    now = frames[current]
+    objects = object_timeline(frames, current, horizon_s)
+    n_steps = len(step_times(horizon_s))
+    keyframes = frames[current : current + num_keyframes(horizon_s)]
+    light_ids, red, light_polys = red_light_mask(keyframes, road_map, n_steps)
+
+    ego_pose = np.asarray(now.ego_pose, dtype=np.float64)
+    drivable = map_query.drivable_polygons_within(ego_center(ego_pose), MAP_RADIUS_M)
+    try:
+        corrected = route_roadblock_correction(ego_pose, road_map, map_query, now.roadblock_ids)
+        route = dedupe_route(corrected, road_map)
+        lanes = route_lane_ids(route, road_map)
+        lane = starting_lane(ego_pose, road_map, drivable.ids, drivable.polygons, lanes)
+        centerline = centerline_from_lane(lane, road_map, route, lanes)
+    except ValueError as exc:
+        raise DataError(f"PDM route/centerline: {exc}", token=now.token) from exc
+
+    synthetic = len(now.token) == SYNTHETIC_TOKEN_LENGTH
+    rel = relative_poses(frames, current)
+    times = (np.array([f.timestamp_us for f in frames], dtype=np.int64) - now.timestamp_us) / 1e6
+    history = np.stack([f.ego_pose for f in frames[: current + 1]]).astype(np.float64)
+    dyn = np.asarray(now.ego_dynamic_state, dtype=np.float32).astype(np.float64)
+    return ScoringScene(
+        token=now.token,
+        log_name=now.log_name,
+        map_location=now.map_location,
+        timestamp_us=int(now.timestamp_us),
+        scene_type=int(SceneType.SYNTHETIC if synthetic else SceneType.ORIGINAL),
+        ego_pose=ego_pose.copy(),
+        ego_velocity_xy=dyn[:2],
+        ego_acceleration_xy=dyn[2:],
+        object_tokens=objects.tokens,
+        object_types=objects.types,
+        object_size_lwh=objects.size_lwh,
+        object_first_velocity_xy=objects.first_velocity_xy,
+        object_present=objects.present,
+        object_poses=objects.poses,
+        object_velocity_xy=objects.velocity_xy,
+        light_connector_ids=light_ids,
+        red_light_mask=red,
+        light_polygons=light_polys,
+        drivable_ids=drivable.ids,
+        drivable_types=drivable.types,
+        drivable_polygons=drivable.polygons,
+        route_roadblock_ids=np.asarray(route, dtype=np.int64),
+        route_lane_ids=np.asarray(lanes, dtype=np.int64),
+        centerline=centerline,
+        pdm_closed_states=np.zeros((0, 11)),
+        pdm_closed_times_s=np.zeros(0),
+        human_future_local=None if synthetic else rel[current + 1 :].copy(),
+        human_history_global=history,
+        human_history_times_s=times[: current + 1].copy(),
+        fingerprint=fingerprint,
+    )
+
+
+# --- cache ------------------------------------------------------------------------------------------------
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class ScoringSceneCache:
+    """A directory of scoring scenes, ``<cache_dir>/<log_name>/<token>.npz`` plus ``<log_name>/index.json``.
+
+    ``get(token)`` returns the stored scene when its fingerprint matches the inputs, and otherwise builds it
+    from the reader's logs and the map, writes it (temporary file, then rename) and records it in the log's
+    index. The fingerprint covers the log pickle's size and mtime, the map location and version, the
+    horizon and ``SCORING_SCENE_VERSION``, so editing a log, swapping the map or upgrading lead-bench
+    rebuilds exactly the scenes concerned.
+
+    Args:
+        cache_dir: root of the cache (created on first write).
+        reader: the split's reader (its scene filter defines the tokens).
+        maps_root: nuPlan maps root (``nuplan-maps-v1.0.json``, ``<location>/<version>/map.gpkg``).
+        horizon_s: object/light horizon of the scenes (5.0 for v1.1, 4.0 for v2).
+        map_version: force a map version instead of the one the maps json names.
+    """
+
+    INDEX = "index.json"
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        reader: NavsimReader,
+        maps_root: str | Path,
+        *,
+        horizon_s: float = 5.0,
+        map_version: str | None = None,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.reader = reader
+        self.maps_root = Path(maps_root)
+        self.horizon_s = float(horizon_s)
+        self.map_version = map_version
+        self._maps: dict[str, tuple[RoadMap, MapQuery]] = {}
+        self._versions: dict[str, str] = {}
+        self.built = 0  # scenes built (not read) by this instance
+
+    # --- inputs -------------------------------------------------------------------------------------------
+
+    def _version(self, location: str) -> str:
+        if self.map_version is not None:
+            return self.map_version
+        loc = canonical_location(location)
+        if loc not in self._versions:
+            path = maps_json_path(self.maps_root)
+            try:
+                self._versions[loc] = str(json.loads(path.read_text(encoding="utf-8"))[loc]["version"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise MapError(f"maps json has no version for {loc} ({exc!r})", path=path) from exc
+        return self._versions[loc]
+
+    def map_for(self, location: str) -> tuple[RoadMap, MapQuery]:
+        """The map of a location and its index (read once per cache instance)."""
+        loc = canonical_location(location)
+        if loc not in self._maps:
+            road_map = read_nuplan_map(self.maps_root, loc, self._version(loc))
+            self._maps[loc] = (road_map, MapQuery(road_map))
+        return self._maps[loc]
+
+    def fingerprint(self, log_name: str, location: str) -> str:
+        """What a stored scene of ``log_name`` must have been built from to be reused."""
+        st = (self.reader.logs_dir / f"{log_name}.pkl").stat()
+        return (f"v{SCORING_SCENE_VERSION}|log={st.st_size}:{st.st_mtime_ns}|map={canonical_location(location)}:"
+                f"{self._version(location)}|horizon={self.horizon_s:g}")
+
+    def path_of(self, log_name: str, token: str) -> Path:
+        return self.cache_dir / log_name / f"{token}.npz"
+
+    # --- access -------------------------------------------------------------------------------------------
+
+    def get(self, token: str) -> ScoringScene:
+        """The scoring scene of ``token``: read if current, else built and stored.
+
+        Raises:
+            DataError: unknown token, or the scene cannot be built (see :func:`build_scoring_scene`).
+        """
+        frames, current = self.reader.scene_frames(token)
+        now = frames[current]
+        fp = self.fingerprint(now.log_name, now.map_location)
+        path = self.path_of(now.log_name, token)
+        if path.is_file():
+            try:
+                scene = ScoringScene.load(path)
+            except DataError as exc:
+                log.info("rebuilding scoring scene %s: %s", token, exc)
+            else:
+                if scene.fingerprint == fp:
+                    return scene
+                log.info("rebuilding scoring scene %s: inputs changed", token)
+        road_map, query = self.map_for(now.map_location)
+        scene = build_scoring_scene(frames, current, road_map, query, horizon_s=self.horizon_s, fingerprint=fp)
+        scene.save(path)
+        self._record(now.log_name, token, fp)
+        self.built += 1
+        return scene
+
+    def index(self) -> dict[str, dict[str, str]]:
+        """``log_name -> {token: fingerprint}`` of every scene written, from the per-log index files."""
+        out: dict[str, dict[str, str]] = {}
+        for p in sorted(self.cache_dir.glob(f"*/{self.INDEX}")):
+            out[p.parent.name] = self._read_index(p)
+        return out
+
+    @staticmethod
+    def _read_index(path: Path) -> dict[str, str]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # unreadable index: the .npz files and their fingerprints stay authoritative
+        tokens = data.get("tokens", {}) if isinstance(data, dict) else {}
+        return {str(k): str(v) for k, v in tokens.items()} if isinstance(tokens, dict) else {}
+
+    def _record(self, log_name: str, token: str, fp: str) -> None:
+        path = self.cache_dir / log_name / self.INDEX
+        tokens = self._read_index(path)
+        tokens[token] = fp
+        _atomic_write_text(path, json.dumps({"log_name": log_name, "tokens": dict(sorted(tokens.items()))},
+                                            indent=1) + "\n")
