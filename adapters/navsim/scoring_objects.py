@@ -16,7 +16,8 @@ the horizon taken from the proposal sampling) and the scenario's ``annotations_t
   step times ``k * 0.1`` compared with ``j * 0.5`` as NAVSIM computes both);
 - a track seen in one keyframe only is kept, frozen at that keyframe's pose and velocity, at every step;
 - type, box size and the "first velocity" come from the track's first appearance; tracks are ordered by
-  first appearance (frame, then box order).
+  that type, then by first appearance (frame, then box order): the order of NAVSIM's per-step object lists,
+  which nuPlan's ``TrackedObjects`` sorts by type.
 
 Everything is numpy over tracks x keyframes x steps; there is no Python loop over objects or steps.
 """
@@ -128,9 +129,11 @@ def object_timeline(frames: Sequence[NavsimFrame], current: int, horizon_s: floa
     gvx = np.where(is_agent, vx * cos - vy * sin, 0.0)
     gvy = np.where(is_agent, vx * sin + vy * cos, 0.0)
 
-    # Tracks in order of first appearance; a token repeated within one frame keeps its first box.
+    # A token repeated within one frame keeps its first box.
     names, first_det, inverse = np.unique(np.asarray(tokens, dtype=str), return_index=True, return_inverse=True)
-    by_appearance = np.argsort(first_det, kind="stable")
+    # nuPlan's TrackedObjects sorts every step's objects by type (stable), so order tracks by the type of their
+    # first appearance, then by first appearance: each step's present tracks are then in NAVSIM's order.
+    by_appearance = np.lexsort((first_det, types[first_det]))
     rank = np.empty_like(by_appearance)
     rank[by_appearance] = np.arange(len(names))
     track = rank[inverse.reshape(-1)]

@@ -68,7 +68,7 @@ def loop_object_timeline(frames: list[NavsimFrame], current: int, horizon_s: flo
                 first[tok] = (int(kind), np.array([x, y, h]), v, box[3:6].copy())
             else:
                 states[tok].append(st)
-    tokens = list(states)
+    tokens = sorted(states, key=lambda tk: first[tk][0])  # TrackedObjects: stable sort by type
     m, t = len(tokens), len(steps)
     present = np.zeros((t, m), dtype=bool)
     poses = np.zeros((t, m, 3))
@@ -268,9 +268,14 @@ def test_track_span_gaps_and_float_edges(world_scenes):
     assert tl.present[:, j].all()
     a, b = scene.object_poses[5, m, :2], scene.object_poses[15, m, :2]
     np.testing.assert_allclose(tl.poses[10, j, :2], 0.5 * (a + b), atol=1e-9)
-    # Order is first appearance; a track first seen later sorts after the ones of the current frame.
+    # Order is type, then first appearance: a vehicle first seen later sorts after the vehicles of the
+    # current frame and before every other type.
     tl = object_timeline(_edit_track(frames, tok, {4, 5}, cur), cur)
-    assert list(tl.tokens).index(tok) >= int(scene.object_present[0].sum()) - 1
+    j = list(tl.tokens).index(tok)
+    a = frames[cur].annotations
+    vehicles_now = [list(tl.tokens).index(t) for t, n in zip(a.track_tokens, a.names) if n == "vehicle" and t != tok]
+    assert j > max(vehicles_now) and j < np.flatnonzero(tl.types != ObjectType.VEHICLE).min()
+    assert np.all(np.diff(tl.types) >= 0)
 
 
 # --- lights, drivable map, centerline on the world ------------------------------------------------------------
