@@ -10,7 +10,7 @@ log    split  situation              what happens (ego)
                                      light of B, waits through the pedestrian phase (walkers cross right
                                      in front of it), goes straight on green (red light, standing start,
                                      pedestrian crossing, oncoming traffic on the other roadblock)
-1      train  ``stopped_queue``      middle road west-bound, right lane; brakes behind a queue of three
+1      train  ``stopped_queue``      middle road west-bound, right lane; brakes behind a queue of two
                                      stopped cars at A's red light, turns right on green (stopped lead
                                      vehicle, queue discharge, right turn)
 2      test   ``obstacle_pass``      middle road east-bound, right lane, blocked ahead by a broken-down
@@ -146,62 +146,69 @@ class Situation:
 
 
 SITUATIONS: tuple[Situation, ...] = (
-    Situation("red_light_peds", ("middle", True, 0), -75.0, 10.0, ("S",), (("B", "W", 21.0),),
-              clear_ahead_m=None, crossers=(("B", "W", 3),), mean_free_gap_m=10.0, busy=True),
-    Situation("stopped_queue", ("middle", False, 1), -100.0, 11.0, ("R",), (("A", "E", 15.0),),
-              clear_ahead_m=30.0, queue_ahead=3, mean_free_gap_m=10.0, busy=True),
-    Situation("obstacle_pass", ("middle", True, 1), 8.0, 9.0, ("S",), (("B", "W", 14.0), ("A", "W", 40.0)),
-              lane_change=(0, 35.0, 65.0), obstacle_m=100.0, mean_free_gap_m=30.0, bicycles=0),
+    Situation(
+        "red_light_peds",
+        ("middle", True, 0),
+        -75.0,
+        10.0,
+        ("S",),
+        (("B", "W", 21.0),),
+        clear_ahead_m=None,
+        crossers=(("B", "W", 3),),
+        mean_free_gap_m=10.0,
+        busy=True,
+    ),
+    Situation(
+        "stopped_queue",
+        ("middle", False, 1),
+        -90.0,
+        11.0,
+        ("R",),
+        (("A", "E", 12.5),),
+        clear_ahead_m=None,
+        queue_ahead=2,
+        mean_free_gap_m=10.0,
+        busy=True,
+    ),
+    Situation(
+        "obstacle_pass",
+        ("middle", True, 1),
+        8.0,
+        9.0,
+        ("S",),
+        (("B", "W", 14.0), ("A", "W", 40.0)),
+        lane_change=(0, 35.0, 65.0),
+        obstacle_m=100.0,
+        mean_free_gap_m=30.0,
+        bicycles=0,
+    ),
     Situation("busy_follow", ("outer", True, 0), 5.0, 10.0, (), clear_ahead_m=15.0, mean_free_gap_m=4.0),
     Situation("oncoming_curve", ("north", True, 0), 5.0, 8.0, mean_free_gap_m=12.0),
-    Situation("standing_start", ("outer", True, 0), -(0.6 + FRONT_FROM_REAR_AXLE_M), 0.0, ("L",),
-              (("A", "W", 2.0),), clear_ahead_m=None, mean_free_gap_m=10.0),
-    Situation("curve_right_turn", ("south", False, 0), 230.0, 10.0, ("R",), (("A", "S", 15.0),),
-              clear_ahead_m=None),
-    Situation("curve_queue", ("outer", True, 1), -290.0, 8.0, ("S",), (("A", "W", 30.0),), queue_ahead=2,
-              clear_ahead_m=40.0, mean_free_gap_m=15.0),
+    Situation(
+        "standing_start",
+        ("outer", True, 0),
+        -(0.6 + FRONT_FROM_REAR_AXLE_M),
+        0.0,
+        ("L",),
+        (("A", "W", 2.0),),
+        clear_ahead_m=None,
+        mean_free_gap_m=10.0,
+    ),
+    Situation(
+        "curve_right_turn", ("south", False, 0), 230.0, 10.0, ("R",), (("A", "S", 15.0),), clear_ahead_m=None
+    ),
+    Situation(
+        "curve_queue",
+        ("outer", True, 1),
+        -250.0,
+        8.0,
+        ("S",),
+        (("A", "W", 30.0),),
+        queue_ahead=2,
+        clear_ahead_m=None,
+        mean_free_gap_m=15.0,
+    ),
 )
-
-
-def build_world(config: WorldConfig = WorldConfig()) -> World:
-    """Build the map and every log of the embedded world (deterministic in ``config``)."""
-    road_map = build_road_map(config.seed)
-    graph = build_lane_graph(road_map)
-    logs = tuple(_build_log(graph, config, i) for i in range(config.num_logs))
-    order = sorted(range(config.num_logs), key=lambda i: (i % 2, i))
-    n = config.num_logs
-    n_test = int(np.floor(n * config.test_fraction + 0.5))
-    if n >= 2 and 0.0 < config.test_fraction < 1.0:
-        n_test = min(max(n_test, 1), n - 1)
-    test = set(order[:n_test])
-    splits = {"train": tuple(logs[i].name for i in range(n) if i not in test),
-              "test": tuple(logs[i].name for i in range(n) if i in test)}
-    return World(road_map, logs, splits)
-
-
-def _token(*parts: object) -> str:
-    return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).hexdigest()
-
-
-def _log_name_and_start(seed: int, index: int, steps: int) -> tuple[str, int]:
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, index, 0x4E414D45])
-    start_s = (int(seed) % 180) * 86400 + index * 2237 + int(rng.integers(0, 600)) + 16 * 3600
-    start_us = EPOCH_US + start_s * 1_000_000 + int(rng.integers(0, 1_000_000))
-    when = dt.datetime.fromtimestamp(start_us / 1e6, tz=dt.UTC).strftime("%Y.%m.%d.%H.%M.%S")
-    first = int(rng.integers(100, 9000))
-    return f"{when}_veh-{int(rng.integers(10, 60)):02d}_{first:05d}_{first + 2 * steps:05d}", start_us
-
-
-def _signals(graph: LaneGraph, sit: Situation, rng: np.random.Generator) -> list[IntersectionSignals]:
-    out = []
-    for name in sorted(INTERSECTIONS):
-        order = [inbound_roadblock_id(name, arm) for arm in PHASE_ARMS]
-        sig = make_signals(graph.road_map, intersection_id(name), order, 0.0)
-        want = [(arm, t) for inter, arm, t in sit.greens if inter == name]
-        offset = sig.offset_for_green(inbound_roadblock_id(name, want[0][0]), want[0][1]) if want \
-            else float(rng.uniform(0.0, sig.cycle_s))
-        out.append(make_signals(graph.road_map, intersection_id(name), order, offset))
-    return out
 
 
 @dataclass(frozen=True)
@@ -224,8 +231,71 @@ class LogSimulation:
     ego: EgoTrack
 
 
-def _build_log(graph: LaneGraph, config: WorldConfig, index: int) -> WorldLog:
-    return _assemble(graph, config, index, simulate_log(graph, config, index))
+@dataclass(frozen=True)
+class WorldSimulation:
+    """Every log of a world, simulated but not yet recorded as frames (tests inspect it)."""
+
+    config: WorldConfig
+    graph: LaneGraph
+    logs: tuple[LogSimulation, ...]
+
+
+def build_world(config: WorldConfig = WorldConfig()) -> World:
+    """Build the map and every log of the embedded world (deterministic in ``config``)."""
+    return assemble_world(simulate_world(config))
+
+
+def simulate_world(config: WorldConfig = WorldConfig()) -> WorldSimulation:
+    """Build the map and simulate every log (the first half of :func:`build_world`)."""
+    graph = build_lane_graph(build_road_map(config.seed))
+    return WorldSimulation(
+        config, graph, tuple(simulate_log(graph, config, i) for i in range(config.num_logs))
+    )
+
+
+def assemble_world(sim: WorldSimulation) -> World:
+    """Record simulated logs as frames and split them (the second half of :func:`build_world`)."""
+    config = sim.config
+    logs = tuple(_assemble(sim.graph, config, i, log) for i, log in enumerate(sim.logs))
+    order = sorted(range(config.num_logs), key=lambda i: (i % 2, i))
+    n = config.num_logs
+    n_test = int(np.floor(n * config.test_fraction + 0.5))
+    if n >= 2 and 0.0 < config.test_fraction < 1.0:
+        n_test = min(max(n_test, 1), n - 1)
+    test = set(order[:n_test])
+    splits = {
+        "train": tuple(logs[i].name for i in range(n) if i not in test),
+        "test": tuple(logs[i].name for i in range(n) if i in test),
+    }
+    return World(sim.graph.road_map, logs, splits)
+
+
+def _token(*parts: object) -> str:
+    return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).hexdigest()
+
+
+def _log_name_and_start(seed: int, index: int, steps: int) -> tuple[str, int]:
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, index, 0x4E414D45])
+    start_s = (int(seed) % 180) * 86400 + index * 2237 + int(rng.integers(0, 600)) + 16 * 3600
+    start_us = EPOCH_US + start_s * 1_000_000 + int(rng.integers(0, 1_000_000))
+    when = dt.datetime.fromtimestamp(start_us / 1e6, tz=dt.UTC).strftime("%Y.%m.%d.%H.%M.%S")
+    first = int(rng.integers(100, 9000))
+    return f"{when}_veh-{int(rng.integers(10, 60)):02d}_{first:05d}_{first + 2 * steps:05d}", start_us
+
+
+def _signals(graph: LaneGraph, sit: Situation, rng: np.random.Generator) -> list[IntersectionSignals]:
+    out = []
+    for name in sorted(INTERSECTIONS):
+        order = [inbound_roadblock_id(name, arm) for arm in PHASE_ARMS]
+        sig = make_signals(graph.road_map, intersection_id(name), order, 0.0)
+        want = [(arm, t) for inter, arm, t in sit.greens if inter == name]
+        offset = (
+            sig.offset_for_green(inbound_roadblock_id(name, want[0][0]), want[0][1])
+            if want
+            else float(rng.uniform(0.0, sig.cycle_s))
+        )
+        out.append(make_signals(graph.road_map, intersection_id(name), order, offset))
+    return out
 
 
 def simulate_log(graph: LaneGraph, config: WorldConfig, index: int) -> LogSimulation:
@@ -244,7 +314,9 @@ def simulate_log(graph: LaneGraph, config: WorldConfig, index: int) -> LogSimula
     rear_axle = sit.position_m if sit.position_m >= 0 else lane_len + sit.position_m
     change = None
     if sit.lane_change is not None:
-        change = LaneChange(lane_id(road, forward, sit.lane_change[0]), sit.lane_change[1], sit.lane_change[2])
+        change = LaneChange(
+            lane_id(road, forward, sit.lane_change[0]), sit.lane_change[1], sit.lane_change[2]
+        )
     plan = EgoPlan(graph.ids[node], rear_axle, sit.speed_mps, sit.turns, change)
     reach = config.duration_s * 17.0 + 150.0
     path = ego_path(graph, plan, rear_axle + reach, rng)
@@ -264,33 +336,60 @@ def simulate_log(graph: LaneGraph, config: WorldConfig, index: int) -> LogSimula
         half = BROKEN_CAR_SIZE_LWH[0] / 2
         reserved.append(Reserved(node, sit.obstacle_m - half, sit.obstacle_m + half, 0.0))
         forbidden = frozenset({node})
-        extra.append(Vehicle(Mover(build_path(graph, [node]), sit.obstacle_m, 0.0, half, half, frozen=True),
-                             "vehicle", BROKEN_CAR_SIZE_LWH))
+        extra.append(
+            Vehicle(
+                Mover(build_path(graph, [node]), sit.obstacle_m, 0.0, half, half, frozen=True),
+                "vehicle",
+                BROKEN_CAR_SIZE_LWH,
+            )
+        )
         props += work_zone(graph, node, sit.obstacle_m, 2 * half)
     queues = {node: sit.queue_ahead} if sit.queue_ahead is not None else {}
-    spec = TrafficSpec(sit.mean_free_gap_m, 6 if sit.busy else 3, queues, forbidden, tuple(reserved), sit.bicycles)
+    spec = TrafficSpec(
+        sit.mean_free_gap_m, 6 if sit.busy else 3, queues, forbidden, tuple(reserved), sit.bicycles
+    )
     vehicles = place_traffic(graph, spec, lights[0], rng, reach) + extra
     crossers = {crosswalk_id(i, a): n for i, a, n in sit.crossers}
     # Strollers gather where the ego will be a quarter into the log, so busy logs are busy around it.
     near, _ = path.interpolate(rear_axle + 0.25 * config.duration_s * max(sit.speed_mps, 4.0))
     props += parked_cars(graph, rng) + kerb_clutter(graph, rng, 12 if sit.busy else 6, near)
-    walkers = plan_pedestrians(graph, signals, times, rng, crossers=(1, 4) if sit.busy else (0, 2),
-                               forced_crossers=crossers, strollers=30 if sit.busy else 12, near_xy=near,
-                               avoid_xy=np.array([p.xy for p in props]).reshape(-1, 2))
+    walkers = plan_pedestrians(
+        graph,
+        signals,
+        times,
+        rng,
+        crossers=(1, 4) if sit.busy else (0, 2),
+        forced_crossers=crossers,
+        strollers=30 if sit.busy else 12,
+        near_xy=near,
+        avoid_xy=np.array([p.xy for p in props]).reshape(-1, 2),
+    )
 
     movers = (ego_mover(path, plan), *(v.mover for v in vehicles))
     result = simulate(graph, movers, lights, walkers.crossers)
     peds = evaluate_pedestrians(walkers, times, result.departures_s)
     ego = ego_track(graph, path, result.s[:, 0], result.v[:, 0], result.a[:, 0])
-    return LogSimulation(sit, times, tuple(signals), lights, movers, tuple(vehicles), peds, tuple(props), result, ego)
+    return LogSimulation(
+        sit, times, tuple(signals), lights, movers, tuple(vehicles), peds, tuple(props), result, ego
+    )
 
 
 def _assemble(graph: LaneGraph, config: WorldConfig, index: int, log: LogSimulation) -> WorldLog:
     """Turn simulated states into frames of :class:`ObjectStates` (vehicles, pedestrians, static props)."""
-    sim, vehicles, peds, props, ego, lights = log.result, log.vehicles, log.pedestrians, log.props, log.ego, log.lights
+    sim, vehicles, peds, props, ego, lights = (
+        log.result,
+        log.vehicles,
+        log.pedestrians,
+        log.props,
+        log.ego,
+        log.lights,
+    )
     steps = len(log.times_s)
-    xy_v, yaw_v = path_poses([v.mover.path for v in vehicles], sim.s[:, 1:]) if vehicles else \
-        (np.zeros((steps, 0, 2)), np.zeros((steps, 0)))
+    xy_v, yaw_v = (
+        path_poses([v.mover.path for v in vehicles], sim.s[:, 1:])
+        if vehicles
+        else (np.zeros((steps, 0, 2)), np.zeros((steps, 0)))
+    )
     vel_v = sim.v[:, 1:, None] * np.stack([np.cos(yaw_v), np.sin(yaw_v)], axis=-1)
     n_p = len(props)
     xy_s = np.broadcast_to(np.array([p.xy for p in props]).reshape(1, n_p, 2), (steps, n_p, 2))
@@ -298,9 +397,16 @@ def _assemble(graph: LaneGraph, config: WorldConfig, index: int, log: LogSimulat
     xy = np.concatenate([xy_v, peds.xy, xy_s], axis=1)
     yaw = np.concatenate([yaw_v, peds.heading, yaw_s], axis=1)
     vel = np.concatenate([vel_v, peds.velocity, np.zeros((steps, n_p, 2))], axis=1)
-    sizes = np.concatenate([np.array([v.size_lwh for v in vehicles]).reshape(-1, 3), peds.size_lwh,
-                            np.array([p.size_lwh for p in props]).reshape(-1, 3)])
-    cats = tuple(v.category for v in vehicles) + ("pedestrian",) * len(peds) + tuple(p.category for p in props)
+    sizes = np.concatenate(
+        [
+            np.array([v.size_lwh for v in vehicles]).reshape(-1, 3),
+            peds.size_lwh,
+            np.array([p.size_lwh for p in props]).reshape(-1, 3),
+        ]
+    )
+    cats = (
+        tuple(v.category for v in vehicles) + ("pedestrian",) * len(peds) + tuple(p.category for p in props)
+    )
     tokens = tuple(_token(config.seed, index, "track", k) for k in range(len(cats)))
     center = np.concatenate([xy, np.broadcast_to(sizes[None, :, 2:] / 2, (steps, len(cats), 1))], axis=2)
     for arr in (center, sizes, yaw, vel):
@@ -318,7 +424,19 @@ def _assemble(graph: LaneGraph, config: WorldConfig, index: int, log: LogSimulat
         if key not in light_cache:
             light_cache[key] = tuple((i, bool(r)) for i, r in zip(signal_ids, red[t]))
         objects = ObjectStates(tokens, cats, center[t], sizes, yaw[t], vel[t])
-        frames.append(WorldFrame(start_us + t * 100_000, ego.pose[t], ego.velocity[t], ego.acceleration[t],
-                                 objects, light_cache[key], ego.route[t], DrivingCommand(int(ego.command[t]))))
-    seed = int.from_bytes(hashlib.blake2b(f"{config.seed}/{index}/log".encode(), digest_size=4).digest(), "little")
+        frames.append(
+            WorldFrame(
+                start_us + t * 100_000,
+                ego.pose[t],
+                ego.velocity[t],
+                ego.acceleration[t],
+                objects,
+                light_cache[key],
+                ego.route[t],
+                DrivingCommand(int(ego.command[t])),
+            )
+        )
+    seed = int.from_bytes(
+        hashlib.blake2b(f"{config.seed}/{index}/log".encode(), digest_size=4).digest(), "little"
+    )
     return WorldLog(name, graph.road_map, tuple(frames), seed & 0x7FFFFFFF)

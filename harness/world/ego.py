@@ -36,7 +36,7 @@ COMMAND_THRESHOLD_M = 2.0
 
 @dataclass(frozen=True)
 class LaneChange:
-    """Move into ``target_lane_id`` (same roadblock) between source-lane coordinates ``start_m`` and ``end_m``."""
+    """Move into ``target_lane_id`` (same roadblock) between source-lane coordinates start_m and end_m."""
 
     target_lane_id: int
     start_m: float
@@ -92,7 +92,10 @@ def _lane_change_path(graph: LaneGraph, a: int, route: list[int], lc: LaneChange
     on_a = np.stack([np.interp(q, sa, pa[:, 0]), np.interp(q, sa, pa[:, 1])], axis=1)
     on_b = np.stack([np.interp(q * ratio, sb, pb[:, 0]), np.interp(q * ratio, sb, pb[:, 1])], axis=1)
     pieces = [pa[sa < s0 - 1e-6], (1 - alpha) * on_a + alpha * on_b, pb[sb > s1 * ratio + 1e-6]]
-    limits = [np.full(len(pieces[0]) + len(pieces[1]), graph.speed_limit[a]), np.full(len(pieces[2]), graph.speed_limit[b])]
+    limits = [
+        np.full(len(pieces[0]) + len(pieces[1]), graph.speed_limit[a]),
+        np.full(len(pieces[2]), graph.speed_limit[b]),
+    ]
     for n in route[1:]:
         pieces.append(graph.points[n][1:])
         limits.append(np.full(len(graph.points[n]) - 1, graph.speed_limit[n]))
@@ -107,19 +110,43 @@ def _lane_change_path(graph: LaneGraph, a: int, route: list[int], lc: LaneChange
     offset = np.concatenate([[0.0], rest])
     look_lo = np.concatenate([[0.0, s0 - 10.0], rest[1:]])
     look_hi = np.concatenate([[s[mid]], rest + lens])
-    return Path(np.asarray([a, *route], dtype=np.int64), seq, offset, look_lo, look_hi, points, s,
-                np.unwrap(vertex_headings(points)), curvature(points), np.concatenate(limits))
+    return Path(
+        np.asarray([a, *route], dtype=np.int64),
+        seq,
+        offset,
+        look_lo,
+        look_hi,
+        points,
+        s,
+        np.unwrap(vertex_headings(points)),
+        curvature(points),
+        np.concatenate(limits),
+    )
 
 
 def ego_mover(path: Path, plan: EgoPlan) -> Mover:
     """The ego's driver: IDM a bit gentler than traffic, below the speed limit, smooth (jerk-limited)."""
-    return Mover(path, plan.rear_axle_m, plan.speed_mps, FRONT_FROM_REAR_AXLE_M, REAR_FROM_REAR_AXLE_M,
-                 desired_factor=0.92, accel_mps2=1.4, decel_mps2=2.5, min_gap_m=2.5, headway_s=1.5,
-                 lateral_accel_mps2=2.0, max_decel_mps2=4.0, jerk_up_mps3=3.0, jerk_down_mps3=8.0)
+    return Mover(
+        path,
+        plan.rear_axle_m,
+        plan.speed_mps,
+        FRONT_FROM_REAR_AXLE_M,
+        REAR_FROM_REAR_AXLE_M,
+        desired_factor=0.92,
+        accel_mps2=1.4,
+        decel_mps2=2.5,
+        min_gap_m=2.5,
+        headway_s=1.5,
+        lateral_accel_mps2=2.0,
+        max_decel_mps2=4.0,
+        jerk_up_mps3=3.0,
+        jerk_down_mps3=8.0,
+    )
 
 
 def ego_track(graph: LaneGraph, path: Path, s: F64, v: F64, a: F64) -> EgoTrack:
-    """What the log records about the ego, from its simulated path coordinate, speed and acceleration ``(T,)``.
+    """What the log records about the ego, from its simulated path coordinate, speed and acceleration
+    ``(T,)``.
 
     The command is NAVSIM's: the path point :data:`COMMAND_LOOKAHEAD_M` ahead, expressed in the ego frame,
     is LEFT beyond +2 m lateral offset, RIGHT beyond -2 m, else STRAIGHT.
@@ -131,8 +158,11 @@ def ego_track(graph: LaneGraph, path: Path, s: F64, v: F64, a: F64) -> EgoTrack:
     ahead, _ = path.interpolate(s + COMMAND_LOOKAHEAD_M)
     d = ahead - xy
     lateral = -np.sin(heading) * d[:, 0] + np.cos(heading) * d[:, 1]
-    command = np.where(lateral > COMMAND_THRESHOLD_M, DrivingCommand.LEFT,
-                       np.where(lateral < -COMMAND_THRESHOLD_M, DrivingCommand.RIGHT, DrivingCommand.STRAIGHT))
+    command = np.where(
+        lateral > COMMAND_THRESHOLD_M,
+        DrivingCommand.LEFT,
+        np.where(lateral < -COMMAND_THRESHOLD_M, DrivingCommand.RIGHT, DrivingCommand.STRAIGHT),
+    )
     elements = path.element_at(s)
     blocks = [int(graph.roadblock[nd]) for nd in path.nodes]
     cache: dict[int, tuple[int, ...]] = {}

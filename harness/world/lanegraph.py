@@ -90,8 +90,13 @@ def build_lane_graph(road_map: RoadMap) -> LaneGraph:
     limit = np.array([o.speed_limit_mps if o.speed_limit_mps else 13.4 for o in objs])
     is_conn = np.array([i in m.lane_connectors for i in ids])
     succ = tuple(tuple(index[s] for s in m.successors(i)) for i in ids)
-    roadblock = np.array([o.roadblock_id if i in m.lanes else o.roadblock_connector_id  # type: ignore[union-attr]
-                          for i, o in zip(ids, objs)], dtype=np.int64)
+    roadblock = np.array(
+        [
+            o.roadblock_id if i in m.lanes else o.roadblock_connector_id  # type: ignore[union-attr]
+            for i, o in zip(ids, objs)
+        ],
+        dtype=np.int64,
+    )
     turn, approach, keys = [], [], {}
     for i, h in zip(ids, heads):
         if i not in m.lane_connectors:
@@ -111,8 +116,26 @@ def build_lane_graph(road_map: RoadMap) -> LaneGraph:
     conflicts = _conflicts(m, ids, is_conn)
     frames = tuple(_crosswalk_frame(m, cid) for cid in sorted(m.crosswalks))
     crossings = _crossings(points, frames, m)
-    return LaneGraph(m, ids, index, points, arc, heads, curv, length, limit, is_conn, succ, roadblock,
-                     tuple(turn), approach_arr, tuple(keys), conflicts, crossings, frames)
+    return LaneGraph(
+        m,
+        ids,
+        index,
+        points,
+        arc,
+        heads,
+        curv,
+        length,
+        limit,
+        is_conn,
+        succ,
+        roadblock,
+        tuple(turn),
+        approach_arr,
+        tuple(keys),
+        conflicts,
+        crossings,
+        frames,
+    )
 
 
 def _conflicts(m: RoadMap, ids: Sequence[int], is_conn: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -120,8 +143,12 @@ def _conflicts(m: RoadMap, ids: Sequence[int], is_conn: npt.NDArray[np.bool_]) -
     out = np.zeros((n, n), dtype=bool)
     conn = [k for k in range(n) if is_conn[k]]
     polys = np.array([m.lane_connectors[ids[k]].polygon for k in conn], dtype=object)
-    src = np.array([m.roadblock_connectors[m.lane_connectors[ids[k]].roadblock_connector_id].from_roadblock_id
-                    for k in conn])
+    src = np.array(
+        [
+            m.roadblock_connectors[m.lane_connectors[ids[k]].roadblock_connector_id].from_roadblock_id
+            for k in conn
+        ]
+    )
     area = shapely.area(shapely.intersection(polys[:, None], polys[None, :]))
     # Connectors of one approach never conflict (they leave side by side); others do if their areas overlap
     # by more than a sliver (adjacent polygons touch along shared edges).
@@ -138,12 +165,14 @@ def _crosswalk_frame(m: RoadMap, cid: int) -> CrosswalkFrame:
     long_edge = e1 if np.linalg.norm(e1) >= np.linalg.norm(e2) else e2
     axis = long_edge / np.linalg.norm(long_edge)
     inter = [i for i, a in sorted(m.intersections.items()) if a.polygon.intersects(poly)]
-    return CrosswalkFrame(cid, rect.mean(axis=0), axis, float(np.linalg.norm(long_edge)) / 2.0,
-                          inter[0] if inter else None)
+    return CrosswalkFrame(
+        cid, rect.mean(axis=0), axis, float(np.linalg.norm(long_edge)) / 2.0, inter[0] if inter else None
+    )
 
 
-def _crossings(points: Sequence[F64], frames: Sequence[CrosswalkFrame], m: RoadMap
-               ) -> tuple[tuple[Crossing, ...], ...]:
+def _crossings(
+    points: Sequence[F64], frames: Sequence[CrosswalkFrame], m: RoadMap
+) -> tuple[tuple[Crossing, ...], ...]:
     polys = [m.crosswalks[f.id].polygon for f in frames]
     out = []
     for pts in points:
@@ -155,8 +184,10 @@ def _crossings(points: Sequence[F64], frames: Sequence[CrosswalkFrame], m: RoadM
             seg = line.intersection(poly)
             coords = np.asarray(shapely.get_coordinates(seg))
             proj = np.array([line.project(shapely.Point(c)) for c in coords])
-            mid = np.interp(0.5 * (proj.min() + proj.max()), polyline_arc_length(pts), pts[:, 0]), \
-                np.interp(0.5 * (proj.min() + proj.max()), polyline_arc_length(pts), pts[:, 1])
+            mid = (
+                np.interp(0.5 * (proj.min() + proj.max()), polyline_arc_length(pts), pts[:, 0]),
+                np.interp(0.5 * (proj.min() + proj.max()), polyline_arc_length(pts), pts[:, 1]),
+            )
             u = float((np.asarray(mid) - f.center) @ f.axis)
             found.append(Crossing(k, float(proj.min()), float(proj.max()), u))
         out.append(tuple(found))
@@ -203,10 +234,12 @@ class Path:
 
     def element_at(self, s_m: npt.ArrayLike) -> I64:
         """Index of the path element (into ``nodes``) that is current at path coordinates ``s_m``."""
-        return np.clip(np.searchsorted(self.seq_start, np.asarray(s_m), side="right") - 1, 0, len(self.nodes) - 1)
+        return np.clip(
+            np.searchsorted(self.seq_start, np.asarray(s_m), side="right") - 1, 0, len(self.nodes) - 1
+        )
 
     def interpolate(self, s_m: npt.ArrayLike) -> tuple[F64, F64]:
-        """Positions ``(..., 2)`` and headings ``(...)`` (wrapped to [-pi, pi)) at path coordinates ``s_m``."""
+        """Positions ``(..., 2)`` and headings ``(...)`` (wrapped to [-pi, pi)) at path coordinates."""
         q = np.clip(np.asarray(s_m, dtype=np.float64), 0.0, self.s[-1])
         x = np.interp(q, self.s, self.points[:, 0])
         y = np.interp(q, self.s, self.points[:, 1])
@@ -233,12 +266,28 @@ def build_path(graph: LaneGraph, nodes: Sequence[int]) -> Path:
     heading = np.unwrap(np.concatenate(hs))
     seq = np.array(starts)
     ends = seq + graph.length[np.asarray(nodes)]
-    return Path(np.asarray(nodes, dtype=np.int64), seq, seq.copy(), seq.copy(), ends, points, s, heading,
-                np.concatenate(ks), np.concatenate(lims))
+    return Path(
+        np.asarray(nodes, dtype=np.int64),
+        seq,
+        seq.copy(),
+        seq.copy(),
+        ends,
+        points,
+        s,
+        heading,
+        np.concatenate(ks),
+        np.concatenate(lims),
+    )
 
 
-def random_route(graph: LaneGraph, start: Sequence[int], min_length_m: float, rng: np.random.Generator,
-                 forbidden: Collection[int] = (), turns: Sequence[str] = ()) -> list[int]:
+def random_route(
+    graph: LaneGraph,
+    start: Sequence[int],
+    min_length_m: float,
+    rng: np.random.Generator,
+    forbidden: Collection[int] = (),
+    turns: Sequence[str] = (),
+) -> list[int]:
     """Extend a node sequence through the graph until it is at least ``min_length_m`` long.
 
     At each lane end a connector is drawn with :data:`TURN_WEIGHTS`, except that the first ``len(turns)``

@@ -82,11 +82,19 @@ class Pedestrians:
         return int(self.size_lwh.shape[0])
 
 
-def plan_pedestrians(graph: LaneGraph, signals: Sequence[IntersectionSignals], times_s: F64,
-                     rng: np.random.Generator, *, crossers: tuple[int, int] = (0, 2),
-                     forced_crossers: Mapping[int, int] | None = None, strollers: int = 10,
-                     near_xy: npt.ArrayLike | None = None, near_radius_m: float = 120.0,
-                     avoid_xy: npt.ArrayLike | None = None) -> PedestrianPlan:
+def plan_pedestrians(
+    graph: LaneGraph,
+    signals: Sequence[IntersectionSignals],
+    times_s: F64,
+    rng: np.random.Generator,
+    *,
+    crossers: tuple[int, int] = (0, 2),
+    forced_crossers: Mapping[int, int] | None = None,
+    strollers: int = 10,
+    near_xy: npt.ArrayLike | None = None,
+    near_radius_m: float = 120.0,
+    avoid_xy: npt.ArrayLike | None = None,
+) -> PedestrianPlan:
     """Plan the walkers of a log.
 
     Args:
@@ -117,12 +125,16 @@ def plan_pedestrians(graph: LaneGraph, signals: Sequence[IntersectionSignals], t
             window = windows[0] if j < n_forced else windows[int(rng.integers(len(windows)))]
             rows.append(_crosser(graph, k, window, CROSSING_LANES_M[j], rng))
     n_c = len(rows)
-    cross = Crossers(np.array([r[0] for r in rows], dtype=np.int64).reshape(n_c),
-                     *(np.array([r[i] for r in rows], dtype=np.float64).reshape(n_c) for i in range(1, 6)))
+    cross = Crossers(
+        np.array([r[0] for r in rows], dtype=np.int64).reshape(n_c),
+        *(np.array([r[i] for r in rows], dtype=np.float64).reshape(n_c) for i in range(1, 6)),
+    )
     kerb, far, aside = (np.array([r[i] for r in rows], dtype=np.float64).reshape(n_c, 2) for i in (6, 7, 8))
 
     # Strollers: scripted, so overlaps can be checked exactly against each other.
-    obstacles = np.asarray(avoid_xy if avoid_xy is not None else np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2)
+    obstacles = np.asarray(avoid_xy if avoid_xy is not None else np.zeros((0, 2)), dtype=np.float64).reshape(
+        -1, 2
+    )
     carparks = [a.polygon for a in graph.road_map.carparks.values()]
     tracks = np.zeros((len(t), 0, 2))
     s_times, s_xy = [], []
@@ -145,10 +157,12 @@ def plan_pedestrians(graph: LaneGraph, signals: Sequence[IntersectionSignals], t
     return PedestrianPlan(cross, kerb, far, aside, tuple(s_times), tuple(s_xy), size.reshape(n, 3))
 
 
-def _crosser(graph: LaneGraph, k: int, window: tuple[float, float], lane_m: float, rng: np.random.Generator
-             ) -> tuple:
+def _crosser(
+    graph: LaneGraph, k: int, window: tuple[float, float], lane_m: float, rng: np.random.Generator
+) -> tuple:
     f = graph.crosswalks[k]
-    center = np.asarray(graph.road_map.intersections[f.intersection_id].polygon.centroid.coords[0])  # type: ignore[index]
+    junction = graph.road_map.intersections[f.intersection_id]  # type: ignore[index]
+    center = np.asarray(junction.polygon.centroid.coords[0])
     out = np.array([-f.axis[1], f.axis[0]])
     if (f.center - center) @ out < 0:
         out = -out  # away from the junction, along the arm
@@ -163,16 +177,29 @@ def _crosser(graph: LaneGraph, k: int, window: tuple[float, float], lane_m: floa
     return (k, side * reach, -side * reach, speed, earliest, latest, kerb, far, aside)
 
 
-def _stroller(graph: LaneGraph, t0: float, t1: float, rng: np.random.Generator, near_xy: npt.ArrayLike | None,
-              near_radius_m: float) -> tuple[F64, F64]:
+def _stroller(
+    graph: LaneGraph,
+    t0: float,
+    t1: float,
+    rng: np.random.Generator,
+    near_xy: npt.ArrayLike | None,
+    near_radius_m: float,
+) -> tuple[F64, F64]:
     m = graph.road_map
-    kerb = [n for n in range(graph.num_nodes) if not graph.is_connector[n]
-            and m.right_neighbor(graph.ids[n]) is None and graph.length[n] > 2 * CORNER_CLEARANCE_M + 5.0]
+    kerb = [
+        n
+        for n in range(graph.num_nodes)
+        if not graph.is_connector[n]
+        and m.right_neighbor(graph.ids[n]) is None
+        and graph.length[n] > 2 * CORNER_CLEARANCE_M + 5.0
+    ]
     w = graph.length[kerb] / graph.length[kerb].sum()
     n = kerb[int(rng.choice(len(kerb), p=w))]
     lane = m.lanes[graph.ids[n]]
     width = lane.polygon.area / float(graph.length[n])
-    line = offset_line(lane.baseline_xy, vertex_headings(lane.baseline_xy), -(width / 2 + rng.uniform(0.7, 2.3)))
+    line = offset_line(
+        lane.baseline_xy, vertex_headings(lane.baseline_xy), -(width / 2 + rng.uniform(0.7, 2.3))
+    )
     s = polyline_arc_length(line)
     lo, hi = CORNER_CLEARANCE_M, s[-1] - CORNER_CLEARANCE_M
     ok = (s > lo) & (s < hi)
@@ -203,7 +230,11 @@ def evaluate_pedestrians(plan: PedestrianPlan, times_s: F64, departures_s: F64) 
     arr = dep + cross_t[None, :]
     f1 = np.clip((t - dep) / cross_t[None, :], 0.0, 1.0)[..., None]
     f2 = np.clip((t - arr) / aside_t[None, :], 0.0, 1.0)[..., None]
-    xy_c = plan.kerb_xy[None] + f1 * (plan.far_xy - plan.kerb_xy)[None] + f2 * (plan.aside_xy - plan.far_xy)[None]
+    xy_c = (
+        plan.kerb_xy[None]
+        + f1 * (plan.far_xy - plan.kerb_xy)[None]
+        + f2 * (plan.aside_xy - plan.far_xy)[None]
+    )
     walking = ((t >= dep) & (t < arr))[..., None]
     stepping = ((t >= arr) & (t < arr + aside_t[None, :]))[..., None]
     v_c = np.where(walking, ((plan.far_xy - plan.kerb_xy) / cross_t[:, None])[None], 0.0)

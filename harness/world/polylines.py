@@ -25,8 +25,12 @@ SAMPLE_STEP_M = 0.5
 Segment = tuple[str, float] | tuple[str, float, float]
 
 
-def reference_line(start_xy: npt.ArrayLike, start_heading_rad: float, segments: Sequence[Segment],
-                   step_m: float = SAMPLE_STEP_M) -> tuple[F64, F64]:
+def reference_line(
+    start_xy: npt.ArrayLike,
+    start_heading_rad: float,
+    segments: Sequence[Segment],
+    step_m: float = SAMPLE_STEP_M,
+) -> tuple[F64, F64]:
     """Sample a reference line made of straight pieces and circular arcs, analytically.
 
     Args:
@@ -76,7 +80,7 @@ def offset_line(points: npt.ArrayLike, headings_rad: npt.ArrayLike, offset_m: fl
 
 
 def resample(points: npt.ArrayLike, step_m: float = SAMPLE_STEP_M) -> F64:
-    """Resample a polyline at uniform arc-length spacing of at most ``step_m``, keeping both end points exactly."""
+    """Resample a polyline at uniform arc-length spacing of at most ``step_m``, keeping both ends exactly."""
     p = np.asarray(points, dtype=np.float64)
     s = polyline_arc_length(p)
     n = max(1, int(np.ceil(s[-1] / step_m - 1e-9)))
@@ -109,8 +113,9 @@ def curvature(points: npt.ArrayLike, smooth_m: float = 2.0) -> F64:
     return k
 
 
-def bezier_connector(p0: npt.ArrayLike, h0: float, p3: npt.ArrayLike, h3: float,
-                     step_m: float = SAMPLE_STEP_M) -> F64:
+def bezier_connector(
+    p0: npt.ArrayLike, h0: float, p3: npt.ArrayLike, h3: float, step_m: float = SAMPLE_STEP_M
+) -> F64:
     """A smooth cubic Bezier from pose ``(p0, h0)`` to pose ``(p3, h3)``, resampled at ``step_m``.
 
     For turns the control arms are 0.5523 times the distances to the corner where the two tangents meet,
@@ -154,15 +159,23 @@ def largest_polygon(geom: shapely.Geometry) -> shapely.Polygon:
     if isinstance(geom, shapely.Polygon):
         return geom
     parts = [g for g in getattr(geom, "geoms", []) if isinstance(g, shapely.Polygon)]
-    parts += [p for g in getattr(geom, "geoms", []) for p in getattr(g, "geoms", []) if isinstance(p, shapely.Polygon)]
+    parts += [
+        p
+        for g in getattr(geom, "geoms", [])
+        for p in getattr(g, "geoms", [])
+        if isinstance(p, shapely.Polygon)
+    ]
     return max(parts, key=lambda g: g.area) if parts else shapely.Polygon()
 
 
-def oriented_rectangle(center_xy: npt.ArrayLike, heading_rad: float, length_m: float, width_m: float
-                       ) -> shapely.Polygon:
-    """A rectangle of ``length_m`` along ``heading_rad`` and ``width_m`` across it, centred on ``center_xy``."""
+def oriented_rectangle(
+    center_xy: npt.ArrayLike, heading_rad: float, length_m: float, width_m: float
+) -> shapely.Polygon:
+    """A rectangle ``length_m`` long along ``heading_rad`` and ``width_m`` wide, centred on ``center_xy``."""
     c = np.asarray(center_xy, dtype=np.float64)
     u = np.array([np.cos(heading_rad), np.sin(heading_rad)])
     n = np.array([-u[1], u[0]])
     hl, hw = length_m / 2.0, width_m / 2.0
-    return shapely.Polygon([c + hl * u + hw * n, c - hl * u + hw * n, c - hl * u - hw * n, c + hl * u - hw * n])
+    return shapely.Polygon(
+        [c + hl * u + hw * n, c - hl * u + hw * n, c - hl * u - hw * n, c + hl * u - hw * n]
+    )

@@ -33,7 +33,7 @@ class Prop:
 
 
 def lane_pose(graph: LaneGraph, node: int, s_m: float, lateral_m: float = 0.0) -> tuple[F64, float]:
-    """Point ``lateral_m`` to the left of node ``node``'s baseline at node coordinate ``s_m``, and the heading."""
+    """The point ``lateral_m`` left of a node's baseline at node coordinate ``s_m``, and the heading there."""
     pts, arc, h = graph.points[node], graph.arc[node], graph.headings[node]
     x, y, hh = np.interp(s_m, arc, pts[:, 0]), np.interp(s_m, arc, pts[:, 1]), float(np.interp(s_m, arc, h))
     return np.array([x, y]) + lateral_m * np.array([-np.sin(hh), np.cos(hh)]), hh
@@ -55,8 +55,16 @@ def parked_cars(graph: LaneGraph, rng: np.random.Generator, occupancy: float = 0
                 if rng.random() > occupancy:
                     continue
                 # Rows keep a 1.5 m margin from the car park's edges (a footway along the kerb).
-                pos = center + u * (-(slots - 1) / 2 + k) * SLOT_WIDTH_M + n * row * (depth / 2 - SLOT_DEPTH_M / 2 - 1.5)
-                size = (float(rng.uniform(4.3, 5.1)), float(rng.uniform(1.8, 2.0)), float(rng.uniform(1.4, 1.9)))
+                pos = (
+                    center
+                    + u * (-(slots - 1) / 2 + k) * SLOT_WIDTH_M
+                    + n * row * (depth / 2 - SLOT_DEPTH_M / 2 - 1.5)
+                )
+                size = (
+                    float(rng.uniform(4.3, 5.1)),
+                    float(rng.uniform(1.8, 2.0)),
+                    float(rng.uniform(1.4, 1.9)),
+                )
                 yaw = float(np.arctan2(n[1], n[0])) + (0.0 if rng.random() < 0.5 else np.pi)
                 jitter = u * rng.uniform(-0.2, 0.2) + n * rng.uniform(-0.15, 0.15)
                 out.append(Prop("vehicle", pos + jitter, float(yaw + rng.uniform(-0.04, 0.04)), size))
@@ -81,11 +89,20 @@ def work_zone(graph: LaneGraph, node: int, car_center_m: float, car_length_m: fl
     return out
 
 
-def kerb_clutter(graph: LaneGraph, rng: np.random.Generator, count: int, near_xy: npt.ArrayLike | None = None,
-                 near_radius_m: float = 100.0) -> list[Prop]:
-    """Bins and boxes (``generic_object``) on the pavement beside kerbside lanes (near ``near_xy`` if given)."""
+def kerb_clutter(
+    graph: LaneGraph,
+    rng: np.random.Generator,
+    count: int,
+    near_xy: npt.ArrayLike | None = None,
+    near_radius_m: float = 100.0,
+) -> list[Prop]:
+    """Bins and boxes (``generic_object``) on pavements beside kerbside lanes, near ``near_xy`` if given."""
     m = graph.road_map
-    kerb = [n for n in range(graph.num_nodes) if not graph.is_connector[n] and m.right_neighbor(graph.ids[n]) is None]
+    kerb = [
+        n
+        for n in range(graph.num_nodes)
+        if not graph.is_connector[n] and m.right_neighbor(graph.ids[n]) is None
+    ]
     w = graph.length[kerb] / graph.length[kerb].sum()
     out = []
     for _ in range(count):
@@ -97,7 +114,10 @@ def kerb_clutter(graph: LaneGraph, rng: np.random.Generator, count: int, near_xy
         ok = (s > 5.0) & (s < s[-1] - 5.0)
         for cp in m.carparks.values():  # where a car park replaces the pavement, there is no kerb
             ok &= ~shapely.contains_xy(cp.polygon.buffer(1.5), line[:, 0], line[:, 1])
-        if near_xy is not None and (near := ok & (np.linalg.norm(line - np.asarray(near_xy), axis=1) < near_radius_m)).any():
+        if (
+            near_xy is not None
+            and (near := ok & (np.linalg.norm(line - np.asarray(near_xy), axis=1) < near_radius_m)).any()
+        ):
             ok = near
         q = float(s[rng.choice(np.nonzero(ok)[0])])
         xy = np.array([np.interp(q, s, line[:, 0]), np.interp(q, s, line[:, 1])])

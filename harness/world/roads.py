@@ -89,13 +89,40 @@ class RoadSpec:
 
 ROADS: tuple[RoadSpec, ...] = (
     RoadSpec("middle", ("A", "E"), ("B", "W"), 2, 13.41, (("line", 168.0),)),
-    RoadSpec("north", ("A", "N"), ("B", "N"), 1, 11.18,
-             (("line", 74.0), ("arc", 30.0, -_Q), ("line", 140.0), ("arc", 30.0, -_Q), ("line", 74.0))),
-    RoadSpec("south", ("A", "S"), ("B", "S"), 1, 11.18,
-             (("line", 74.0), ("arc", 30.0, _Q), ("line", 140.0), ("arc", 30.0, _Q), ("line", 74.0))),
-    RoadSpec("outer", ("B", "E"), ("A", "W"), 2, 15.65,
-             (("line", 34.0), ("arc", 40.0, _Q), ("line", 120.0), ("arc", 40.0, _Q), ("line", 300.0),
-              ("arc", 40.0, _Q), ("line", 120.0), ("arc", 40.0, _Q), ("line", 34.0))),
+    RoadSpec(
+        "north",
+        ("A", "N"),
+        ("B", "N"),
+        1,
+        11.18,
+        (("line", 74.0), ("arc", 30.0, -_Q), ("line", 140.0), ("arc", 30.0, -_Q), ("line", 74.0)),
+    ),
+    RoadSpec(
+        "south",
+        ("A", "S"),
+        ("B", "S"),
+        1,
+        11.18,
+        (("line", 74.0), ("arc", 30.0, _Q), ("line", 140.0), ("arc", 30.0, _Q), ("line", 74.0)),
+    ),
+    RoadSpec(
+        "outer",
+        ("B", "E"),
+        ("A", "W"),
+        2,
+        15.65,
+        (
+            ("line", 34.0),
+            ("arc", 40.0, _Q),
+            ("line", 120.0),
+            ("arc", 40.0, _Q),
+            ("line", 300.0),
+            ("arc", 40.0, _Q),
+            ("line", 120.0),
+            ("arc", 40.0, _Q),
+            ("line", 34.0),
+        ),
+    ),
 )
 _ROAD_INDEX = {r.name: k for k, r in enumerate(ROADS)}
 
@@ -187,7 +214,9 @@ class _Builder:
         start = np.asarray(INTERSECTIONS[ci]) + ARM_START_M * np.array([np.cos(ARMS[arm]), np.sin(ARMS[arm])])
         pts, hdg = reference_line(start, ARMS[arm], spec.segments)
         ce, arm_e = spec.end
-        want = np.asarray(INTERSECTIONS[ce]) + ARM_START_M * np.array([np.cos(ARMS[arm_e]), np.sin(ARMS[arm_e])])
+        want = np.asarray(INTERSECTIONS[ce]) + ARM_START_M * np.array(
+            [np.cos(ARMS[arm_e]), np.sin(ARMS[arm_e])]
+        )
         if np.linalg.norm(pts[-1] - want) > 1e-6:
             raise RuntimeError(f"road {spec.name} ends at {pts[-1]}, expected arm {spec.end} at {want}")
         self.road_refs[spec.name] = (pts, hdg)
@@ -207,17 +236,29 @@ class _Builder:
                 lid = lane_id(spec.name, forward, i)
                 base = resample(offset_line(p, h, -(i + 0.5) * w))
                 self.geo[lid] = _LaneGeom(lid, rb, i, spec.lanes, base, float(h[0]), float(h[-1]))
-                self.lanes[lid] = Lane(lid, rb, i, self.xy(base), self.poly(strip_polygon(lines[i], lines[i + 1])),
-                                       bids[i], bids[i + 1], spec.speed_limit_mps)
+                self.lanes[lid] = Lane(
+                    lid,
+                    rb,
+                    i,
+                    self.xy(base),
+                    self.poly(strip_polygon(lines[i], lines[i + 1])),
+                    bids[i],
+                    bids[i + 1],
+                    spec.speed_limit_mps,
+                )
                 lane_ids.append(lid)
-            self.roadblocks[rb] = Roadblock(rb, self.poly(strip_polygon(lines[0], lines[-1])), tuple(lane_ids))
+            self.roadblocks[rb] = Roadblock(
+                rb, self.poly(strip_polygon(lines[0], lines[-1])), tuple(lane_ids)
+            )
         self.sidewalks(spec, pts, hdg)
 
     def sidewalks(self, spec: RoadSpec, pts: F64, hdg: F64) -> None:
         hw = spec.lanes * LANE_WIDTH_M
         carpark = shapely.union_all([shapely.box(*b) for b in CARPARK_BOXES_LOCAL])
         for side in (1.0, -1.0):
-            strip = strip_polygon(offset_line(pts, hdg, side * hw), offset_line(pts, hdg, side * (hw + SIDEWALK_WIDTH_M)))
+            strip = strip_polygon(
+                offset_line(pts, hdg, side * hw), offset_line(pts, hdg, side * (hw + SIDEWALK_WIDTH_M))
+            )
             parts = strip.difference(carpark)
             for part in sorted(getattr(parts, "geoms", [parts]), key=lambda g: g.bounds):
                 if isinstance(part, shapely.Polygon) and part.area > 1.0:
@@ -250,8 +291,12 @@ class _Builder:
                 g = self.geo[lid]
                 end = g.points[-1]
                 sid = 61000 + len(self.stop_lines) + 1
-                rect = oriented_rectangle(end - 0.5 * STOP_LINE_DEPTH_M * _unit(g.end_heading), g.end_heading,
-                                          STOP_LINE_DEPTH_M, LANE_WIDTH_M)
+                rect = oriented_rectangle(
+                    end - 0.5 * STOP_LINE_DEPTH_M * _unit(g.end_heading),
+                    g.end_heading,
+                    STOP_LINE_DEPTH_M,
+                    LANE_WIDTH_M,
+                )
                 self.stop_lines[sid] = StopLine(sid, self.poly(rect), StopLineType.TRAFFIC_LIGHT)
                 stop_ids[lid] = sid
             travel = ARMS[arm] + np.pi
@@ -277,15 +322,25 @@ class _Builder:
                     lb, rb_ = 52000 + 2 * (lcid - 40000), 52001 + 2 * (lcid - 40000)
                     self.boundaries[lb] = Boundary(lb, self.xy(offset_line(base, h, LANE_WIDTH_M / 2)))
                     self.boundaries[rb_] = Boundary(rb_, self.xy(offset_line(base, h, -LANE_WIDTH_M / 2)))
-                    limit = min(spec_in.speed_limit_mps, spec_out.speed_limit_mps) if move == "S" else TURN_SPEED_LIMIT_MPS
+                    limit = (
+                        min(spec_in.speed_limit_mps, spec_out.speed_limit_mps)
+                        if move == "S"
+                        else TURN_SPEED_LIMIT_MPS
+                    )
                     self.connectors[lcid] = LaneConnector(
-                        lcid, rbc, a, b, self.xy(base), self.poly(poly), lb, rb_, limit, (stop_ids[a],), True)
+                        lcid, rbc, a, b, self.xy(base), self.poly(poly), lb, rb_, limit, (stop_ids[a],), True
+                    )
                     lc_ids.append(lcid)
                     polys.append(poly)
                 conn_polys.extend(polys)
                 self.rb_connectors[rbc] = RoadblockConnector(
-                    rbc, self.poly(largest_polygon(shapely.union_all(polys))), self.geo[pairs[0][0]].roadblock_id,
-                    self.geo[pairs[0][1]].roadblock_id, tuple(lc_ids), iid)
+                    rbc,
+                    self.poly(largest_polygon(shapely.union_all(polys))),
+                    self.geo[pairs[0][0]].roadblock_id,
+                    self.geo[pairs[0][1]].roadblock_id,
+                    tuple(lc_ids),
+                    iid,
+                )
         # The drivable junction: the crossing road strips inside the square plus every connector's swept area
         # (right turns cut the kerb corners), without holes.
         d = ARM_START_M
@@ -296,13 +351,17 @@ class _Builder:
         lo, hi = CROSSWALK_BAND_M
         for arm in ("E", "N", "W", "S"):
             u = _unit(ARMS[arm])
-            rect = oriented_rectangle(center + 0.5 * (lo + hi) * u, ARMS[arm], hi - lo, 2 * (hw[arm] + CROSSWALK_OVERHANG_M))
+            rect = oriented_rectangle(
+                center + 0.5 * (lo + hi) * u, ARMS[arm], hi - lo, 2 * (hw[arm] + CROSSWALK_OVERHANG_M)
+            )
             cid = 62000 + len(self.crosswalks) + 1
             self.crosswalks[cid] = Area(cid, self.poly(rect))
         for arm in ("E", "N", "W", "S"):  # kerb corners between an arm and the next one counter-clockwise
             nxt = _arm_for_heading(ARMS[arm] + _Q)
             ux, uy = _unit(ARMS[arm]), _unit(ARMS[nxt])
-            corners = [center + a * ux + b * uy for a, b in ((hw[nxt], hw[arm]), (d, hw[arm]), (d, d), (hw[nxt], d))]
+            corners = [
+                center + a * ux + b * uy for a, b in ((hw[nxt], hw[arm]), (d, hw[arm]), (d, d), (hw[nxt], d))
+            ]
             corner = largest_polygon(shapely.Polygon(corners).difference(shape))
             if corner.area > 1.0:
                 wid = 63000 + len(self.walkways) + 1
@@ -315,9 +374,20 @@ class _Builder:
             self.intersection(name)
         for k, box in enumerate(CARPARK_BOXES_LOCAL):
             self.carparks[64001 + k] = Area(64001 + k, self.poly(shapely.box(*box)))
-        return RoadMap(LOCATION, MAP_VERSION, self.lanes, self.connectors, self.roadblocks, self.rb_connectors,
-                       self.boundaries, self.intersections, self.stop_lines, self.crosswalks, self.walkways,
-                       self.carparks)
+        return RoadMap(
+            LOCATION,
+            MAP_VERSION,
+            self.lanes,
+            self.connectors,
+            self.roadblocks,
+            self.rb_connectors,
+            self.boundaries,
+            self.intersections,
+            self.stop_lines,
+            self.crosswalks,
+            self.walkways,
+            self.carparks,
+        )
 
 
 def _unit(heading: float) -> F64:

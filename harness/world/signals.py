@@ -75,8 +75,9 @@ class IntersectionSignals:
         return float((self.green_start[k] - green_at_s) % self.cycle_s)
 
 
-def make_signals(road_map: RoadMap, intersection_id: int, approach_order: Sequence[int], offset_s: float
-                 ) -> IntersectionSignals:
+def make_signals(
+    road_map: RoadMap, intersection_id: int, approach_order: Sequence[int], offset_s: float
+) -> IntersectionSignals:
     """Build an intersection's cycle; green time grows with the approach's lane count."""
     starts, ends, yellows = [], [], []
     t = 0.0
@@ -88,8 +89,16 @@ def make_signals(road_map: RoadMap, intersection_id: int, approach_order: Sequen
         yellows.append(t + green + YELLOW_S)
         t += green + YELLOW_S + ALL_RED_S
     cycle = t + WALK_S
-    return IntersectionSignals(intersection_id, tuple(approach_order), np.array(starts), np.array(ends),
-                               np.array(yellows), t, cycle, float(offset_s) % cycle)
+    return IntersectionSignals(
+        intersection_id,
+        tuple(approach_order),
+        np.array(starts),
+        np.array(ends),
+        np.array(yellows),
+        t,
+        cycle,
+        float(offset_s) % cycle,
+    )
 
 
 def node_light_states(graph: LaneGraph, signals: Sequence[IntersectionSignals], times_s: npt.ArrayLike) -> I8:

@@ -68,8 +68,13 @@ class Vehicle:
     size_lwh: tuple[float, float, float]
 
 
-def place_traffic(graph: LaneGraph, spec: TrafficSpec, lights0: npt.NDArray[np.int8], rng: np.random.Generator,
-                  path_length_m: float) -> list[Vehicle]:
+def place_traffic(
+    graph: LaneGraph,
+    spec: TrafficSpec,
+    lights0: npt.NDArray[np.int8],
+    rng: np.random.Generator,
+    path_length_m: float,
+) -> list[Vehicle]:
     """Place background vehicles on every lane; each gets a random route at least ``path_length_m`` ahead.
 
     Args:
@@ -91,8 +96,14 @@ def place_traffic(graph: LaneGraph, spec: TrafficSpec, lights0: npt.NDArray[np.i
     # Cyclists keep to the rightmost lane of multi-lane roads, where traffic can still pass them on the left
     # lane (background traffic does not change lanes, so a cyclist on a one-lane road would hold up a queue).
     m = graph.road_map
-    bike_lanes = [n for n in lanes if m.right_neighbor(graph.ids[n]) is None and m.left_neighbor(graph.ids[n])
-                  and n not in spec.forbidden and not any(r.node == n for r in spec.reserved)]
+    bike_lanes = [
+        n
+        for n in lanes
+        if m.right_neighbor(graph.ids[n]) is None
+        and m.left_neighbor(graph.ids[n])
+        and n not in spec.forbidden
+        and not any(r.node == n for r in spec.reserved)
+    ]
     for _ in range(spec.bicycles):
         if not bike_lanes:
             break
@@ -101,12 +112,20 @@ def place_traffic(graph: LaneGraph, spec: TrafficSpec, lights0: npt.NDArray[np.i
     return out
 
 
-def _fill_lane(graph: LaneGraph, n: int, spec: TrafficSpec, lights0: npt.NDArray[np.int8],
-               rng: np.random.Generator, path_length_m: float) -> list[Vehicle]:
+def _fill_lane(
+    graph: LaneGraph,
+    n: int,
+    spec: TrafficSpec,
+    lights0: npt.NDArray[np.int8],
+    rng: np.random.Generator,
+    path_length_m: float,
+) -> list[Vehicle]:
     length = float(graph.length[n])
     limit = float(graph.speed_limit[n])
     stopping = any(lights0[c] != GREEN for c in graph.successors[n] if graph.approach[c] >= 0)
-    occupants = sorted((r for r in spec.reserved if r.node == n and r.speed_mps is not None), key=lambda r: -r.hi_m)
+    occupants = sorted(
+        (r for r in spec.reserved if r.node == n and r.speed_mps is not None), key=lambda r: -r.hi_m
+    )
     clear = [r for r in spec.reserved if r.node == n and r.speed_mps is None]
     cursor = length - STOP_MARGIN_M
     v_ahead: float | None = 0.0 if stopping else None
@@ -124,11 +143,18 @@ def _fill_lane(graph: LaneGraph, n: int, spec: TrafficSpec, lights0: npt.NDArray
             queue_left -= 1
         else:
             v_des = limit * float(rng.uniform(0.7, 0.95))
-            gap = s_min + v_des * headway * float(rng.uniform(0.8, 1.2)) + float(rng.exponential(spec.mean_free_gap_m))
+            gap = (
+                s_min
+                + v_des * headway * float(rng.uniform(0.8, 1.2))
+                + float(rng.exponential(spec.mean_free_gap_m))
+            )
             if v_ahead is None:
                 gap = float(rng.uniform(0.0, spec.mean_free_gap_m + 10.0))
-            v = v_des if v_ahead is None else min(v_des, float(np.sqrt(v_ahead**2 + 2 * _PLACEMENT_DECEL
-                                                                         * max(gap - s_min, 0.0))))
+            v = (
+                v_des
+                if v_ahead is None
+                else min(v_des, float(np.sqrt(v_ahead**2 + 2 * _PLACEMENT_DECEL * max(gap - s_min, 0.0))))
+            )
         front = cursor - gap
         rear = front - size[0]
         if occupants and occupants[0].hi_m + 2.0 + (occupants[0].speed_mps or 0.0) * 1.2 > rear:
@@ -143,28 +169,59 @@ def _fill_lane(graph: LaneGraph, n: int, spec: TrafficSpec, lights0: npt.NDArray
         if rear < 0.5:
             break
         if n not in spec.forbidden:
-            placed.append(_vehicle(graph, n, (front + rear) / 2, v, size, s_min, headway, kind, spec, rng,
-                                   path_length_m))
+            placed.append(
+                _vehicle(
+                    graph, n, (front + rear) / 2, v, size, s_min, headway, kind, spec, rng, path_length_m
+                )
+            )
         cursor, v_ahead = rear, v
     return placed
 
 
-def _vehicle(graph: LaneGraph, n: int, center_m: float, speed: float, size: tuple[float, float, float],
-             s_min: float, headway: float, kind: Sequence, spec: TrafficSpec, rng: np.random.Generator,
-             path_length_m: float) -> Vehicle:
+def _vehicle(
+    graph: LaneGraph,
+    n: int,
+    center_m: float,
+    speed: float,
+    size: tuple[float, float, float],
+    s_min: float,
+    headway: float,
+    kind: Sequence,
+    spec: TrafficSpec,
+    rng: np.random.Generator,
+    path_length_m: float,
+) -> Vehicle:
     route = random_route(graph, [n], center_m + path_length_m, rng, forbidden=spec.forbidden)
-    mover = Mover(build_path(graph, route), center_m, speed, size[0] / 2, size[0] / 2,
-                  desired_factor=float(rng.uniform(*kind[5])), accel_mps2=float(kind[4] * rng.uniform(0.85, 1.15)),
-                  decel_mps2=float(rng.uniform(2.5, 3.0)), min_gap_m=s_min, headway_s=headway,
-                  lateral_accel_mps2=float(rng.uniform(2.0, 3.0)))
+    mover = Mover(
+        build_path(graph, route),
+        center_m,
+        speed,
+        size[0] / 2,
+        size[0] / 2,
+        desired_factor=float(rng.uniform(*kind[5])),
+        accel_mps2=float(kind[4] * rng.uniform(0.85, 1.15)),
+        decel_mps2=float(rng.uniform(2.5, 3.0)),
+        min_gap_m=s_min,
+        headway_s=headway,
+        lateral_accel_mps2=float(rng.uniform(2.0, 3.0)),
+    )
     return Vehicle(mover, "vehicle", size)
 
 
-def _bicycle(graph: LaneGraph, n: int, spec: TrafficSpec, others: Collection[Vehicle], rng: np.random.Generator,
-             path_length_m: float) -> list[Vehicle]:
+def _bicycle(
+    graph: LaneGraph,
+    n: int,
+    spec: TrafficSpec,
+    others: Collection[Vehicle],
+    rng: np.random.Generator,
+    path_length_m: float,
+) -> list[Vehicle]:
     """One cyclist in the rightmost lane ``n``, in the largest gap between vehicles already there."""
-    taken = sorted((v.mover.s0_m - v.size_lwh[0] / 2 - 4.0, v.mover.s0_m + v.size_lwh[0] / 2 + 25.0)
-                   for v in others if v.mover.path.nodes[0] == n)
+    taken = sorted(
+        (v.mover.start_m - v.size_lwh[0] / 2 - 4.0, v.mover.start_m + v.size_lwh[0] / 2 + 25.0)
+        for v in others
+        if v.mover.path.nodes[0] == n
+    )
     free_lo, best = 5.0, (0.0, 0.0)
     for lo, hi in [*taken, (graph.length[n] - 30.0, np.inf)]:
         if lo - free_lo > best[1] - best[0]:
@@ -175,6 +232,17 @@ def _bicycle(graph: LaneGraph, n: int, spec: TrafficSpec, others: Collection[Veh
     center = best[0] + 2.0
     half = BICYCLE_SIZE_LWH[0] / 2
     route = random_route(graph, [n], center + path_length_m, rng, forbidden=spec.forbidden)
-    mover = Mover(build_path(graph, route), center, 4.0, half, half, desired_factor=0.4, accel_mps2=0.8,
-                  decel_mps2=2.0, min_gap_m=2.0, headway_s=1.5, lateral_accel_mps2=1.5)
+    mover = Mover(
+        build_path(graph, route),
+        center,
+        4.0,
+        half,
+        half,
+        desired_factor=0.4,
+        accel_mps2=0.8,
+        decel_mps2=2.0,
+        min_gap_m=2.0,
+        headway_s=1.5,
+        lateral_accel_mps2=1.5,
+    )
     return [Vehicle(mover, "bicycle", BICYCLE_SIZE_LWH)]

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from harness.world.lanegraph import LaneGraph, Path, speed_profile
 from harness.world.pedestrians import Crossers
-from harness.world.signals import RED, YELLOW
+from harness.world.signals import GREEN, RED, YELLOW
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -37,8 +37,11 @@ REBUILD_EVERY = 100  # steps between node-table rebuilds (paths may revisit a no
 STOP_MARGIN_M = 0.5  # movers stop this far before a stop line
 CROSSWALK_MARGIN_M = 1.0  # and this far before a crosswalk with a pedestrian in their way
 PED_HALF_BAND_M = 2.5  # a pedestrian within this of the crossing point (walking axis) blocks the path
-YELLOW_STOP_DECEL = 2.0  # a mover stops for yellow if it can do so with about this deceleration
-YELLOW_GO_MIN_SPEED = 5.0  # slower movers always stop for yellow (they could not clear the junction in time)
+YELLOW_STOP_DECEL = 2.0  # a mover stops for yellow if it can do so with about this deceleration,
+YELLOW_GO_MIN_SPEED = 5.0  # or if it is slower than this (it could not clear the junction in time),
+YELLOW_ARRIVAL_SHARE = (
+    0.6  # or if at its speed it would not reach the line within this share of the yellow left
+)
 STEP_OUT_S = 1.0  # vehicles yield to a crosser this long before it may step out
 LOOK_AHEAD_S = 2.0  # and to the stretch of crosswalk it will cover within this time
 CLEARANCE_STOP_DECEL = 4.5  # and for an occupied conflicting connector with at most this
@@ -48,15 +51,17 @@ CLEARANCE_STOP_DECEL = 4.5  # and for an occupied conflicting connector with at 
 class Mover:
     """One simulated vehicle (or the ego) and its driver.
 
-    ``s0_m``/``v0_mps`` are the initial path coordinate of its reference point and speed; the front and
-    rear bumpers are ``front_m`` ahead of and ``rear_m`` behind the reference point. IDM: ``accel_mps2`` (a),
-    ``decel_mps2`` (b), ``min_gap_m`` (s0), ``headway_s`` (T); it aims for ``desired_factor`` times the path's
-    comfortable speed profile (speed limit, curves). ``frozen`` movers never move (a broken-down car).
+    ``start_m``/``start_speed_mps`` are the initial path coordinate of its reference point and speed; the
+    front and rear bumpers are ``front_m`` ahead of and ``rear_m`` behind the reference point. IDM:
+    ``accel_mps2`` (a), ``decel_mps2`` (b), ``min_gap_m`` (s0), ``headway_s`` (T); it aims for
+    ``desired_factor`` times the path's comfortable speed profile (speed limit, curves); braking is capped at
+    ``max_decel_mps2`` and the change of acceleration at the jerk limits. ``frozen`` movers never move (a
+    broken-down car).
     """
 
     path: Path
-    s0_m: float
-    v0_mps: float
+    start_m: float
+    start_speed_mps: float
     front_m: float
     rear_m: float
     desired_factor: float = 1.0
@@ -100,28 +105,43 @@ class _Tables:
         self.seq_start = _pad([p.seq_start for p in paths], np.inf)
         self.coord_offset = _pad([p.coord_offset for p in paths], 0.0)
         self.node = _pad([p.nodes for p in paths], 0).astype(np.int64)
-        stops = [[(int(n), float(p.seq_start[k])) for k, n in enumerate(p.nodes) if graph.approach[n] >= 0]
-                 for p in paths]
+        stops = [
+            [(int(n), float(p.seq_start[k])) for k, n in enumerate(p.nodes) if graph.approach[n] >= 0]
+            for p in paths
+        ]
         self.stop_node = _pad([[n for n, _ in r] for r in stops], 0).astype(np.int64)
         self.stop_s = _pad([[s for _, s in r] for r in stops], np.inf)
         # Crosswalk crossings: crosswalk, path coordinates in/out, walking-axis coordinate, and where the
         # junction begins for that crossing (the connector's start; a vehicle past it is inside).
-        cross = [[(c.crosswalk, c.s_in_m + p.coord_offset[k], c.s_out_m + p.coord_offset[k], c.u_m,
-                   p.seq_start[k] if graph.is_connector[n] else c.s_in_m + p.coord_offset[k] - 10.0)
-                  for k, n in enumerate(p.nodes) for c in graph.crossings[n]] for p in paths]
+        cross = [
+            [
+                (
+                    c.crosswalk,
+                    c.s_in_m + p.coord_offset[k],
+                    c.s_out_m + p.coord_offset[k],
+                    c.u_m,
+                    p.seq_start[k] if graph.is_connector[n] else c.s_in_m + p.coord_offset[k] - 10.0,
+                )
+                for k, n in enumerate(p.nodes)
+                for c in graph.crossings[n]
+            ]
+            for p in paths
+        ]
         self.cross_cw = _pad([[r[0] for r in row] for row in cross], -1).astype(np.int64)
         self.cross_s = _pad([[r[1] for r in row] for row in cross], np.inf)
         self.cross_out = _pad([[r[2] for r in row] for row in cross], np.inf)
         self.cross_u = _pad([[r[3] for r in row] for row in cross], 0.0)
         self.cross_entry = _pad([[r[4] for r in row] for row in cross], np.inf)
-        # One flat array of every path's speed profile; mover i's coordinates are shifted by i * _BIG so a
+        # One flat array of every path's speed profile; mover i's coordinates are shifted by i * big so a
         # single searchsorted serves all movers.
-        profiles = [speed_profile(p, m.lateral_accel_mps2, 1.0) * m.desired_factor for p, m in zip(paths, movers)]
+        profiles = [
+            speed_profile(p, m.lateral_accel_mps2, 1.0) * m.desired_factor for p, m in zip(paths, movers)
+        ]
         self.big = 1e7
         self.flat_s = np.concatenate([p.s + i * self.big for i, p in enumerate(paths)])
         self.flat_v = np.concatenate(profiles)
-        # Node table (M, 3, N): coordinate offset, look_lo and look_hi of node m on mover n's path, laid out so
-        # that gathering the rows of the nodes the movers are on is one contiguous take per step.
+        # Node table (M, 3, N): coordinate offset, look_lo and look_hi of node m on mover n's path, laid out
+        # so that gathering the rows of the nodes the movers are on is one contiguous take per step.
         self.table = np.zeros((graph.num_nodes, 3, len(paths)))
 
     def rebuild(self, s: F64) -> None:
@@ -144,8 +164,9 @@ class _Tables:
         return self.flat_v[idx]
 
 
-def simulate(graph: LaneGraph, movers: Sequence[Mover], lights: npt.NDArray[np.int8],
-             crossers: Crossers | None = None) -> SimResult:
+def simulate(
+    graph: LaneGraph, movers: Sequence[Mover], lights: npt.NDArray[np.int8], crossers: Crossers | None = None
+) -> SimResult:
     """Simulate all movers for ``len(lights)`` steps of :data:`DT_S` (step 0 = the initial state).
 
     A crosser steps out at the first step inside its departure window at which no vehicle is inside the
@@ -160,121 +181,183 @@ def simulate(graph: LaneGraph, movers: Sequence[Mover], lights: npt.NDArray[np.i
     Returns:
         The movers' coordinates, speeds and accelerations per step, and the crossers' departure times.
     """
-    n, steps = len(movers), int(lights.shape[0])
-    tab = _Tables(graph, movers)
-    conflicts = graph.conflicts.astype(np.float64)
-    arr = lambda name: np.array([getattr(m, name) for m in movers], dtype=np.float64)  # noqa: E731
-    front_m, rear_m = arr("front_m"), arr("rear_m")
-    length = front_m + rear_m
-    a_max, b, s_min, headway = arr("accel_mps2"), arr("decel_mps2"), arr("min_gap_m"), arr("headway_s")
-    b_max, j_up, j_down = arr("max_decel_mps2"), arr("jerk_up_mps3"), arr("jerk_down_mps3")
-    frozen = np.array([m.frozen for m in movers])
-    path_end = np.array([m.path.length_m for m in movers]) - front_m - 0.5
-    sqrt_ab = 2.0 * np.sqrt(a_max * b)
-    rows = np.arange(n)
+    return _Simulation(graph, movers, lights, crossers).run()
 
-    s, v = arr("s0_m"), np.where(frozen, 0.0, arr("v0_mps"))
-    a_prev = np.zeros(n)
-    out_s, out_v, out_a = np.zeros((steps, n)), np.zeros((steps, n)), np.zeros((steps, n))
-    out_s[0], out_v[0] = s, v
-    n_c = len(crossers) if crossers is not None else 0
-    departures = np.full(n_c, np.inf)
-    busy_cw = np.zeros(len(graph.crosswalks) + 1, dtype=bool)
-    if crossers is not None and n_c:
-        walk_sign = np.sign(crossers.u_to - crossers.u_from)
-        walk_time = np.abs(crossers.u_to - crossers.u_from) / crossers.speed_mps
-    for t in range(steps - 1):
-        now = t * DT_S
-        if t % REBUILD_EVERY == 0:
-            tab.rebuild(s)
-        front, rear = s + front_m, s - rear_m
-        ef = np.clip((tab.seq_start <= front[:, None]).sum(1) - 1, 0, None)
-        er = np.clip((tab.seq_start <= rear[:, None]).sum(1) - 1, 0, None)
-        nf, nr = tab.node[rows, ef], tab.node[rows, er]
-        cf, cr = front - tab.coord_offset[rows, ef], rear - tab.coord_offset[rows, er]
 
-        # Leaders: x[j, i] = mover j's rear in mover i's path coordinate, from the node its rear is on, or
-        # else from the node its front is on (a vehicle merging onto i's path); inf where j is not ahead on it.
+class _Simulation:
+    """State of one simulation; each ``_...`` method computes one kind of constraint for all movers."""
+
+    def __init__(
+        self,
+        graph: LaneGraph,
+        movers: Sequence[Mover],
+        lights: npt.NDArray[np.int8],
+        crossers: Crossers | None,
+    ) -> None:
+        self.graph, self.lights = graph, lights
+        self.tab = _Tables(graph, movers)
+        self.conflicts = graph.conflicts.astype(np.float64)
+        arr = lambda name: np.array([getattr(m, name) for m in movers], dtype=np.float64)  # noqa: E731
+        self.front_m, self.rear_m = arr("front_m"), arr("rear_m")
+        self.length = self.front_m + self.rear_m
+        self.a_max, self.b, self.s_min, self.headway = (
+            arr("accel_mps2"),
+            arr("decel_mps2"),
+            arr("min_gap_m"),
+            arr("headway_s"),
+        )
+        self.b_max, self.j_up, self.j_down = arr("max_decel_mps2"), arr("jerk_up_mps3"), arr("jerk_down_mps3")
+        self.frozen = np.array([m.frozen for m in movers], dtype=bool)
+        self.path_end = np.array([m.path.length_m for m in movers]) - self.front_m - 0.5
+        self.s0 = arr("start_m")
+        self.v0 = np.where(self.frozen, 0.0, arr("start_speed_mps"))
+        self.rows = np.arange(len(movers))
+        self.until_red = _time_until_red(lights)
+        self.committed = np.zeros(self.tab.stop_node.shape, dtype=bool)  # went on yellow at that stop line
+        self.crossers = crossers if crossers is not None and len(crossers) else None
+        self.departures = np.full(len(crossers) if crossers is not None else 0, np.inf)
+        if self.crossers is not None:
+            c = self.crossers
+            self.walk_sign = np.sign(c.u_to - c.u_from)
+            self.walk_time = np.abs(c.u_to - c.u_from) / c.speed_mps
+        self.busy_cw = np.zeros(len(graph.crosswalks) + 1, dtype=bool)
+
+    def run(self) -> SimResult:
+        steps, n = int(self.lights.shape[0]), len(self.rows)
+        s, v, a_prev = self.s0.copy(), self.v0.copy(), np.zeros(n)
+        out_s, out_v, out_a = np.zeros((steps, n)), np.zeros((steps, n)), np.zeros((steps, n))
+        out_s[0], out_v[0] = s, v
+        tab = self.tab
+        for t in range(steps - 1):
+            if t % REBUILD_EVERY == 0:
+                tab.rebuild(s)
+            front, rear = s + self.front_m, s - self.rear_m
+            # Where each mover's front and rear are: path element, lane-graph node, node coordinate.
+            ef = np.maximum((tab.seq_start <= front[:, None]).sum(1) - 1, 0)
+            er = np.maximum((tab.seq_start <= rear[:, None]).sum(1) - 1, 0)
+            nf, nr = tab.node[self.rows, ef], tab.node[self.rows, er]
+            cf, cr = front - tab.coord_offset[self.rows, ef], rear - tab.coord_offset[self.rows, er]
+            gap_v, dv_v = self._leaders(s, v, front, nf, nr, cf, cr)
+            gap_s = self._stop_lines(t, v, front, nf, nr)
+            gap_p = self._crossers(t * DT_S, front, rear)
+            # IDM with the most restrictive of the three (virtual leaders stand still).
+            v0 = np.maximum(tab.desired_speed(front), 0.5)
+            inter = np.zeros(n)
+            for gap, dv in ((gap_v, dv_v), (gap_s, v), (gap_p, v)):
+                s_star = self.s_min + np.maximum(
+                    0.0, v * self.headway + v * dv / (2.0 * np.sqrt(self.a_max * self.b))
+                )
+                inter = np.maximum(
+                    inter, np.where(np.isfinite(gap), (s_star / np.maximum(gap, 0.05)) ** 2, 0.0)
+                )
+            acc = np.clip(self.a_max * (1.0 - (v / v0) ** 4 - inter), -self.b_max, self.a_max)
+            acc = np.clip(acc, a_prev - self.j_down * DT_S, a_prev + self.j_up * DT_S)  # smooth: bounded jerk
+            v_new = np.where(self.frozen, 0.0, np.maximum(v + acc * DT_S, 0.0))
+            s = np.minimum(s + 0.5 * (v + v_new) * DT_S, np.maximum(self.path_end, s))
+            a_prev = (v_new - v) / DT_S  # what was applied (0 once stopped, not the IDM's wish)
+            v = v_new
+            out_s[t + 1], out_v[t + 1], out_a[t] = s, v, a_prev
+        if steps > 1:
+            out_a[-1] = out_a[-2]
+        return SimResult(out_s, out_v, out_a, self.departures)
+
+    def _leaders(self, s: F64, v: F64, front: F64, nf: I64, nr: I64, cf: F64, cr: F64) -> tuple[F64, F64]:
+        """Gap to and speed difference with each mover's leader (inf gap: none within its node table).
+
+        ``x[j, i]`` is mover j's rear in mover i's path coordinate, from the node j's rear is on, or else
+        from the node its front is on (j merging onto i's path); inf where j is not ahead of i on i's path.
+        """
+        tab = self.tab
         g = tab.table.take(nr, axis=0)
         x = g[:, 0] + cr[:, None]
         x[~((x >= g[:, 1]) & (x <= g[:, 2]) & (x > s[None, :]))] = np.inf
         g = tab.table.take(nf, axis=0)
         xf = g[:, 0] + cf[:, None]
         bad = ~((xf >= g[:, 1]) & (xf <= g[:, 2]))
-        xf -= length[:, None]
+        xf -= self.length[:, None]
         bad |= xf <= s[None, :]
         xf[bad] = np.inf
         np.minimum(x, xf, out=x)
         lead = x.argmin(axis=0)
-        gap_v = x[lead, rows] - front
-        dv_v = v - v[lead]
+        return x[lead, self.rows] - front, v - v[lead]
 
-        # Lights and intersection clearance at the stop lines ahead.
-        occupied = np.zeros(graph.num_nodes)
-        moving = ~frozen
-        occupied[nf[moving]] = 1.0
-        occupied[nr[moving]] = 1.0
-        blocked = (conflicts @ occupied) > 0
-        state = lights[t][tab.stop_node]
+    def _stop_lines(self, t: int, v: F64, front: F64, nf: I64, nr: I64) -> F64:
+        """Gap to a virtual standing leader at the first stop line ahead that the mover must respect.
+
+        Red: stop. Yellow: stop if the line is comfortably far, or the mover is slow, or it would not reach
+        the line well before red (unless it already decided to go and can no longer stop); once it goes it is
+        committed for that line. A slow mover that overshot the line a little while stopping still waits.
+        Any light: do not enter a connector whose area a vehicle of another approach still occupies
+        (junction clearance), unless too close to stop.
+        """
+        tab = self.tab
+        occupied = np.zeros(self.graph.num_nodes)
+        occupied[nf[~self.frozen]] = 1.0
+        occupied[nr[~self.frozen]] = 1.0
+        blocked = (self.conflicts @ occupied) > 0
+        state = self.lights[t][tab.stop_node]
         d_line = tab.stop_s - front[:, None]
-        v2 = (v * v)[:, None]
-        # Yellow: stop if the line is comfortably far (kinematic distance plus a reaction margin), or if too
-        # slow to clear the junction before the next phase; else go. A slow mover that overshot the line a
-        # little while stopping still waits for green.
         vc = v[:, None]
-        need = (state == YELLOW) & ((d_line > v2 / (2 * YELLOW_STOP_DECEL) + 0.5 * vc) | (vc < YELLOW_GO_MIN_SPEED))
+        v2 = vc * vc
+        yellow = state == YELLOW
+        late = d_line >= YELLOW_ARRIVAL_SHARE * vc * self.until_red[t][tab.stop_node]
+        can_stop = d_line > v2 / (2 * self.b_max[:, None])
+        need = yellow & (
+            (d_line > v2 / (2 * YELLOW_STOP_DECEL) + 0.5 * vc)
+            | (vc < YELLOW_GO_MIN_SPEED)
+            | (late & ~self.committed & can_stop)
+        )
+        self.committed = np.where(state == GREEN, False, self.committed | (yellow & ~need & (d_line > 0.0)))
         need |= blocked[tab.stop_node] & (d_line > v2 / (2 * CLEARANCE_STOP_DECEL))
         need &= d_line > -0.05
-        need |= (state == RED) & ((d_line > -0.05) | ((d_line > -1.5) & (vc < 3.0)))
+        need |= (
+            (state == RED)
+            & ~(self.committed & ~can_stop)
+            & ((d_line > -0.05) | ((d_line > -1.5) & (vc < 3.0)))
+        )
         need &= d_line < LOOKAHEAD_M
-        gap_s = np.where(need, d_line, np.inf).min(axis=1) - STOP_MARGIN_M + s_min
+        return np.where(need, d_line, np.inf).min(axis=1) - STOP_MARGIN_M + self.s_min
 
-        # Pedestrians: waiting crossers step out when no vehicle is inside the junction across their
-        # crosswalk; vehicles yield to crossers that are on (or about to step onto) their path.
-        gap_p = np.full(n, np.inf)
-        if crossers is not None and n_c:
-            waiting = np.isinf(departures) & (now >= crossers.earliest_s) & (now <= crossers.latest_s)
-            if waiting.any():
-                inside = (front[:, None] > tab.cross_entry) & (rear[:, None] < tab.cross_out + 1.0)
-                busy_cw[:] = False
-                busy_cw[tab.cross_cw[inside]] = True
-                departures[waiting & ~busy_cw[crossers.crosswalk]] = now
-            walking = (now >= departures) & (now <= departures + walk_time)
-            about = np.isinf(departures) & (now >= crossers.earliest_s - STEP_OUT_S) & (now <= crossers.latest_s)
-            on = np.nonzero(walking | about)[0]
-        else:
-            on = ()
-        if len(on):
-            elapsed = np.where(walking[on], now - departures[on], 0.0)
-            u = crossers.u_from[on] + walk_sign[on] * crossers.speed_mps[on] * elapsed
-            u2 = u + walk_sign[on] * crossers.speed_mps[on] * LOOK_AHEAD_S
-            pc, lo, hi = crossers.crosswalk[on], np.minimum(u, u2), np.maximum(u, u2)
-            cu = tab.cross_u[:, :, None]
-            hit = ((tab.cross_cw[:, :, None] == pc[None, None, :]) & (lo[None, None, :] <= cu + PED_HALF_BAND_M)
-                   & (hi[None, None, :] >= cu - PED_HALF_BAND_M)).any(axis=2)
-            d_cw = tab.cross_s - front[:, None]
-            hit &= (d_cw > 0.0) & (d_cw < LOOKAHEAD_M)
-            gap_p = np.where(hit, d_cw, np.inf).min(axis=1) - CROSSWALK_MARGIN_M + s_min
+    def _crossers(self, now: float, front: F64, rear: F64) -> F64:
+        """Let waiting crossers step out when no vehicle is inside the junction across their crosswalk, and
+        return each mover's gap to a virtual standing leader before a crosswalk with a crosser in its way."""
+        c, tab = self.crossers, self.tab
+        if c is None:
+            return np.full(len(front), np.inf)
+        waiting = np.isinf(self.departures) & (now >= c.earliest_s) & (now <= c.latest_s)
+        if waiting.any():
+            inside = (front[:, None] > tab.cross_entry) & (rear[:, None] < tab.cross_out + 1.0)
+            self.busy_cw[:] = False
+            self.busy_cw[tab.cross_cw[inside]] = True
+            self.departures[waiting & ~self.busy_cw[c.crosswalk]] = now
+        walking = (now >= self.departures) & (now <= self.departures + self.walk_time)
+        about = np.isinf(self.departures) & (now >= c.earliest_s - STEP_OUT_S) & (now <= c.latest_s)
+        on = np.nonzero(walking | about)[0]
+        if not len(on):
+            return np.full(len(front), np.inf)
+        elapsed = np.where(walking[on], now - self.departures[on], 0.0)
+        u = c.u_from[on] + self.walk_sign[on] * c.speed_mps[on] * elapsed
+        u2 = u + self.walk_sign[on] * c.speed_mps[on] * LOOK_AHEAD_S
+        lo, hi = np.minimum(u, u2), np.maximum(u, u2)
+        cu = tab.cross_u[:, :, None]
+        hit = (
+            (tab.cross_cw[:, :, None] == c.crosswalk[on][None, None, :])
+            & (lo[None, None, :] <= cu + PED_HALF_BAND_M)
+            & (hi[None, None, :] >= cu - PED_HALF_BAND_M)
+        ).any(axis=2)
+        d_cw = tab.cross_s - front[:, None]
+        hit &= (d_cw > 0.0) & (d_cw < LOOKAHEAD_M)
+        return np.where(hit, d_cw, np.inf).min(axis=1) - CROSSWALK_MARGIN_M + self.s_min
 
-        # IDM with the most restrictive of the three leaders.
-        v0 = np.maximum(tab.desired_speed(front), 0.5)
-        inter = np.zeros(n)
-        for gap, dv in ((gap_v, dv_v), (gap_s, v), (gap_p, v)):
-            s_star = s_min + np.maximum(0.0, v * headway + v * dv / sqrt_ab)
-            term = np.where(np.isfinite(gap), (s_star / np.maximum(gap, 0.05)) ** 2, 0.0)
-            inter = np.maximum(inter, term)
-        acc = a_max * (1.0 - (v / v0) ** 4 - inter)
-        acc = np.clip(acc, -b_max, a_max)
-        acc = np.clip(acc, a_prev - j_down * DT_S, a_prev + j_up * DT_S)
-        v_new = np.maximum(v + acc * DT_S, 0.0)
-        v_new = np.where(frozen, 0.0, v_new)
-        s_new = np.minimum(s + 0.5 * (v + v_new) * DT_S, np.maximum(path_end, s))
-        a_eff = (v_new - v) / DT_S
-        s, v, a_prev = s_new, v_new, a_eff
-        out_s[t + 1], out_v[t + 1], out_a[t] = s, v, a_eff
-    if steps > 1:
-        out_a[-1] = out_a[-2]
-    return SimResult(out_s, out_v, out_a, departures)
+
+def _time_until_red(lights: npt.NDArray[np.int8]) -> F64:
+    """``(T, M)``: seconds from each step until each node's light is next red (1e9 if never)."""
+    out = np.empty(lights.shape)
+    ahead = np.full(lights.shape[1], 1e9)
+    for t in range(lights.shape[0] - 1, -1, -1):
+        ahead = np.where(lights[t] == RED, 0.0, ahead + DT_S)
+        out[t] = ahead
+    return out
 
 
 def path_poses(paths: Sequence[Path], s: F64) -> tuple[F64, F64]:
@@ -287,8 +370,8 @@ def path_poses(paths: Sequence[Path], s: F64) -> tuple[F64, F64]:
     ends = np.array([p.length_m for p in paths])
     q = np.clip(s, 0.0, ends[None, :]) + np.arange(len(paths))[None, :] * big
     idx = np.clip(np.searchsorted(flat_s, q, side="right") - 1, 0, len(flat_s) - 2)
-    # Interpolate within the segment; a segment that straddles two paths never occurs because q stays
-    # inside its own path's range.
+    # q stays inside its own path's range; at a path's very end idx + 1 is the next path's first point,
+    # but the weight there is 0.
     seg = np.maximum(flat_s[idx + 1] - flat_s[idx], 1e-9)
     w = np.clip((q - flat_s[idx]) / seg, 0.0, 1.0)
     x = flat_x[idx] + w * (flat_x[idx + 1] - flat_x[idx])

@@ -8,13 +8,23 @@ from dataclasses import dataclass
 import pytest
 
 from harness.maps import RoadMap
-from harness.world.build import LogSimulation, World, WorldConfig, build_world, simulate_log
+from harness.world.build import (
+    LogSimulation,
+    World,
+    WorldConfig,
+    WorldSimulation,
+    assemble_world,
+    simulate_world,
+)
 from harness.world.lanegraph import LaneGraph, build_lane_graph
 from harness.world.roads import build_road_map
 
 
 @dataclass(frozen=True)
 class TimedWorld:
+    """The default world, its simulation (movers, paths, lights) and the CPU time the build took."""
+
+    simulation: WorldSimulation
     world: World
     seconds: float
 
@@ -34,14 +44,15 @@ def world_graph(world_map: RoadMap) -> LaneGraph:
 
 @pytest.fixture(scope="session")
 def default_world() -> TimedWorld:
-    # CPU time, not wall time: other jobs on a shared machine must not make the speed test flaky.
+    # build_world(WorldConfig()) in its two halves, so that tests can also inspect the simulation. CPU time,
+    # not wall time: other jobs on a shared machine must not make the speed test flaky.
     start = time.process_time()
-    world = build_world(WorldConfig())
-    return TimedWorld(world, time.process_time() - start)
+    simulation = simulate_world(WorldConfig())
+    world = assemble_world(simulation)
+    return TimedWorld(simulation, world, time.process_time() - start)
 
 
 @pytest.fixture(scope="session")
-def default_sims(world_graph: LaneGraph) -> tuple[LogSimulation, ...]:
-    """The default world's logs before they become frames (movers, paths, lights) for rule checks."""
-    config = WorldConfig()
-    return tuple(simulate_log(world_graph, config, i) for i in range(config.num_logs))
+def default_sims(default_world: TimedWorld) -> tuple[LogSimulation, ...]:
+    """The default world's logs before they became frames (movers, paths, lights) for rule checks."""
+    return default_world.simulation.logs

@@ -24,13 +24,20 @@ def _arrays(log, name):
 
 
 def _ego_corners(poses: np.ndarray) -> np.ndarray:
-    center = poses[:, :2] + REAR_AXLE_TO_CENTER_M * np.stack([np.cos(poses[:, 2]), np.sin(poses[:, 2])], axis=1)
+    center = poses[:, :2] + REAR_AXLE_TO_CENTER_M * np.stack(
+        [np.cos(poses[:, 2]), np.sin(poses[:, 2])], axis=1
+    )
     return box_corners_2d(center, PACIFICA_LENGTH_M, PACIFICA_WIDTH_M, poses[:, 2])
 
 
 def _drivable(m):
-    area = shapely.union_all([*(r.polygon for r in m.roadblocks.values()), *(a.polygon for a in m.intersections.values()),
-                              *(a.polygon for a in m.carparks.values())])
+    area = shapely.union_all(
+        [
+            *(r.polygon for r in m.roadblocks.values()),
+            *(a.polygon for a in m.intersections.values()),
+            *(a.polygon for a in m.carparks.values()),
+        ]
+    )
     shapely.prepare(area)
     return area
 
@@ -69,7 +76,10 @@ def test_same_config_same_world(seed):
 
 
 def test_seed_changes_the_world():
-    a, b = build_world(WorldConfig(seed=1, num_logs=1, duration_s=2.0)), build_world(WorldConfig(seed=2, num_logs=1, duration_s=2.0))
+    a, b = (
+        build_world(WorldConfig(seed=1, num_logs=1, duration_s=2.0)),
+        build_world(WorldConfig(seed=2, num_logs=1, duration_s=2.0)),
+    )
     assert a.logs[0].name != b.logs[0].name
     assert not np.allclose(a.logs[0].frames[0].ego_pose, b.logs[0].frames[0].ego_pose)
 
@@ -90,10 +100,12 @@ def test_logs_frames_and_timestamps(default_world):
     assert len({lg.seed for lg in world.logs}) == 8
 
 
-@pytest.mark.parametrize(("n", "fraction", "n_test"), [(8, 0.5, 4), (2, 0.5, 1), (2, 0.01, 1), (2, 0.99, 1),
-                                                        (3, 0.0, 0), (3, 1.0, 3), (1, 0.5, 1)])
+@pytest.mark.parametrize(
+    ("n", "fraction", "n_test"),
+    [(8, 0.5, 4), (2, 0.5, 1), (2, 0.01, 1), (2, 0.99, 1), (3, 0.0, 0), (3, 1.0, 3), (1, 0.5, 1)],
+)
 def test_splits(n, fraction, n_test):
-    world = build_world(WorldConfig(num_logs=n, duration_s=0.5, test_fraction=fraction))
+    world = build_world(WorldConfig(num_logs=n, duration_s=0.2, test_fraction=fraction))
     train, test = set(world.splits["train"]), set(world.splits["test"])
     assert not train & test and train | test == {lg.name for lg in world.logs}
     assert len(test) == n_test
@@ -142,8 +154,10 @@ def test_ego_stays_on_the_drivable_area(default_world):
 
 def test_route_is_connected_and_starts_where_the_ego_is(default_world):
     m = default_world.world.road_map
-    blocks = {**{k: v.polygon for k, v in m.roadblocks.items()},
-              **{k: m.intersections[v.intersection_id].polygon for k, v in m.roadblock_connectors.items()}}
+    blocks = {
+        **{k: v.polygon for k, v in m.roadblocks.items()},
+        **{k: m.intersections[v.intersection_id].polygon for k, v in m.roadblock_connectors.items()},
+    }
     successors = {k: set(m.roadblock_successors(k)) for k in blocks}
     for log in default_world.world.logs:
         previous = None
@@ -154,7 +168,7 @@ def test_route_is_connected_and_starts_where_the_ego_is(default_world):
             if t % 10 == 0:
                 assert blocks[route[0]].buffer(0.5).contains(shapely.Point(frame.ego_pose[:2]))
             if previous is not None:
-                assert route == previous[len(previous) - len(route):]  # only ever drops what lies behind
+                assert route == previous[len(previous) - len(route) :]  # only ever drops what lies behind
             previous = route
 
 
@@ -165,8 +179,11 @@ def test_driving_command_follows_the_route(default_world, default_sims):
         ahead, _ = path.interpolate(s + COMMAND_LOOKAHEAD_M)
         pose = _arrays(log, "ego_pose")
         local = global_to_local(np.concatenate([ahead, np.zeros((len(s), 1))], axis=1), pose)
-        want = np.where(local[:, 1] > 2.0, DrivingCommand.LEFT,
-                        np.where(local[:, 1] < -2.0, DrivingCommand.RIGHT, DrivingCommand.STRAIGHT))
+        want = np.where(
+            local[:, 1] > 2.0,
+            DrivingCommand.LEFT,
+            np.where(local[:, 1] < -2.0, DrivingCommand.RIGHT, DrivingCommand.STRAIGHT),
+        )
         got = np.array([f.driving_command for f in log.frames])
         np.testing.assert_array_equal(got, want)
         commands |= set(got.tolist())
@@ -238,7 +255,9 @@ def test_the_situations_happen(default_world):
     cones = first.objects.center_xyz[cats == "traffic_cone", :2]
     local = global_to_local(np.concatenate([cones, np.zeros((len(cones), 1))], axis=1), first.ego_pose)
     assert len(cones) >= 3 and np.all(np.abs(local[:, 1]) < 2.0) and np.all(local[:, 0] > 30.0)
-    car = first.objects.center_xyz[(cats == "vehicle") & (np.linalg.norm(first.objects.velocity_xy_mps, axis=1) == 0)]
+    car = first.objects.center_xyz[
+        (cats == "vehicle") & (np.linalg.norm(first.objects.velocity_xy_mps, axis=1) == 0)
+    ]
     car_local = global_to_local(np.concatenate([car[:, :2], np.zeros((len(car), 1))], axis=1), first.ego_pose)
     ahead = car_local[(np.abs(car_local[:, 1]) < 1.0) & (car_local[:, 0] > 0)]
     assert len(ahead) == 1  # the broken-down car, in the ego's start lane
@@ -255,8 +274,15 @@ def test_the_situations_happen(default_world):
         xy = np.concatenate([o.center_xyz[:, :2], np.zeros((len(o), 1))], axis=1)
         local = global_to_local(xy, frame.ego_pose)
         facing = np.cos(o.yaw_rad - frame.ego_pose[2]) < -0.9
-        oncoming += int(np.any(facing & (local[:, 0] > 0) & (local[:, 0] < 60) & (np.abs(local[:, 1]) < 5.0)
-                               & (np.linalg.norm(o.velocity_xy_mps, axis=1) > 2.0)))
+        oncoming += int(
+            np.any(
+                facing
+                & (local[:, 0] > 0)
+                & (local[:, 0] < 60)
+                & (np.abs(local[:, 1]) < 5.0)
+                & (np.linalg.norm(o.velocity_xy_mps, axis=1) > 2.0)
+            )
+        )
     assert oncoming >= 3
 
 
@@ -264,6 +290,8 @@ def test_the_situations_happen(default_world):
 def test_busy_logs_have_many_objects_around_the_ego(default_world, name):
     world = default_world.world
     log = world.logs[[s.name for s in SITUATIONS].index(name)]
-    near = [int((np.linalg.norm(f.objects.center_xyz[:, :2] - f.ego_pose[:2], axis=1) < 100.0).sum())
-            for f in log.frames]
+    near = [
+        int((np.linalg.norm(f.objects.center_xyz[:, :2] - f.ego_pose[:2], axis=1) < 100.0).sum())
+        for f in log.frames
+    ]
     assert min(near) >= 40

@@ -32,7 +32,11 @@ def _ends_match(m: RoadMap, tol: float = 0.1) -> None:
 
 
 def test_identity_and_frame(world_map):
-    assert (world_map.location, world_map.version) == (LOCATION, MAP_VERSION) == ("us-nv-las-vegas-strip", "9.15.1915")
+    assert (
+        (world_map.location, world_map.version)
+        == (LOCATION, MAP_VERSION)
+        == ("us-nv-las-vegas-strip", "9.15.1915")
+    )
     xy = np.concatenate([lane.baseline_xy for lane in world_map.lanes.values()])
     assert xy.dtype == np.float64
     # A UTM-like frame near Las Vegas: real-magnitude coordinates.
@@ -64,8 +68,18 @@ def test_ids_positive_unique_and_in_disjoint_ranges(world_map):
     blocks, block_conns = set(m.roadblocks), set(m.roadblock_connectors)
     assert not lanes & conns and not blocks & block_conns
     assert max(lanes) < min(conns) and max(blocks) < min(block_conns)
-    for table in (m.lanes, m.lane_connectors, m.roadblocks, m.roadblock_connectors, m.boundaries,
-                  m.intersections, m.stop_lines, m.crosswalks, m.walkways, m.carparks):
+    for table in (
+        m.lanes,
+        m.lane_connectors,
+        m.roadblocks,
+        m.roadblock_connectors,
+        m.boundaries,
+        m.intersections,
+        m.stop_lines,
+        m.crosswalks,
+        m.walkways,
+        m.carparks,
+    ):
         assert all(isinstance(k, int) and k > 0 and table[k].id == k for k in table)
     # The structured ids the situations use name real objects.
     assert lane_id("middle", True, 1) in m.lanes and roadblock_id("outer", False) in m.roadblocks
@@ -144,8 +158,11 @@ def test_two_signalised_four_way_intersections(world_map, world_graph: LaneGraph
     m = world_map
     assert len(m.intersections) >= 2
     for iid in m.intersections:
-        conns = [lc for lc in m.lane_connectors.values()
-                 if m.roadblock_connectors[lc.roadblock_connector_id].intersection_id == iid]
+        conns = [
+            lc
+            for lc in m.lane_connectors.values()
+            if m.roadblock_connectors[lc.roadblock_connector_id].intersection_id == iid
+        ]
         approaches = {m.roadblock_connectors[lc.roadblock_connector_id].from_roadblock_id for lc in conns}
         assert len(approaches) == 4
         assert {world_graph.turn[world_graph.index[lc.id]] for lc in conns} == {"L", "S", "R"}

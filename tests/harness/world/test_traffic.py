@@ -42,7 +42,7 @@ def _overlaps(log) -> list[tuple[int, str, str]]:
     out = []
     reach2 = (radius[:, None] + radius[None]) ** 2
     for lo in range(0, len(frames), 25):
-        x, y = mid[lo:lo + 25, :, 0], mid[lo:lo + 25, :, 1]
+        x, y = mid[lo : lo + 25, :, 0], mid[lo : lo + 25, :, 1]
         d2 = (x[:, :, None] - x[:, None, :]) ** 2 + (y[:, :, None] - y[:, None, :]) ** 2
         t, i, j = np.nonzero((d2 < reach2) & keep)
         hit = shapely.intersects(shapely.polygons(corners[lo + t, i]), shapely.polygons(corners[lo + t, j]))
@@ -68,7 +68,11 @@ def test_vehicles_never_cross_a_stop_line_on_red(default_sims, world_graph):
                 line = mover.path.seq_start[k]
                 crossed = np.nonzero((front[:-1] < line) & (front[1:] >= line))[0]
                 for t in crossed:
-                    assert sim.lights[t, node] != RED and sim.lights[t + 1, node] != RED, (sim.situation.name, i, t)
+                    assert sim.lights[t, node] != RED and sim.lights[t + 1, node] != RED, (
+                        sim.situation.name,
+                        i,
+                        t,
+                    )
                 checked += 1
     assert checked > 200
 
@@ -105,7 +109,12 @@ def test_idm_gaps_are_kept(default_sims):
         who = np.broadcast_to(np.arange(2 * n), (steps, 2 * n))
         step = np.broadcast_to(np.arange(steps)[:, None], (steps, 2 * n))
         order = np.lexsort((coord.ravel(), node.ravel(), step.ravel()))
-        k_node, k_coord, k_who, k_step = node.ravel()[order], coord.ravel()[order], who.ravel()[order], step.ravel()[order]
+        k_node, k_coord, k_who, k_step = (
+            node.ravel()[order],
+            coord.ravel()[order],
+            who.ravel()[order],
+            step.ravel()[order],
+        )
         # A front immediately followed (same step, same node) by another mover's rear: that is a gap.
         pair = (k_step[:-1] == k_step[1:]) & (k_node[:-1] == k_node[1:]) & (k_who[:-1] < n) & (k_who[1:] >= n)
         pair &= k_who[:-1] != k_who[1:] - n
@@ -156,9 +165,14 @@ def test_yellow_is_reported_as_not_red(world_graph, world_map):
     sig = make_signals(world_map, iid, order, 0.0)
     t = np.array([sig.green_end[0] + 1.0])  # the first approach is yellow
     states = node_light_states(world_graph, [sig], t)[0]
-    nodes = [world_graph.index[c] for c in world_map.lane_connectors
-             if world_map.roadblock_connectors[world_map.lane_connectors[c].roadblock_connector_id].from_roadblock_id
-             == order[0]]
+    nodes = [
+        world_graph.index[c]
+        for c in world_map.lane_connectors
+        if world_map.roadblock_connectors[
+            world_map.lane_connectors[c].roadblock_connector_id
+        ].from_roadblock_id
+        == order[0]
+    ]
     assert np.all(states[nodes] == YELLOW)
 
 
@@ -167,7 +181,8 @@ def test_objects_have_nuplan_categories_sizes_and_tokens(default_world):
         first = log.frames[0].objects
         assert set(first.categories) <= NUPLAN_CATEGORIES
         assert {"vehicle", "pedestrian", "traffic_cone", "generic_object"} <= set().union(
-            *(set(lg.frames[0].objects.categories) for lg in default_world.world.logs))
+            *(set(lg.frames[0].objects.categories) for lg in default_world.world.logs)
+        )
         assert all(re.fullmatch(r"[0-9a-f]{16}", tok) for tok in first.track_tokens)
         assert len(set(first.track_tokens)) == len(first)
         for frame in log.frames[::50]:
@@ -178,7 +193,9 @@ def test_objects_have_nuplan_categories_sizes_and_tokens(default_world):
         cars = size["vehicle"]
         assert np.all((cars[:, 0] > 4.0) & (cars[:, 0] < 10.0) & (cars[:, 1] > 1.7) & (cars[:, 1] < 2.6))
         peds = size["pedestrian"]
-        assert np.all((peds[:, :2] < 0.8) & (peds[:, :2] > 0.4)) and np.all((peds[:, 2] > 1.5) & (peds[:, 2] < 2.0))
+        assert np.all((peds[:, :2] < 0.8) & (peds[:, :2] > 0.4)) and np.all(
+            (peds[:, 2] > 1.5) & (peds[:, 2] < 2.0)
+        )
         if "traffic_cone" in size:
             np.testing.assert_allclose(size["traffic_cone"], [[0.4, 0.4, 0.7]] * len(size["traffic_cone"]))
 
@@ -192,9 +209,13 @@ def test_moving_objects_face_where_they_go(default_world):
             heading = np.stack([np.cos(a.objects.yaw_rad), np.sin(a.objects.yaw_rad)], axis=1)
             cos = np.sum(moved[go] * heading[go], axis=1) / np.linalg.norm(moved[go], axis=1)
             assert np.all(cos > 0.95)
-            np.testing.assert_allclose(np.linalg.norm(a.objects.velocity_xy_mps[go], axis=1), speed[go], rtol=0.2)
+            np.testing.assert_allclose(
+                np.linalg.norm(a.objects.velocity_xy_mps[go], axis=1), speed[go], rtol=0.2
+            )
         static = [k for k, c in enumerate(log.frames[0].objects.categories) if c in STATIC_CATEGORIES]
-        np.testing.assert_array_equal(log.frames[0].objects.center_xyz[static], log.frames[-1].objects.center_xyz[static])
+        np.testing.assert_array_equal(
+            log.frames[0].objects.center_xyz[static], log.frames[-1].objects.center_xyz[static]
+        )
 
 
 def test_pedestrians_stay_on_walkways_and_cross_only_on_red(default_world, default_sims, world_map):
