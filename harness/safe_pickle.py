@@ -7,8 +7,10 @@ array reconstruction and a few builtins by default) and raises ``DataError`` for
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,7 @@ class _Numpy1CompatiblePickler(pickle._Pickler):  # type: ignore[name-defined]
         if module == "numpy._core" or module.startswith("numpy._core."):
             qualname = name or getattr(obj, "__qualname__", obj.__name__)
             legacy = "numpy.core" + module[len("numpy._core"):]
-            self.write(pickle.GLOBAL + f"{legacy}\n{qualname}\n".encode("utf-8"))
+            self.write(pickle.GLOBAL + f"{legacy}\n{qualname}\n".encode())
             self.memoize(obj)
             return
         super().save_global(obj, name)
@@ -129,4 +131,75 @@ def dumps_compatible(obj: Any, protocol: int = 4) -> bytes:
     """Pickle ``obj`` so that both numpy 1.x and 2.x environments can load it."""
     buf = io.BytesIO()
     _Numpy1CompatiblePickler(buf, protocol=protocol).dump(obj)
+    return buf.getvalue()
+
+
+class _NamedGlobalsPickler(_Numpy1CompatiblePickler):
+    """Pickler that writes every class/function reference as one GLOBAL opcode, renaming stand-in classes.
+
+    Leaderboards unpickle submissions with their own classes (navsim's ``Trajectory``), which lead-bench
+    does not install. A stand-in class with the same pickled state, written under the foreign class's path,
+    loads there as the real class. GLOBAL (not protocol 4's STACK_GLOBAL, whose two strings may come from
+    the memo) keeps every path a file names in one opcode, so ``pickletools.genops`` can audit it.
+    """
+
+    # pickle._Pickler dispatches Python functions (numpy's protocol-5 ``_frombuffer``) to the base class's
+    # save_global directly, bypassing any override; route them through ours too.
+    dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+    dispatch[types.FunctionType] = lambda self, obj: self.save_global(obj)
+
+    def __init__(self, file: io.BytesIO, *, protocol: int, names: Mapping[Any, tuple[str, str]]) -> None:
+        super().__init__(file, protocol=protocol)
+        self._names = dict(names)
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        try:
+            path = self._names.get(obj)
+        except TypeError:  # an unhashable object cannot be one of the stand-ins
+            path = None
+        if path is None:
+            path = self._importable_path(obj, name)
+        module, qualname = path
+        self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode())
+        self.memoize(obj)
+
+    @staticmethod
+    def _importable_path(obj: Any, name: str | None) -> tuple[str, str]:
+        qualname = name or getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+        module = getattr(obj, "__module__", None)
+        if not module or not qualname or "." in qualname or "<" in qualname:
+            # Nested or local objects need more than one GLOBAL; nothing lead-bench writes is one.
+            raise pickle.PicklingError(f"cannot write {obj!r} as a single GLOBAL ({module}.{qualname})")
+        # As pickle itself does: the path must lead back to this very object, or the file would not load.
+        try:
+            found = getattr(importlib.import_module(module), qualname)
+        except (ImportError, AttributeError) as exc:
+            raise pickle.PicklingError(f"cannot pickle {obj!r}: not found as {module}.{qualname}") from exc
+        if found is not obj:
+            raise pickle.PicklingError(f"cannot pickle {obj!r}: {module}.{qualname} is another object")
+        if module == "numpy._core" or module.startswith("numpy._core."):
+            module = "numpy.core" + module[len("numpy._core"):]
+        return module, qualname
+
+
+def dumps_with_global_names(
+    obj: Any, global_names: Mapping[Any, tuple[str, str]], protocol: int = 4
+) -> bytes:
+    """Pickle ``obj`` for another project's environment: stand-in classes under that project's paths.
+
+    Like :func:`dumps_compatible` (numpy 1.x and 2.x both load it), and every class or function the file
+    refers to is written as a GLOBAL opcode.
+
+    Args:
+        obj: what to pickle.
+        global_names: stand-in class -> (module, name) it is written as, e.g. lead-bench's mirror of
+            navsim's ``Trajectory`` -> ``("navsim.common.dataclasses", "Trajectory")``. Each stand-in must
+            pickle the same state as the class it names (same ``__dict__`` keys and value types).
+        protocol: pickle protocol, 2 to 5.
+
+    Raises:
+        pickle.PicklingError: an object outside ``global_names`` cannot be found by its own path.
+    """
+    buf = io.BytesIO()
+    _NamedGlobalsPickler(buf, protocol=protocol, names=global_names).dump(obj)
     return buf.getvalue()
