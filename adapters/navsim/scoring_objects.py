@@ -169,19 +169,19 @@ def object_timeline(frames: Sequence[NavsimFrame], current: int, horizon_s: floa
     with np.errstate(invalid="ignore", divide="ignore"):  # single-keyframe tracks divide 0 by 0; unused
         slope = (y_hi - y_lo) / (t_hi - t_lo)[..., None]
         interp = slope * (tt[:, None] - t_lo)[..., None] + y_lo
-    interp[..., 2] = _wrap(interp[..., 2])
-
     multi = n_valid >= 2
     in_span = (ct[:, 0][None, :] <= tt[:, None]) & (tt[:, None] <= ct[np.arange(n_tracks), n_valid - 1][None, :])
-    present = np.where(multi[None, :], in_span, True)
-    frozen = np.broadcast_to(cs[:, 0][None], interp.shape)
-    out = np.where(multi[None, :, None], interp, frozen)
-    out = np.where(present[..., None], out, 0.0)
+    present = in_span | ~multi[None, :]
+    interp[:, ~multi] = cs[~multi, 0][None]  # frozen single-keyframe tracks (their heading is already wrapped)
+    interp[~present] = 0.0
+    wrap = present & multi[None, :]
+    interp[..., 2][wrap] = _wrap(interp[..., 2][wrap])
 
     first_types = types[first_det]
     agent = np.isin(first_types, _AGENT_CODES)
-    poses = out[..., :3]
-    velocity = np.where(agent[None, :, None], out[..., 3:], 0.0)
+    interp[:, ~agent, 3:] = 0.0  # static objects carry no velocity
+    poses = interp[..., :3]
+    velocity = interp[..., 3:]
     first_velocity = np.where(agent[:, None], np.stack([gvx, gvy], axis=-1)[first_det], 0.0)
     return ObjectTimeline(
         tokens=names[by_appearance],

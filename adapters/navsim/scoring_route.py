@@ -200,7 +200,9 @@ def current_roadblock_candidates(
             if blocks:
                 ids = sorted(blocks)
                 dist = shapely.distance(shapely.points(point), np.array([blocks[i].polygon for i in ids]))
-                candidates.append(ids[int(np.argmin(dist))])
+                # The devkit takes the first row of pandas' sort_values, an unstable quicksort: equidistant
+                # objects resolve as numpy's quicksort orders them (numpy-version dependent, as in NAVSIM).
+                candidates.append(ids[int(np.argsort(dist, kind="quicksort")[0])])
     if not candidates:
         raise ValueError("the map has no roadblocks")
     on_route = set(route_roadblock_ids)
