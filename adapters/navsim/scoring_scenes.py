@@ -12,6 +12,19 @@ PDM-Closed trajectory, which is left as an empty placeholder for the PDM-Closed 
   (de-duplicated), its lane ids and the discrete centerline (:mod:`adapters.navsim.scoring_route`);
 - the human's future keyframes in the current ego frame and its history keyframes in the map frame.
 
+Checked against the official code run on embedded-world scenes (v1.1 metric caching and a full PDM-Closed
+run; v2.2 ``main`` for the 4 s timeline, lights and human trajectories): objects, drivable map, route, route
+lanes, centerline and initial state agree bit for bit. Things a consumer must know:
+
+- NAVSIM v2 draws a red light only for connectors among the lanes of the log's *uncorrected* route
+  (``MetricCacheProcessor._load_route_dicts(scenario.get_route_roadblock_ids())``), not of the corrected
+  ``route_lane_ids`` stored here; ``light_connector_ids`` keeps every connector the keyframes name.
+- ``human_future_local`` holds every future keyframe of the scene (10 on navtest); v2's ``human_trajectory``
+  is its first 8 poses (4 s). It differs from nuPlan's matrix-based ``absolute_to_relative_poses`` by float
+  rounding only (< 2e-9 m at UTM coordinates).
+- Synthetic (v2 two-stage) scenes get no human future; their ``extended_*`` future objects and lights are not
+  read (NavsimFrame has no such fields).
+
 :class:`ScoringSceneCache` keeps one ``.npz`` per token under ``<cache_dir>/<log_name>/``, with a per-log
 ``index.json``, and rebuilds a scene whose fingerprint (log size and mtime, map version, horizon,
 ``SCORING_SCENE_VERSION``) no longer matches.
@@ -202,7 +215,8 @@ class ScoringSceneCache:
     from the reader's logs and the map, writes it (temporary file, then rename) and records it in the log's
     index. The fingerprint covers the log pickle's size and mtime, the map location and version, the
     horizon and ``SCORING_SCENE_VERSION``, so editing a log, swapping the map or upgrading lead-bench
-    rebuilds exactly the scenes concerned.
+    rebuilds exactly the scenes concerned. The ``.npz`` files (each with its own fingerprint) are
+    authoritative; the index is a listing that processes writing the same log at once may leave incomplete.
 
     Args:
         cache_dir: root of the cache (created on first write).

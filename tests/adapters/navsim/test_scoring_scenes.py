@@ -334,6 +334,28 @@ def test_initial_state_and_human_trajectories(world_scenes, small_world):
     assert scene.scene_type == 0
 
 
+def test_v2_horizon_and_synthetic_tokens(world_scenes):
+    scenes, road_map, query = world_scenes
+    frames, cur, v1 = scenes[0]
+    v2 = build_scoring_scene(frames, cur, road_map, query, horizon_s=4.0)
+    assert v2.num_steps == 41
+    # Tracks first seen in the last second are not in the v2 timeline; tracks seen at two or more of the
+    # first 9 keyframes interpolate the same. (One seen at keyframe 8 only is frozen there at every step in
+    # v2, as NAVSIM does, while v1.1 interpolates it over 4..5 s.)
+    keep = np.isin(v1.object_tokens, v2.object_tokens)
+    np.testing.assert_array_equal(v1.object_tokens[keep], v2.object_tokens)
+    seen = np.array([sum(str(t) in frames[cur + j].annotations.track_tokens for j in range(9)) for t in v2.object_tokens])
+    np.testing.assert_array_equal(v1.object_poses[:41, keep][:, seen >= 2], v2.object_poses[:, seen >= 2])
+    late = np.flatnonzero(seen == 1)
+    assert np.all(v2.object_present[:, late])
+    np.testing.assert_array_equal(v1.red_light_mask[:41][:, np.isin(v1.light_connector_ids, v2.light_connector_ids)],
+                                  v2.red_light_mask)
+    synthetic = list(frames)
+    synthetic[cur] = dataclasses.replace(frames[cur], token=frames[cur].token + "s")  # 17 characters
+    scene = build_scoring_scene(synthetic, cur, road_map, query)
+    assert scene.scene_type == 1 and scene.human_future_local is None
+
+
 # --- route correction and centerline on hand-made maps --------------------------------------------------------
 
 MAP = build_fixture_map()
