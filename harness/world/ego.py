@@ -68,12 +68,15 @@ class EgoTrack:
 
 
 def ego_path(graph: LaneGraph, plan: EgoPlan, min_length_m: float, rng: np.random.Generator) -> Path:
-    """The ego's path: its start lane, the planned turns, then random turns until ``min_length_m``."""
+    """The ego's path: its start lane, the planned turns, then random turns until ``min_length_m`` (and at
+    least through the next intersection and the lane after it, so that the route always looks ahead)."""
     start = graph.index[plan.lane_id]
     if plan.lane_change is None:
-        return build_path(graph, random_route(graph, [start], min_length_m, rng, turns=plan.turns))
+        return build_path(
+            graph, random_route(graph, [start], min_length_m, rng, turns=plan.turns, min_nodes=3)
+        )
     target = graph.index[plan.lane_change.target_lane_id]
-    route = random_route(graph, [target], min_length_m, rng, turns=plan.turns)
+    route = random_route(graph, [target], min_length_m, rng, turns=plan.turns, min_nodes=3)
     return _lane_change_path(graph, start, route, plan.lane_change)
 
 
@@ -176,4 +179,6 @@ def ego_track(graph: LaneGraph, path: Path, s: F64, v: F64, a: F64) -> EgoTrack:
             cache[k] = tuple(out)
         route.append(cache[k])
     pose = np.concatenate([xy, heading[:, None]], axis=1)
+    for arr in (pose, velocity, acceleration):
+        arr.setflags(write=False)  # frames hold views of these
     return EgoTrack(pose, velocity, acceleration, command.astype(np.int64), tuple(route))

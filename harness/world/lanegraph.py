@@ -287,8 +287,10 @@ def random_route(
     rng: np.random.Generator,
     forbidden: Collection[int] = (),
     turns: Sequence[str] = (),
+    min_nodes: int = 1,
 ) -> list[int]:
-    """Extend a node sequence through the graph until it is at least ``min_length_m`` long.
+    """Extend a node sequence through the graph until it is at least ``min_length_m`` long and has at least
+    ``min_nodes`` nodes.
 
     At each lane end a connector is drawn with :data:`TURN_WEIGHTS`, except that the first ``len(turns)``
     intersection choices follow ``turns`` ("L", "S", "R") when possible. Connectors into ``forbidden``
@@ -297,7 +299,7 @@ def random_route(
     nodes = list(start)
     length = float(graph.length[nodes].sum())
     decided = 0
-    while length < min_length_m:
+    while length < min_length_m or len(nodes) < min_nodes:
         succ = graph.successors[nodes[-1]]
         if not succ:
             break

@@ -10,10 +10,13 @@ axis-aligned)::
         |      +---------------------------------------+                        |
         |      |                                       |                        |
         +------A============ middle (2+2) =============B------------------------+
+               |      [car park]                       |
                |                                       |
-               +------- south (1+1), car park ---------+
+               +------- south (1+1), [car park] -------+
 
-``A`` (0, 0) and ``B`` (200, 0) are signalised 4-way intersections (arms start 16 m from the centre).
+``A`` (0, 0) and ``B`` (200, 0) are signalised 4-way intersections (arms start 16 m from the centre), each
+with a traffic-light stop line per approach lane, a crosswalk across every arm (inside the junction, just
+past the stop lines) and kerb corners that join the sidewalks (walkways) along every road.
 Every road is two-way: a forward roadblock (driving along the road's reference line, lanes on its right;
 right-hand traffic) beside a backward one, sharing the centre boundary. Roads run from one intersection
 arm to another, so the only roadblock connectors are inside intersection polygons (nuPlan scoring treats
@@ -173,8 +176,6 @@ def map_transform(seed: int) -> tuple[float, F64]:
 class _LaneGeom:
     id: int
     roadblock_id: int
-    index: int
-    n_lanes: int
     points: F64  # local frame, resampled baseline
     start_heading: float
     end_heading: float
@@ -197,7 +198,6 @@ class _Builder:
         self.walkways: dict[int, Area] = {}
         self.carparks: dict[int, Area] = {}
         self.geo: dict[int, _LaneGeom] = {}
-        self.road_refs: dict[str, tuple[F64, F64]] = {}
 
     # --- frame ------------------------------------------------------------------------------------------
 
@@ -219,7 +219,6 @@ class _Builder:
         )
         if np.linalg.norm(pts[-1] - want) > 1e-6:
             raise RuntimeError(f"road {spec.name} ends at {pts[-1]}, expected arm {spec.end} at {want}")
-        self.road_refs[spec.name] = (pts, hdg)
         w = LANE_WIDTH_M
         divider_id = 50000 + 100 * _ROAD_INDEX[spec.name]
         for forward in (True, False):
@@ -235,7 +234,7 @@ class _Builder:
             for i in range(spec.lanes):
                 lid = lane_id(spec.name, forward, i)
                 base = resample(offset_line(p, h, -(i + 0.5) * w))
-                self.geo[lid] = _LaneGeom(lid, rb, i, spec.lanes, base, float(h[0]), float(h[-1]))
+                self.geo[lid] = _LaneGeom(lid, rb, base, float(h[0]), float(h[-1]))
                 self.lanes[lid] = Lane(
                     lid,
                     rb,
