@@ -9,7 +9,7 @@ PDM-Closed trajectory, which is left as an empty placeholder for the PDM-Closed 
 - traffic lights: every lane connector named in the horizon's keyframes, red at step ``k`` when keyframe
   ``k // 5`` lists it red (NAVSIM v2's ``_interpolate_traffic_light_status``), with its polygon;
 - PDM-Closed's map products: the drivable map within 100 m (square) of the ego's centre, the corrected route
-  (de-duplicated), its lane ids and the discrete centerline (:mod:`adapters.navsim.scoring_route`);
+  (de-duplicated), its lane ids and the discrete centerline (:mod:`adapters.navsim.scoring_route`, :mod:`adapters.navsim.scoring_centerline`);
 - the human's future keyframes in the current ego frame and its history keyframes in the map frame.
 
 Checked against the official code run on embedded-world scenes (v1.1 metric caching and a full PDM-Closed
@@ -45,16 +45,9 @@ from adapters.navsim.log_format import NavsimFrame, relative_poses
 from adapters.navsim.map_reader import read_nuplan_map
 from adapters.navsim.map_writer import canonical_location, maps_json_path
 from adapters.navsim.reader import NavsimReader
+from adapters.navsim.scoring_centerline import centerline_from_lane, discrete_centerline, starting_lane
 from adapters.navsim.scoring_objects import num_keyframes, object_timeline, step_times
-from adapters.navsim.scoring_route import (
-    centerline_from_lane,
-    dedupe_route,
-    discrete_centerline,
-    ego_center,
-    route_lane_ids,
-    route_roadblock_correction,
-    starting_lane,
-)
+from adapters.navsim.scoring_route import dedupe_route, ego_center, route_lane_ids, route_roadblock_correction
 from harness.errors import DataError, MapError
 from harness.map_query import MapQuery
 from harness.maps import RoadMap
