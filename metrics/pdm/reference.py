@@ -152,14 +152,17 @@ def sample_reference(
     t_lo = t_knots.reshape(-1)[lo]
     t_hi = t_knots.reshape(-1)[hi]
 
-    values = np.concatenate([knots[..., _LINEAR], np.unwrap(knots[..., StateIndex.HEADING], axis=-1)[..., None]],
-                            axis=-1).reshape(num * num_knots, _LINEAR.size + 1)
+    values = np.empty((num, num_knots, _LINEAR.size + 1))
+    values[..., :-1] = knots[..., _LINEAR]
+    values[..., -1] = np.unwrap(knots[..., StateIndex.HEADING], axis=-1)
+    values = values.reshape(num * num_knots, _LINEAR.size + 1)
     y_lo = values[lo]
     slope = (values[hi] - y_lo) / (t_hi - t_lo)[..., None]
     y = slope * (t - t_lo)[..., None] + y_lo
 
     out = np.zeros(knots.shape[:1] + (t.shape[1], STATE_SIZE), dtype=np.float64)
-    out[..., _LINEAR] = y[..., :-1]
+    out[..., StateIndex.X:StateIndex.Y + 1] = y[..., 0:2]  # slices: much faster than _LINEAR fancy indexing
+    out[..., StateIndex.VELOCITY_X:StateIndex.STEERING_ANGLE + 1] = y[..., 2:7]
     out[..., StateIndex.HEADING] = principal_value(y[..., -1])
     # Each sample is rebuilt as an EgoState from its rear axle: the pose takes nuPlan's centre round trip.
     out[..., SE2] = nuplan_rear_axle_roundtrip(out[..., SE2], vehicle.rear_axle_to_center)
