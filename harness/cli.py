@@ -259,5 +259,62 @@ def _check_maps(reader: Any, maps_root: Path) -> None:
         read_nuplan_map(maps_root, loc)
 
 
+# --- compare ------------------------------------------------------------------------------------------
+
+
+@main.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "html"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+@click.option("--bootstrap", "n_boot", type=int, default=2000, show_default=True,
+              help="Bootstrap resamples over tokens for the 95% intervals.")
+@_handle_errors
+def compare_cmd(runs: tuple[Path, ...], fmt: str, out: Path | None, n_boot: int) -> None:
+    """Compare results directories: metric means with 95% bootstrap intervals over tokens, and paired
+    differences to the first run (on the tokens both scored). Scores are shown x100."""
+    from harness.compare import compare_runs, load_run, wide_table
+
+    loaded = [load_run(r) for r in runs]
+    long = compare_runs(loaded, n_boot=n_boot)
+    wide = wide_table(long)
+    if fmt == "table":
+        table = Table(title="lead-bench compare (mean [95% CI], Δ vs first run)")
+        table.add_column("run")
+        for col in wide.columns:
+            table.add_column(col, justify="right")
+        for name, row in wide.iterrows():
+            table.add_row(escape(str(name)), *[escape(str(v)) if isinstance(v, str) else "" for v in row])
+        if out is None:
+            out_console.print(table)
+        else:
+            Console(file=out.open("w"), width=200).print(table)
+        return
+    text = {"markdown": lambda: wide.to_markdown() if _has_tabulate() else _markdown(wide),
+            "csv": lambda: long.to_csv(index=False),
+            "html": lambda: wide.to_html(border=0)}[fmt]()
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _markdown(df: Any) -> str:
+    cols = ["run", *map(str, df.columns)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, row in df.iterrows():
+        lines.append("| " + " | ".join([str(name), *["" if not isinstance(v, str) else v for v in row]]) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
