@@ -351,7 +351,7 @@ def _compose_by_cumsum(velocity: F64, speed_step: F64, curvature: F64, dt: float
         np.cumsum(x, axis=0, out=out[1:])
         return out
 
-    v = velocity + before(np.broadcast_to(speed_step, curvature.shape))[:horizon]
+    v = velocity + before(np.repeat(speed_step[None], horizon, axis=0))[:horizon]
     a = v * dt
     b = a / wheel_base
     c = -v * curvature * dt
