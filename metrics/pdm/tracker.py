@@ -86,10 +86,13 @@ NAVSIM_LQR = LQRParameters()
 class Profiles:
     """Fitted profiles of a batch of references with T displacements (T + 1 poses), step ``dt``.
 
+    Arrays may be Fortran-ordered views (``fit_profiles`` works horizon-major); index them, don't rely on
+    their memory layout.
+
     Attributes:
-        velocity: ``(P, T)`` m/s at the start of each displacement.
+        velocity: ``(P, T)`` m/s, entry k the speed over displacement k (pose k to k + 1).
         acceleration: ``(P, T - 1)`` m/s².
-        curvature: ``(P, T)`` 1/m.
+        curvature: ``(P, T)`` 1/m, entry k the curvature over displacement k.
         curvature_rate: ``(P, T - 1)`` 1/(m·s).
     """
 
