@@ -29,7 +29,7 @@ I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
 #: Bump whenever the content or meaning of a stored field changes; older caches are then rebuilt.
-SCORING_SCENE_VERSION = 1
+SCORING_SCENE_VERSION = 2
 SCORING_STEP_S = 0.1
 
 
@@ -116,6 +116,10 @@ class ScoringScene:
         human_future_local: ``(N, 3)`` logged future poses at 0.5 s in the ego frame (None for synthetic scenes).
         human_history_global: ``(H, 3)`` logged past poses incl. the current one, with ``human_history_times_s``.
         fingerprint: identifies the inputs the scene was built from (rebuild when it changes).
+        object_in_current_frame: ``(M,)`` the track is annotated at the current keyframe (PDM-Closed plans
+            with the current detections only; a track first seen later is frozen at step 0 but not detected).
+        log_route_lane_ids: lanes of the log's de-duplicated route *before* correction: NAVSIM v2 draws red
+            lights only for connectors among these.
     """
 
     token: str
@@ -149,6 +153,8 @@ class ScoringScene:
     human_history_times_s: F64 | None
     fingerprint: str = ""
     version: int = SCORING_SCENE_VERSION
+    object_in_current_frame: B | None = None
+    log_route_lane_ids: I64 | None = None
 
     def __post_init__(self) -> None:
         m = len(self.object_tokens)
@@ -254,7 +260,8 @@ class ScoringScene:
 
 _POLYGON_FIELDS = ("light_polygons", "drivable_polygons")
 _SCALARS = ("token", "log_name", "map_location", "timestamp_us", "scene_type", "fingerprint", "version")
-_OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_s")
+_OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_s", "object_in_current_frame",
+             "log_route_lane_ids")
 
 
 def _pack_polygons(arrays: dict[str, np.ndarray], name: str, polys: np.ndarray) -> None:

@@ -152,6 +152,15 @@ def build_scoring_scene(
     except ValueError as exc:
         raise DataError(f"PDM route/centerline: {exc}", token=now.token) from exc
 
+    try:
+        raw = [int(r) for r in dict.fromkeys(now.roadblock_ids)]
+    except ValueError as exc:
+        raise DataError(f"route id is not an integer ({exc})", token=now.token) from exc
+    known = [r for r in raw if r in road_map.roadblocks or r in road_map.roadblock_connectors]
+    log_lanes = route_lane_ids(known, road_map)
+    current_tracks = set(now.annotations.track_tokens) if now.annotations is not None else set()
+    in_current = np.array([str(t) in current_tracks for t in objects.tokens], dtype=bool)
+
     synthetic = len(now.token) == SYNTHETIC_TOKEN_LENGTH
     rel = relative_poses(frames, current)
     times = (np.array([f.timestamp_us for f in frames], dtype=np.int64) - now.timestamp_us) / 1e6
@@ -188,6 +197,8 @@ def build_scoring_scene(
         human_history_global=history,
         human_history_times_s=times[: current + 1].copy(),
         fingerprint=fingerprint,
+        object_in_current_frame=in_current,
+        log_route_lane_ids=np.asarray(log_lanes, dtype=np.int64),
     )
 
 
