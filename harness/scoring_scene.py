@@ -29,7 +29,7 @@ I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
 #: Bump whenever the content or meaning of a stored field changes; older caches are then rebuilt.
-SCORING_SCENE_VERSION = 2
+SCORING_SCENE_VERSION = 3
 SCORING_STEP_S = 0.1
 
 
@@ -120,6 +120,8 @@ class ScoringScene:
             with the current detections only; a track first seen later is frozen at step 0 but not detected).
         log_route_lane_ids: lanes of the log's de-duplicated route *before* correction: NAVSIM v2 draws red
             lights only for connectors among these.
+        start_lane_speed_limit_mps: speed limit of PDM's starting lane (None where the map has none;
+            PDM-Closed then falls back to 15 m/s).
     """
 
     token: str
@@ -155,6 +157,7 @@ class ScoringScene:
     version: int = SCORING_SCENE_VERSION
     object_in_current_frame: B | None = None
     log_route_lane_ids: I64 | None = None
+    start_lane_speed_limit_mps: float | None = None
 
     def __post_init__(self) -> None:
         m = len(self.object_tokens)
@@ -259,9 +262,10 @@ class ScoringScene:
 
 
 _POLYGON_FIELDS = ("light_polygons", "drivable_polygons")
-_SCALARS = ("token", "log_name", "map_location", "timestamp_us", "scene_type", "fingerprint", "version")
+_SCALARS = ("token", "log_name", "map_location", "timestamp_us", "scene_type", "fingerprint", "version",
+            "start_lane_speed_limit_mps")
 _OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_s", "object_in_current_frame",
-             "log_route_lane_ids")
+             "log_route_lane_ids", "start_lane_speed_limit_mps")
 
 
 def _pack_polygons(arrays: dict[str, np.ndarray], name: str, polys: np.ndarray) -> None:

@@ -198,8 +198,15 @@ def build_scoring_scene(
         human_history_times_s=times[: current + 1].copy(),
         fingerprint=fingerprint,
         object_in_current_frame=in_current,
+        start_lane_speed_limit_mps=_speed_limit(road_map, lane),
         log_route_lane_ids=np.asarray(log_lanes, dtype=np.int64),
     )
+
+
+def _speed_limit(road_map: RoadMap, lane_id: int) -> float | None:
+    obj = road_map.lanes.get(lane_id) or road_map.lane_connectors.get(lane_id)
+    limit = None if obj is None else obj.speed_limit_mps
+    return None if limit is None or not np.isfinite(limit) else float(limit)
 
 
 # --- cache ------------------------------------------------------------------------------------------------
