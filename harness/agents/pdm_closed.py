@@ -1,0 +1,279 @@
+"""PDM-Closed: the rule-based planner whose trajectory normalises NAVSIM's ego progress (EP).
+
+Re-implements the metric-cache use of NAVSIM v1.1's ``PDMClosedPlanner`` (specs/navsim.md §9.2; official:
+``navsim/planning/simulation/planner/pdm_planner/`` and ``navsim/planning/metric_caching/
+metric_cache_processor.py``), as ``MetricCacheProcessor`` runs it once per token:
+
+1. observation: constant-velocity forecasts of the t = 0 objects and red on-route lights
+   (:mod:`harness.agents.pdm_closed_observation`);
+2. paths: the scene's PDM centerline and its ±1 m parallel copies (:mod:`harness.agents.pdm_closed_path`);
+3. proposals: 3 paths × 5 IDM policies (target speed 0.2 … 1.0 × the starting lane's speed limit), unrolled
+   for 4 s at 10 Hz (:mod:`harness.agents.pdm_closed_proposals`);
+4. the 15 proposals' poses are tracked by the LQR + kinematic bicycle simulator (``metrics.pdm_simulation``)
+   and scored by the v1.1 PDM scorer against the forecast (``metrics.pdms``, EP normalised over the 15);
+5. the first proposal with the highest score is unrolled on to 5 s; its 51 poses (t = 0 … 5 s, the first
+   being the path point nearest the ego, not the ego's own pose) are the reference, stored as nuPlan's
+   ``InterpolatedTrajectory`` of ego states with zero velocity, acceleration and steering.
+
+Frames: global (map) frame, rear axle, metres, radians counter-clockwise; state arrays use NAVSIM's
+``StateIndex`` layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from harness.agents.base import SensorNeeds
+from harness.agents.pdm_closed_observation import PDMObservation, build_observation, forecast_timeline
+from harness.agents.pdm_closed_path import DiscretePath, parallel_path
+from harness.agents.pdm_closed_proposals import IDMParameters, ProposalGenerator, ProposalUnroll
+from harness.errors import ConfigError, DataError
+from harness.geometry import global_to_local
+from harness.scoring_scene import ObjectTimeline, ScoringScene
+from harness.trajectory import Trajectory, TrajectorySampling
+from harness.types import Sample
+from metrics.pdm_simulation import PACIFICA, EgoInitialState, nuplan_rear_axle_roundtrip, simulate
+from metrics.pdms import PDMSConfig, ProposalScores, score_proposals
+
+F64 = npt.NDArray[np.float64]
+
+__all__ = ["PDMClosedAgent", "PDMClosedConfig", "PDMClosedResult", "forecast_constant_velocity",
+           "plan_pdm_closed", "run_pdm_closed"]
+
+
+@dataclass(frozen=True)
+class PDMClosedConfig:
+    """PDM-Closed as NAVSIM v1.1's ``MetricCacheProcessor`` configures it.
+
+    Attributes:
+        idm: the five IDM policies.
+        lateral_offsets_m: parallel paths beside the centerline (negative = right), in proposal order.
+        proposal_steps: scored horizon, steps of ``step_s`` (40 = 4 s).
+        trajectory_steps: returned horizon (50 = 5 s).
+        step_s: step, seconds.
+        leading_agent_update_rate: leaders are searched every this many steps.
+        map_radius_m: objects farther than this from the ego's centre are not observed.
+        forecast_resolution_steps: the constant-velocity forecast is sampled every this many steps.
+        scorer: the v1.1 scorer's configuration (official defaults).
+    """
+
+    idm: IDMParameters = IDMParameters()
+    lateral_offsets_m: tuple[float, ...] = (-1.0, 1.0)
+    proposal_steps: int = 40
+    trajectory_steps: int = 50
+    step_s: float = 0.1
+    leading_agent_update_rate: int = 2
+    map_radius_m: float = 100.0
+    forecast_resolution_steps: int = 2
+    scorer: PDMSConfig = field(default_factory=PDMSConfig)
+
+    @property
+    def observation_steps(self) -> int:
+        """Steps the forecast covers: NAVSIM's ``max(proposal + 1 s, trajectory)`` = 50."""
+        return max(self.proposal_steps + int(1 / self.step_s), self.trajectory_steps)
+
+
+@dataclass(frozen=True)
+class PDMClosedResult:
+    """Everything one PDM-Closed run produced (for tests and diagnostics).
+
+    Attributes:
+        states: ``(S, 11)`` the reference (S = 51 states, t = 0 … 5 s), global frame, as the metric cache's
+            ``InterpolatedTrajectory`` reports its knots (rear-axle poses after nuPlan's centre round trip;
+            other fields 0).
+        times_s: ``(S,)`` knot times after the scene's timestamp (k × 0.1 s; microseconds k × 100 000).
+        proposals: ``(P, 41, 11)`` the proposals' reference states (poses only), P = paths × policies.
+        simulated: ``(P, 41, 11)`` the proposals after LQR + bicycle simulation.
+        scores: the proposals' PDMS sub-scores against ``objects``.
+        best: index of the chosen proposal (first maximum of ``scores.score``).
+        target_velocities_mps: ``(num_policies,)`` IDM target speeds.
+        lateral, policy: ``(P,)`` path and policy index of each proposal.
+        observation: PDM-Closed's observation; objects: the timeline it scored against.
+        unroll: the raw IDM unroll (arc lengths, speeds, leaders).
+    """
+
+    states: F64
+    times_s: F64
+    proposals: F64
+    simulated: F64
+    scores: ProposalScores
+    best: int
+    target_velocities_mps: F64
+    lateral: npt.NDArray[np.int64]
+    policy: npt.NDArray[np.int64]
+    observation: PDMObservation
+    objects: ObjectTimeline
+    unroll: ProposalUnroll
+
+    @property
+    def collided_tokens(self) -> tuple[str, ...]:
+        """Tokens the planner treated as overlapping the ego at t = 0 (objects, and red lights it stood in)."""
+        return tuple(self.observation.tokens[self.observation.collided].tolist())
+
+
+def _speed_limit_of(scene: ScoringScene, speed_limit_mps: float | None) -> float | None:
+    if speed_limit_mps is not None:
+        return float(speed_limit_mps)
+    # The starting lane's limit belongs in the scoring scene; read it once the scene carries it.
+    value = getattr(scene, "start_lane_speed_limit_mps", None)
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def initial_state(scene: ScoringScene) -> EgoInitialState:
+    """The metric cache's ``ego_state`` of a scene (the scene already holds float32-rounded dynamics)."""
+    return EgoInitialState(scene.ego_pose, scene.ego_velocity_xy, scene.ego_acceleration_xy,
+                           np.int64(scene.timestamp_us), PACIFICA)
+
+
+def forecast_constant_velocity(
+    scene: ScoringScene,
+    num_steps: int = 51,
+    step_s: float = 0.1,
+    *,
+    resolution_steps: int = 2,
+    map_radius_m: float = 100.0,
+    drop_collided: bool = True,
+) -> ObjectTimeline:
+    """PDM-Closed's observation as an object timeline to score against (``score_proposals(objects=...)``).
+
+    The t = 0 objects within ``map_radius_m`` of the ego (nearest 50 vehicles, 25 pedestrians, 10 bicycles,
+    50 static objects) move at constant speed along their heading; step ``k`` (``k × step_s`` seconds) holds
+    the forecast at ``(k // resolution_steps) × resolution_steps × step_s`` (NAVSIM samples it every 0.2 s).
+
+    Args:
+        scene: the scoring scene.
+        num_steps: timeline steps (51 covers v1.1's TTC look-ahead).
+        step_s: step, seconds.
+        resolution_steps: forecast update interval in steps (NAVSIM: 2).
+        map_radius_m: observation radius around the ego's box centre, metres.
+        drop_collided: leave out objects that overlap the ego at t = 0; PDM-Closed's scorer ignores them from
+            the start (its NC and TTC ignore-sets begin with them), so dropping them scores the same.
+
+    Returns:
+        The forecast timeline (global frame; red lights are not part of it).
+    """
+    obs = build_observation(scene, map_radius_m=map_radius_m, sample_interval_s=step_s,
+                            resolution_steps=resolution_steps, horizon_steps=num_steps - 1)
+    return forecast_timeline(obs, num_steps, drop_collided=drop_collided)
+
+
+def run_pdm_closed(
+    scene: ScoringScene,
+    *,
+    speed_limit_mps: float | None = None,
+    config: PDMClosedConfig = PDMClosedConfig(),
+    carried_collided: Collection[str] = (),
+) -> PDMClosedResult:
+    """Run PDM-Closed on a scene and keep every intermediate result.
+
+    Args:
+        scene: the scoring scene (its ``centerline`` is PDM-Closed's centerline).
+        speed_limit_mps: the starting lane's speed limit (m/s); None: the scene's
+            ``start_lane_speed_limit_mps`` when it has one, else the lane has no limit and IDM uses the
+            fallback target speed (15 m/s).
+        config: planner configuration.
+        carried_collided: to reproduce NAVSIM's caching order effects only (see
+            ``pdm_closed_observation.build_observation``); chain ``result.collided_tokens`` of the scenes
+            planned before. Empty: the scene is planned on its own.
+
+    Raises:
+        DataError: the scene's centerline has fewer than two points.
+    """
+    if scene.centerline.shape[0] < 2:
+        raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
+    cfg = config
+    obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
+                            resolution_steps=cfg.forecast_resolution_steps, horizon_steps=cfg.observation_steps,
+                            carried_collided=carried_collided)
+    paths = [DiscretePath(scene.centerline)]
+    paths += [DiscretePath(parallel_path(scene.centerline, off)) for off in cfg.lateral_offsets_m]
+    initial = initial_state(scene)
+    target = cfg.idm.target_velocities(_speed_limit_of(scene, speed_limit_mps))
+    generator = ProposalGenerator(
+        paths, obs, initial.rear_axle_pose_global()[:2], float(scene.ego_velocity_xy[0]), target, cfg.idm,
+        proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
+        leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA,
+    )
+    unroll = generator.generate()
+    proposals = unroll.states[:, : cfg.proposal_steps + 1].copy()
+    simulated = simulate(proposals, initial, step_s=cfg.step_s)
+    objects = forecast_timeline(obs, cfg.observation_steps + 1)
+    scores = score_proposals(scene, simulated, objects=objects, config=cfg.scorer)
+    best = int(np.argmax(scores.score))
+    states = generator.extend(best).copy()
+    # The cache stores nuPlan EgoStates built from these rear-axle poses: report them as EgoState does.
+    states[:, :3] = nuplan_rear_axle_roundtrip(states[:, :3], PACIFICA.rear_axle_to_center)
+    times_s = np.arange(cfg.trajectory_steps + 1) * int(cfg.step_s * 1e6) / 1e6
+    return PDMClosedResult(states, times_s, proposals, simulated, scores, best, target, generator.lateral,
+                           generator.policy, obs, objects, unroll)
+
+
+def plan_pdm_closed(
+    scene: ScoringScene, *, speed_limit_mps: float | None = None, config: PDMClosedConfig = PDMClosedConfig()
+) -> tuple[F64, F64]:
+    """PDM-Closed's reference trajectory, as NAVSIM v1.1's metric cache stores it.
+
+    Args:
+        scene: the scoring scene.
+        speed_limit_mps: see :func:`run_pdm_closed`.
+        config: planner configuration.
+
+    Returns:
+        ``(S, 11)`` global rear-axle states (S = 51: t = 0 … 5 s at 10 Hz; x, y, heading set, the rest 0) and
+        ``(S,)`` their times in seconds after the scene's timestamp. Scoring samples them at 0 … 4 s with
+        ``metrics.pdm_simulation.sample_reference`` (nuPlan ``InterpolatedTrajectory`` semantics).
+    """
+    result = run_pdm_closed(scene, speed_limit_mps=speed_limit_mps, config=config)
+    return result.states, result.times_s
+
+
+class PDMClosedAgent:
+    """PDM-Closed as a privileged policy (``PrivilegedPolicy``): it plans on each token's scoring scene.
+
+    Args:
+        scene_provider: token -> ``ScoringScene`` (e.g. ``ScoringSceneCache.get``); PDM-Closed needs the map,
+            route and objects, which a ``Sample`` does not carry.
+        config: planner configuration.
+    """
+
+    name = "pdm_closed"
+    privileged = True
+
+    def __init__(self, scene_provider: Callable[[str], ScoringScene] | None = None,
+                 config: PDMClosedConfig = PDMClosedConfig()) -> None:
+        self.scene_provider = scene_provider
+        self.config = config
+
+    def sensor_needs(self) -> SensorNeeds:
+        return SensorNeeds()
+
+    def plan_from_samples(self, samples: Sequence[Sample], sampling: TrajectorySampling) -> list[Trajectory]:
+        """One trajectory per sample, in the sample's ego frame at ``sampling``.
+
+        Raises:
+            ConfigError: the agent was built without a scene provider.
+        """
+        if self.scene_provider is None:
+            raise ConfigError("the pdm_closed agent needs scoring scenes: build it with scene_provider=...")
+        return self.plan_scenes([self.scene_provider(s.meta.token) for s in samples], sampling)
+
+    def plan_scenes(self, scenes: Sequence[ScoringScene], sampling: TrajectorySampling) -> list[Trajectory]:
+        """One trajectory per scene in its t = 0 rear-axle frame at ``sampling`` (the reference's poses,
+        linearly interpolated at the sampling's times)."""
+        out = []
+        for scene in scenes:
+            states, times = plan_pdm_closed(scene, config=self.config)
+            out.append(Trajectory(_local_poses_at(scene.ego_pose, states, times, sampling.times_s), sampling))
+        return out
+
+
+def _local_poses_at(ego_pose: F64, states: F64, times_s: F64, query_s: F64) -> F64:
+    """Global reference poses linearly interpolated at ``query_s`` (clipped), in the t = 0 rear-axle frame."""
+    q = np.clip(query_s, times_s[0], times_s[-1])
+    heading = np.unwrap(states[:, 2])
+    poses = np.stack([np.interp(q, times_s, v) for v in (states[:, 0], states[:, 1], heading)], axis=-1)
+    return global_to_local(poses, ego_pose)

@@ -1,0 +1,279 @@
+"""PDM-Closed's own observation: constant-velocity forecasts of the t = 0 objects plus red on-route lights.
+
+Re-implements NAVSIM v1.1 ``pdm_planner/observation/pdm_observation.py::PDMObservation.update`` and
+``pdm_object_manager.py::PDMObjectManager`` as arrays (specs/navsim.md §9.2):
+
+- objects: the scene's objects present at t = 0, without EGO and without those whose box centre is more than
+  ``map_radius_m`` (100 m) from the ego's box centre; then the nearest 50 vehicles, 25 pedestrians, 10 bicycles
+  and 50 static objects by centre distance. Map order: static, vehicles, pedestrians, bicycles (each nearest
+  first), then red lights; it matters only where two candidates tie.
+- agents (VEHICLE, PEDESTRIAN, BICYCLE) move at their speed ``|v|`` along their box heading (reversed when the
+  velocity points backwards); static objects do not move.
+- the forecast is sampled every ``resolution_steps`` (2) steps of 0.1 s, i.e. at 0.0, 0.2, … 5.0 s, and a
+  0.1 s step index ``k`` reads the forecast at ``(k // 2) * 0.2`` s (a zero-order hold, not an interpolation).
+- red lights: every on-route lane connector whose light is RED at t = 0, as its lane-connector polygon under
+  the token ``red_light_<id>``, at every step.
+- "collided" tokens: objects whose box intersects the ego footprint at t = 0 (red lights only if the ego lies
+  within them). The planner ignores them as leaders and the scorer starts its NC and TTC ignore-sets with them.
+
+Frames: global (map) frame, metres, radians, m/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from harness.scoring_scene import AGENT_TYPES, ObjectTimeline, ObjectType, ScoringScene
+from metrics.pdm.state import PACIFICA, VehicleParameters
+
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+#: PDMObjectManager caps: nearest objects kept per agent type, and static objects in total.
+MAX_DYNAMIC_OBJECTS = {ObjectType.VEHICLE: 50, ObjectType.PEDESTRIAN: 25, ObjectType.BICYCLE: 10}
+MAX_STATIC_OBJECTS = 50
+RED_LIGHT_TOKEN = "red_light"
+
+
+def box_corners(center_pose: npt.ArrayLike, length: npt.ArrayLike, width: npt.ArrayLike) -> F64:
+    """Closed box rings ``(..., 5, 2)``: FL, RL, RR, FR, FL, as nuPlan ``OrientedBox.all_corners`` computes them.
+
+    Args:
+        center_pose: ``(..., 3)`` box centre (x, y, heading), metres and radians.
+        length, width: ``(...)`` or scalars, metres.
+    """
+    p = np.asarray(center_pose, dtype=np.float64)
+    h = p[..., 2, None]
+    half_l = np.asarray(length, dtype=np.float64)[..., None] / 2.0
+    half_w = np.asarray(width, dtype=np.float64)[..., None] / 2.0
+    lon = half_l * _LON_SIGN
+    lat = half_w * _LAT_SIGN
+    out = np.empty(p.shape[:-1] + (5, 2), dtype=np.float64)
+    # nuPlan translate_longitudinally_and_laterally: centre + (lat*cos(h+π/2) + lon*cos h, lat*sin(h+π/2) + lon*sin h).
+    out[..., :4, 0] = p[..., 0, None] + (lat * np.cos(h + np.pi / 2.0) + lon * np.cos(h))
+    out[..., :4, 1] = p[..., 1, None] + (lat * np.sin(h + np.pi / 2.0) + lon * np.sin(h))
+    out[..., 4, :] = out[..., 0, :]
+    return out
+
+
+#: Corner order FL, RL, RR, FR: signs of the longitudinal and lateral half extents.
+_LON_SIGN = np.array([1.0, -1.0, -1.0, 1.0])
+_LAT_SIGN = np.array([1.0, 1.0, -1.0, -1.0])
+
+
+def ego_center(rear_axle_pose: npt.ArrayLike, vehicle: VehicleParameters = PACIFICA) -> F64:
+    """Box centre pose ``(..., 3)`` of the ego from its rear-axle pose (nuPlan ``translate_longitudinally``)."""
+    p = np.asarray(rear_axle_pose, dtype=np.float64)
+    d = vehicle.rear_axle_to_center
+    out = p.copy()
+    out[..., 0] = p[..., 0] + d * np.cos(p[..., 2])
+    out[..., 1] = p[..., 1] + d * np.sin(p[..., 2])
+    return out
+
+
+def ego_footprint_rings(rear_axle_pose: npt.ArrayLike, vehicle: VehicleParameters = PACIFICA) -> F64:
+    """Closed footprint rings ``(..., 5, 2)`` of the ego at rear-axle poses (nuPlan ``CarFootprint``)."""
+    return box_corners(ego_center(rear_axle_pose, vehicle), vehicle.length, vehicle.width)
+
+
+@dataclass(frozen=True)
+class PDMObservation:
+    """The observation PDM-Closed plans and scores its proposals against.
+
+    Rows ``n`` are the kept objects followed by the red lights, in the official map order.
+
+    Attributes:
+        tokens: ``(N,)`` track tokens, ``red_light_<connector id>`` for red lights.
+        types: ``(N,)`` ``ObjectType`` values (-1 for red lights).
+        size_lwh: ``(N, 3)`` box size (0 for red lights).
+        center_pose: ``(N, 3)`` box centre (x, y, heading) at t = 0 (0 for red lights).
+        velocity_xy: ``(N, 2)`` the object's logged velocity at t = 0 (0 for static objects and red lights).
+        forecast_velocity_xy: ``(N, 2)`` the constant velocity the forecast moves the box with.
+        is_agent: ``(N,)`` VEHICLE, PEDESTRIAN or BICYCLE.
+        is_red_light: ``(N,)``.
+        collided: ``(N,)`` overlapping the ego at t = 0 (see the module docstring).
+        rings_t0: ``(N_obj, 5, 2)`` closed box rings of the objects at t = 0.
+        light_polygons: ``(N_light,)`` red-light polygons.
+        sample_interval_s: 0.1 s steps of the planner.
+        resolution_steps: the forecast is updated every this many steps (2).
+        num_maps: number of forecast samples (26 = 0.0 … 5.0 s).
+    """
+
+    tokens: npt.NDArray[np.str_]
+    types: npt.NDArray[np.int64]
+    size_lwh: F64
+    center_pose: F64
+    velocity_xy: F64
+    forecast_velocity_xy: F64
+    is_agent: B
+    is_red_light: B
+    collided: B
+    rings_t0: F64
+    light_polygons: npt.NDArray[np.object_]
+    sample_interval_s: float = 0.1
+    resolution_steps: int = 2
+    num_maps: int = 26
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def speed(self) -> F64:
+        """``(N,)`` logged speed ``|v|`` at t = 0 (m/s; 0 for static objects and red lights)."""
+        return np.hypot(self.velocity_xy[:, 0], self.velocity_xy[:, 1])
+
+    @property
+    def num_objects(self) -> int:
+        """Objects (without red lights)."""
+        return int(self.rings_t0.shape[0])
+
+    def map_index(self, step: int) -> int:
+        """Forecast sample read at 0.1 s step ``step`` (``step // resolution_steps``)."""
+        return step // self.resolution_steps
+
+    def map_time_s(self, map_index: int) -> float:
+        """Forecast time of sample ``map_index``, computed as NAVSIM does (``float(sample) * interval``)."""
+        return float(map_index * self.resolution_steps) * self.sample_interval_s
+
+    def object_rings(self, map_index: int) -> F64:
+        """``(N_obj, 5, 2)`` object box rings at forecast sample ``map_index``."""
+        dt = self.map_time_s(map_index)
+        if dt == 0.0 or not np.any(self.is_agent):
+            return self.rings_t0
+        # NAVSIM moves every dynamic ring by dt * dxy (statics have dxy = 0; adding 0 keeps them bit-equal).
+        return self.rings_t0 + dt * self.forecast_velocity_xy[: self.num_objects, None, :]
+
+    def polygons(self, map_index: int) -> npt.NDArray[np.object_]:
+        """``(N,)`` shapely polygons at forecast sample ``map_index`` (objects, then red lights); cached."""
+        key = ("poly", map_index)
+        if key not in self._cache:
+            polys = shapely.polygons(self.object_rings(map_index)) if self.num_objects else np.empty(0, object)
+            self._cache[key] = np.concatenate([np.asarray(polys, dtype=object), self.light_polygons])
+        return self._cache[key]
+
+
+def build_observation(
+    scene: ScoringScene,
+    *,
+    map_radius_m: float = 100.0,
+    vehicle: VehicleParameters = PACIFICA,
+    sample_interval_s: float = 0.1,
+    resolution_steps: int = 2,
+    horizon_steps: int = 50,
+    carried_collided: Collection[str] = (),
+) -> PDMObservation:
+    """PDM-Closed's observation of a scene (see the module docstring).
+
+    Args:
+        scene: the scoring scene (objects at step 0, red-light mask at step 0, route lane ids).
+        map_radius_m: objects farther than this from the ego's box centre are dropped (metres).
+        vehicle: ego vehicle parameters.
+        sample_interval_s: planner step, seconds.
+        resolution_steps: forecast update interval, in planner steps.
+        horizon_steps: the last planner step the forecast must cover (NAVSIM: max(40 + 10, 50) = 50).
+        carried_collided: "collided" tokens of scenes planned before by the same official planner instance.
+            NAVSIM's metric caching reuses one ``PDMObservation`` for all scenes of a worker's batch, and its
+            collided list only grows: such objects are not observed at all, such red lights are no leaders.
+            Empty (the default) plans every scene on its own.
+    """
+    present = scene.object_present[0] if scene.num_steps else np.zeros(0, dtype=bool)
+    carried = set(carried_collided)
+    if carried:
+        present = present & ~np.isin(scene.object_tokens, list(carried))
+    idx = np.flatnonzero(present & (scene.object_types != ObjectType.EGO))
+    poses = scene.object_poses[0, idx] if idx.size else np.zeros((0, 3))
+    ego_c = ego_center(scene.ego_pose, vehicle)
+    within = np.hypot(ego_c[0] - poses[:, 0], ego_c[1] - poses[:, 1]) <= map_radius_m
+    idx, poses = idx[within], poses[within]
+    # PDMObjectManager sorts with ((c - p) ** 2).sum() ** 0.5, not hypot; ties are broken by argsort.
+    dist = ((poses[:, :2] - ego_c[None, :2]) ** 2.0).sum(axis=-1) ** 0.5
+    types = scene.object_types[idx]
+    is_agent_type = np.isin(types, [int(t) for t in AGENT_TYPES])
+    groups = [np.flatnonzero(~is_agent_type)]
+    caps = [MAX_STATIC_OBJECTS]
+    for t, cap in MAX_DYNAMIC_OBJECTS.items():
+        groups.append(np.flatnonzero(types == t))
+        caps.append(cap)
+    order = np.concatenate([g[np.argsort(dist[g])][:cap] for g, cap in zip(groups, caps)]).astype(np.int64)
+    sel = idx[order]
+
+    obj_types = scene.object_types[sel].astype(np.int64)
+    size = scene.object_size_lwh[sel].astype(np.float64)
+    center = scene.object_poses[0, sel].astype(np.float64)
+    agent = np.isin(obj_types, [int(t) for t in MAX_DYNAMIC_OBJECTS])
+    vel = np.where(agent[:, None], scene.object_velocity_xy[0, sel], 0.0)
+    speed = np.hypot(vel[:, 0], vel[:, 1])
+    heading = center[:, 2]
+    vel_angle = np.arctan2(vel[:, 1], vel[:, 0])
+    forward = np.abs(_normalize(heading - vel_angle)) < np.pi / 2
+    track_heading = np.where(forward, heading, _normalize(heading + np.pi))
+    dxy = np.where(agent[:, None], np.stack([np.cos(track_heading) * speed, np.sin(track_heading) * speed], -1), 0.0)
+    rings = box_corners(center, size[:, 0], size[:, 1])
+
+    # Red lights: on-route lane connectors that are red at t = 0 (the planner sees iteration 0 only).
+    route = set(int(i) for i in scene.route_lane_ids)
+    red_now = scene.red_light_mask[0] if scene.num_steps and len(scene.light_connector_ids) else np.zeros(0, bool)
+    light_idx = [i for i, cid in enumerate(scene.light_connector_ids) if red_now[i] and int(cid) in route]
+    light_tokens = [f"{RED_LIGHT_TOKEN}_{int(scene.light_connector_ids[i])}" for i in light_idx]
+    light_polys = np.asarray([scene.light_polygons[i] for i in light_idx], dtype=object).reshape(-1)
+
+    n_obj, n_light = len(sel), len(light_idx)
+    # Collided at t = 0: intersecting the ego footprint; a red light only when the ego lies within it.
+    ego_poly = shapely.polygons(ego_footprint_rings(scene.ego_pose, vehicle))
+    polys0 = np.concatenate([np.asarray(shapely.polygons(rings), dtype=object).reshape(-1), light_polys])
+    collided = np.asarray(shapely.intersects(ego_poly, polys0), dtype=bool).reshape(-1)
+    if n_light:
+        collided[n_obj:] &= np.asarray(shapely.within(ego_poly, light_polys), dtype=bool)
+        collided[n_obj:] |= np.isin(light_tokens, list(carried))
+    zeros2 = np.zeros((n_light, 2))
+    obs = PDMObservation(
+        tokens=np.asarray([str(t) for t in scene.object_tokens[sel]] + light_tokens, dtype=np.str_),
+        types=np.concatenate([obj_types, np.full(n_light, -1, np.int64)]),
+        size_lwh=np.concatenate([size, np.zeros((n_light, 3))]),
+        center_pose=np.concatenate([center, np.zeros((n_light, 3))]),
+        velocity_xy=np.concatenate([vel, zeros2]),
+        forecast_velocity_xy=np.concatenate([dxy, zeros2]),
+        is_agent=np.concatenate([agent, np.zeros(n_light, bool)]),
+        is_red_light=np.concatenate([np.zeros(n_obj, bool), np.ones(n_light, bool)]),
+        collided=collided,
+        rings_t0=rings,
+        light_polygons=light_polys,
+        sample_interval_s=sample_interval_s,
+        resolution_steps=resolution_steps,
+        num_maps=horizon_steps // resolution_steps + 1,
+    )
+    obs._cache[("poly", 0)] = polys0
+    return obs
+
+
+def forecast_timeline(obs: PDMObservation, num_steps: int, *, drop_collided: bool = True) -> ObjectTimeline:
+    """The observation's objects as an :class:`ObjectTimeline` at ``num_steps`` steps of ``sample_interval_s``.
+
+    Step ``k`` holds the forecast sample ``k // resolution_steps``. Red lights are left out (v1.1 scoring skips
+    them). With ``drop_collided`` the objects that overlap the ego at t = 0 are left out too: PDM-Closed's scorer
+    starts its NC and TTC ignore-sets with them, which is the same as not seeing them at all.
+    """
+    keep = np.flatnonzero(~obs.is_red_light & (~obs.collided if drop_collided else True))
+    m = len(keep)
+    poses = np.empty((num_steps, m, 3), dtype=np.float64)
+    for k in range(num_steps):
+        dt = obs.map_time_s(obs.map_index(k))
+        poses[k, :, :2] = obs.center_pose[keep, :2] + dt * obs.forecast_velocity_xy[keep]
+        poses[k, :, 2] = obs.center_pose[keep, 2]
+    vel = np.broadcast_to(obs.forecast_velocity_xy[keep], (num_steps, m, 2)).copy()
+    return ObjectTimeline(
+        tokens=obs.tokens[keep].copy(),
+        types=obs.types[keep].copy(),
+        size_lwh=obs.size_lwh[keep].copy(),
+        first_velocity_xy=obs.velocity_xy[keep].copy(),
+        present=np.ones((num_steps, m), dtype=bool),
+        poses=poses,
+        velocity_xy=vel,
+    )
+
+
+def _normalize(angle: npt.ArrayLike) -> F64:
+    return np.arctan2(np.sin(angle), np.cos(angle))

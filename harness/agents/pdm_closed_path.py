@@ -1,0 +1,188 @@
+"""PDM-Closed's lateral paths: a discrete (x, y, heading) polyline with arc-length lookups.
+
+Re-implements NAVSIM v1.1 ``pdm_planner/utils/pdm_path.py::PDMPath`` and
+``pdm_geometry_utils.parallel_discrete_path`` with the same numerics, so that proposals built on these
+paths equal the official ones to the last bit where the official code is deterministic:
+
+- arc length = cumulative sum of ``sqrt(dx² + dy²)`` between consecutive vertices (zero-length segments kept);
+- interpolation = scipy ``interp1d(kind="linear")`` semantics over the vertices with unwrapped headings,
+  distances clipped to ``[1e-5, length]`` (the 1e-5 steps over a duplicated first vertex), heading wrapped back
+  with ``arctan2(sin, cos)`` and NaN replaced by 0;
+- projection = GEOS ``LineString.project`` (shapely ``line_locate_point``);
+- the corridor substring keeps the path's own vertices between two distances (not the exact end points).
+
+All coordinates are global (map frame): metres and radians, headings counter-clockwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+import shapely.ops
+
+F64 = npt.NDArray[np.float64]
+
+
+def parallel_path(states: npt.ArrayLike, offset_m: float) -> F64:
+    """A discrete path shifted sideways by ``offset_m`` (positive = to the left of the driving direction).
+
+    Each vertex moves along its own heading + π/2 and keeps its heading, exactly as NAVSIM's
+    ``parallel_discrete_path`` (so the shifted path is not re-sampled and its spacing changes on curves).
+
+    Args:
+        states: ``(K, 3)`` path vertices (x, y, heading), global frame.
+        offset_m: lateral offset in metres.
+
+    Returns:
+        ``(K, 3)`` shifted vertices.
+    """
+    s = np.asarray(states, dtype=np.float64)
+    theta = s[:, 2] + np.pi / 2
+    out = np.empty_like(s)
+    out[:, 0] = s[:, 0] + np.cos(theta) * offset_m
+    out[:, 1] = s[:, 1] + np.sin(theta) * offset_m
+    out[:, 2] = s[:, 2]
+    return out
+
+
+class DiscretePath:
+    """A path through ``(K, 3)`` vertices (x, y, heading) with NAVSIM ``PDMPath`` semantics.
+
+    Args:
+        states: ``(K >= 2, 3)`` vertices in driving order, global frame (metres, radians).
+
+    Raises:
+        ValueError: fewer than two vertices, or non-finite values.
+    """
+
+    def __init__(self, states: npt.ArrayLike) -> None:
+        s = np.array(states, dtype=np.float64)
+        if s.ndim != 2 or s.shape[1] != 3 or s.shape[0] < 2:
+            raise ValueError(f"DiscretePath: expected (K >= 2, 3) vertices, got shape {s.shape}")
+        if not np.all(np.isfinite(s)):
+            raise ValueError("DiscretePath: vertices must be finite")
+        s[:, 2] = np.unwrap(s[:, 2], axis=0)
+        self.states: F64 = s
+        d = np.diff(s[:, :2], axis=0)
+        # Same reduction as NAVSIM's np.linalg.norm over the stacked (2, K-1) differences.
+        step = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
+        self.progress: F64 = np.cumsum(np.append(0.0, step), dtype=np.float64)
+        self.length = float(self.progress[-1])
+        self.linestring = shapely.linestrings(s[:, :2])
+        # Segment data for project(): GEOS's own expressions, and chunk boxes to skip far segments.
+        self._a = s[:-1, :2]
+        self._b = s[1:, :2]
+        self._dxy = self._b - self._a
+        self._len2 = self._dxy[:, 0] * self._dxy[:, 0] + self._dxy[:, 1] * self._dxy[:, 1]
+        self._seg_len = step
+        n_seg = len(step)
+        self._chunk = _CHUNK
+        starts = np.arange(0, n_seg, _CHUNK)
+        lo = np.minimum(self._a, self._b)
+        hi = np.maximum(self._a, self._b)
+        self._chunk_lo = np.minimum.reduceat(lo, starts, axis=0)
+        self._chunk_hi = np.maximum.reduceat(hi, starts, axis=0)
+        self._chunk_first = self._a[starts]
+
+    def interpolate(self, distances_m: npt.ArrayLike) -> F64:
+        """Poses at arc lengths along the path.
+
+        Args:
+            distances_m: ``(...)`` arc lengths in metres (clipped into ``[1e-5, length]``).
+
+        Returns:
+            ``(..., 3)`` poses (x, y, heading in (-π, π]).
+        """
+        d = np.asarray(distances_m, dtype=np.float64)
+        flat = np.clip(d.reshape(-1), 1e-5, self.length)
+        x = self.progress
+        # scipy interp1d "linear": searchsorted(left), clipped to [1, K-1], slope times offset plus the lower y.
+        hi = np.clip(np.searchsorted(x, flat), 1, len(x) - 1)
+        lo = hi - 1
+        x_lo = x[lo]
+        y_lo = self.states[lo]
+        slope = (self.states[hi] - y_lo) / (x[hi] - x_lo)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = slope * (flat - x_lo)[:, None] + y_lo
+        out[:, 2] = np.arctan2(np.sin(out[:, 2]), np.cos(out[:, 2]))
+        out[np.isnan(out)] = 0.0
+        return out.reshape(d.shape + (3,))
+
+    def project(self, points_xy: npt.ArrayLike) -> F64:
+        """Arc length of the closest path point to each of ``(..., 2)`` points.
+
+        Bit-equal to GEOS ``LengthIndexedLine.project`` (shapely ``line_locate_point``): the first segment with
+        the smallest point-to-segment distance wins, and the measure is its start plus the clamped projection
+        factor times its length, with GEOS's own floating-point expressions. Segments are visited in chunks
+        whose bounding box may hold the minimum, so far parts of a long path cost nothing.
+        """
+        p = np.asarray(points_xy, dtype=np.float64)
+        shape = p.shape[:-1]
+        p = p.reshape(-1, 2)
+        if len(p) == 0:
+            return np.zeros(shape, dtype=np.float64)
+        px, py = p[:, 0:1], p[:, 1:2]
+        # Lower bound per chunk (distance to its box) and an upper bound (distance to a vertex on the path).
+        gx = np.maximum(np.maximum(self._chunk_lo[None, :, 0] - px, px - self._chunk_hi[None, :, 0]), 0.0)
+        gy = np.maximum(np.maximum(self._chunk_lo[None, :, 1] - py, py - self._chunk_hi[None, :, 1]), 0.0)
+        lower = np.sqrt(gx * gx + gy * gy)
+        fx, fy = px - self._chunk_first[None, :, 0], py - self._chunk_first[None, :, 1]
+        upper = np.sqrt(fx * fx + fy * fy).min(axis=1)
+        # The slack keeps a chunk whose true minimum ties the bound up to rounding.
+        pt, ch = np.nonzero(lower <= upper[:, None] * (1.0 + 1e-9) + 1e-9)
+        seg = ch[:, None] * self._chunk + np.arange(self._chunk)[None, :]
+        valid = seg < len(self._seg_len)
+        seg = np.where(valid, seg, 0)
+        qx, qy = p[pt, 0][:, None], p[pt, 1][:, None]
+        d = _point_segment_distance(qx, qy, self._a[seg], self._dxy[seg], self._len2[seg], self._b[seg])
+        d = np.where(valid, d, np.inf)
+        # First minimum per point over its chunks in path order (pairs are sorted by point, then chunk).
+        pair_best = np.argmin(d, axis=1)
+        pair_min = d[np.arange(len(pt)), pair_best]
+        group_start = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
+        point_min = np.minimum.reduceat(pair_min, group_start)
+        hit = np.flatnonzero(pair_min == point_min[pt])
+        first = hit[np.r_[True, pt[hit][1:] != pt[hit][:-1]]]
+        i = seg[first, pair_best[first]]
+        x, y = p[:, 0], p[:, 1]
+        a, dxy, len2, seg_len = self._a[i], self._dxy[i], self._len2[i], self._seg_len[i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = ((x - a[:, 0]) * dxy[:, 0] + (y - a[:, 1]) * dxy[:, 1]) / len2
+        factor = np.where((x == a[:, 0]) & (y == a[:, 1]), 0.0, factor)
+        b = self._b[i]
+        factor = np.where((x == b[:, 0]) & (y == b[:, 1]), 1.0, factor)
+        start = self.progress[i]
+        out = np.where(factor <= 0.0, start, np.where(factor <= 1.0, start + factor * seg_len, start + seg_len))
+        return out.reshape(shape)
+
+    def substring(self, start_m: float, end_m: float) -> shapely.Geometry:
+        """The path between two arc lengths, as PDM-Closed cuts its driving corridor.
+
+        The vertices whose arc length lies in ``[start, end]`` (both clipped into ``[0, length]``) when there are
+        at least two, else shapely's exact ``substring`` (a point when start equals end).
+        """
+        start = float(np.clip(start_m, 0.0, self.length))
+        end = float(np.clip(end_m, 0.0, self.length))
+        inside = (start <= self.progress) & (self.progress <= end)
+        if np.count_nonzero(inside) > 1:
+            return shapely.linestrings(self.states[inside, :2])
+        return shapely.ops.substring(self.linestring, start, end)
+
+
+#: Segments per bounding-box chunk of a path (project() skips chunks that cannot hold the nearest segment).
+_CHUNK = 32
+
+
+def _point_segment_distance(px: F64, py: F64, a: F64, dxy: F64, len2: F64, b: F64) -> F64:
+    """GEOS ``Distance::pointToSegment`` with its exact expressions, broadcast over points and segments."""
+    ax, ay, bx, by = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
+    dx, dy = dxy[..., 0], dxy[..., 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = ((px - ax) * dx + (py - ay) * dy) / len2
+        s = ((ay - py) * dx - (ax - px) * dy) / len2
+    d_a = np.sqrt((px - ax) * (px - ax) + (py - ay) * (py - ay))
+    d_b = np.sqrt((px - bx) * (px - bx) + (py - by) * (py - by))
+    d = np.where(r <= 0.0, d_a, np.where(r >= 1.0, d_b, np.abs(s) * np.sqrt(len2)))
+    # A zero-length segment measures the distance to its point.
+    return np.where((ax == bx) & (ay == by), d_a, d)

@@ -1,0 +1,402 @@
+"""PDM-Closed's proposals: IDM policies unrolled along lateral paths, all proposals at once.
+
+Re-implements NAVSIM v1.1 ``pdm_planner/proposal/pdm_generator.py::PDMGenerator`` and
+``batch_idm_policy.py::BatchIDMPolicy`` (specs/navsim.md §9.2), vectorised over the proposals. Proposal
+``p = lateral * num_policies + policy``; lateral 0 is the centerline, then the offsets in config order.
+
+One unroll step ``t = 1 .. T`` (0.1 s each), per proposal, as the official generator does it:
+
+1. leading object: on even ``t`` (every ``leading_agent_update_rate`` steps) search the forecast sample
+   ``t // 2`` for objects and red lights that intersect the lateral path's **driving corridor** (the path's
+   own vertices from the ego's initial arc length to ``max target speed × 5 s`` further, buffered by half the
+   ego width with square caps) and are not "collided"; keep those whose centroid projects on the path beyond
+   the ego's arc length at ``t - 1``; the leader is the one nearest (polygon distance) to the ego footprint at
+   ``t - 1`` (of equally near ones, the first in the order NAVSIM's STRtree returns them).
+   Its arc length = ego arc length + that distance; its speed = ``|v|·cos(heading difference)`` for agents,
+   0 for static objects, and for a red light the speed is left as it was (see below). With nothing ahead the
+   leader sits at the path's end with rear length ``ego length / 2``. On odd ``t`` the previous leader is
+   kept; at ``t = 1`` that is the zero-initialised leader (arc length 0), which makes IDM brake hard for the
+   first 0.1 s whenever the ego moves — an official quirk, reproduced.
+2. IDM: ``s* = g0 + v·T + v·(v - v_lead) / (2·sqrt(a·b))``, ``s = max(x_lead - x - l_rear, g0)``,
+   ``dv = clip(a·(1 - (v/v0)^10 - (s*/s)²), -b, a)``; explicit Euler: ``x += dt·v``, ``v += dt·dv``.
+3. pose: the path pose at the new arc length.
+
+Official quirk reproduced: the leader record is one array reused across the proposals of a lateral path
+within an update, so a field a proposal does not write keeps the previous proposal's value (the rear length
+stays ``ego length / 2`` after any free-driving proposal; the speed stays that of the last non-red leader).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from harness.agents.pdm_closed_observation import PDMObservation, ego_footprint_rings
+from harness.agents.pdm_closed_path import DiscretePath
+from metrics.pdm.state import PACIFICA, STATE_SIZE, VehicleParameters
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+# Columns of the IDM state and of the leader record (NAVSIM StateIDMIndex / LeadingAgentIndex).
+PROGRESS, VELOCITY, LENGTH_REAR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class IDMParameters:
+    """The five BatchIDMPolicy policies of PDM-Closed's metric cache (NAVSIM ``MetricCacheProcessor``).
+
+    Attributes:
+        speed_limit_fractions: target speed = fraction × the starting lane's speed limit.
+        fallback_target_velocity_mps: used instead of the speed limit when the lane has none.
+        min_gap_m, headway_s, accel_max_mps2, decel_max_mps2: IDM parameters (decel positive).
+        acceleration_exponent: IDM's free-road exponent (hard-coded 10 in NAVSIM).
+    """
+
+    speed_limit_fractions: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
+    fallback_target_velocity_mps: float = 15.0
+    min_gap_m: float = 1.0
+    headway_s: float = 1.5
+    accel_max_mps2: float = 1.5
+    decel_max_mps2: float = 3.0
+    acceleration_exponent: int = 10
+
+    def target_velocities(self, speed_limit_mps: float | None) -> F64:
+        """``(num_policies,)`` target speeds (m/s) for a lane speed limit (None or NaN: the fallback)."""
+        fractions = np.asarray(self.speed_limit_fractions, dtype=np.float64)
+        if speed_limit_mps is None or not np.isfinite(speed_limit_mps):
+            return fractions * self.fallback_target_velocity_mps
+        return fractions * float(speed_limit_mps)
+
+    def propagate(self, idm_prev: F64, leader: F64, target_velocity: F64, dt_s: float) -> F64:
+        """One Euler step of IDM for ``(P, 2)`` (arc length, speed) against ``(P, 3)`` leaders."""
+        x, v = idm_prev[:, PROGRESS], idm_prev[:, VELOCITY]
+        x_lead, v_lead, l_rear = leader[:, PROGRESS], leader[:, VELOCITY], leader[:, LENGTH_REAR]
+        g0, a, b = self.min_gap_m, self.accel_max_mps2, self.decel_max_mps2
+        # Same expression order as BatchIDMPolicy.propagate (bit-equal results).
+        s_star = g0 + v * self.headway_s + (v * (v - v_lead)) / (2 * np.sqrt(a * b))
+        s_alpha = np.maximum(x_lead - x - l_rear, g0)
+        v_dot = a * (1 - (v / target_velocity) ** self.acceleration_exponent - (s_star / s_alpha) ** 2)
+        v_dot = np.clip(v_dot, -b, a)
+        out = np.empty_like(idm_prev)
+        out[:, PROGRESS] = x + dt_s * v
+        out[:, VELOCITY] = v + dt_s * v_dot
+        return out
+
+
+@dataclass
+class ProposalUnroll:
+    """Proposal arrays over the trajectory horizon (steps 0 .. T_traj, 0.1 s apart).
+
+    Attributes:
+        states: ``(P, T_traj + 1, 11)`` rear-axle states; only x, y, heading are set (the rest is 0, as in
+            NAVSIM), for steps 0 .. T_prop of every proposal and beyond for an extended one.
+        idm: ``(P, T_traj + 1, 2)`` arc length (m) along the proposal's path and speed (m/s).
+        leader: ``(P, T_traj + 1, 3)`` leader arc length (m), speed (m/s), rear length (m).
+        lateral: ``(P,)`` path index; policy ``(P,)`` IDM policy index.
+        target_velocity: ``(P,)`` m/s.
+    """
+
+    states: F64
+    idm: F64
+    leader: F64
+    lateral: I64
+    policy: I64
+    target_velocity: F64
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Proposals advanced together (sorted), grouped by path as NAVSIM's lateral batches.
+
+    Attributes:
+        rows: ``(R,)`` proposal indices; lateral ``(R,)`` their paths.
+        start: ``(R,)`` position (in ``rows``) of the first proposal of each row's path.
+        spans: ``(lo, hi, path)`` slices of ``rows`` per path.
+    """
+
+    rows: I64
+    lateral: I64
+    start: I64
+    spans: tuple[tuple[int, int, int], ...]
+    index: slice | I64
+
+    @classmethod
+    def of(cls, rows: I64, lateral: I64) -> _Batch:
+        lat = lateral[rows]
+        cut = [0] + [i + 1 for i in np.flatnonzero(np.diff(lat)).tolist()] + [len(rows)]
+        spans = tuple((lo, hi, int(lat[lo])) for lo, hi in zip(cut[:-1], cut[1:]))
+        start = np.concatenate([np.full(hi - lo, lo) for lo, hi, _ in spans]).astype(np.int64)
+        # A contiguous batch indexes the proposal arrays with a slice (views, no copies).
+        contiguous = len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows)))
+        index = slice(int(rows[0]), int(rows[0]) + len(rows)) if contiguous else rows
+        return cls(rows, lat, start, spans, index)
+
+
+class ProposalGenerator:
+    """Unrolls PDM-Closed's proposals for one scene, vectorised over proposals.
+
+    Everything the leader search needs from the (known) forecast is computed once up front, for all paths
+    and forecast samples together: which observation rows intersect each path's corridor and where their
+    centroids project on the path. An update step then only measures ego-to-candidate distances.
+
+    Args:
+        paths: lateral paths (centerline first), all with the same number of vertices.
+        observation: PDM-Closed's observation of the scene.
+        ego_rear_axle_xy: ``(2,)`` the ego's rear axle at t = 0 as nuPlan reports it (global frame).
+        ego_speed_mps: the ego's longitudinal speed at t = 0.
+        target_velocities: ``(num_policies,)`` IDM target speeds, m/s.
+        idm: IDM parameters.
+        proposal_steps / trajectory_steps: 40 and 50 steps of ``dt_s`` = 0.1 s.
+        leading_agent_update_rate: leaders are searched every this many steps (2).
+        vehicle: ego parameters.
+    """
+
+    def __init__(
+        self,
+        paths: list[DiscretePath],
+        observation: PDMObservation,
+        ego_rear_axle_xy: npt.ArrayLike,
+        ego_speed_mps: float,
+        target_velocities: npt.ArrayLike,
+        idm: IDMParameters = IDMParameters(),
+        *,
+        proposal_steps: int = 40,
+        trajectory_steps: int = 50,
+        dt_s: float = 0.1,
+        leading_agent_update_rate: int = 2,
+        vehicle: VehicleParameters = PACIFICA,
+    ) -> None:
+        if len({len(p.progress) for p in paths}) != 1:
+            raise ValueError("ProposalGenerator: all paths must have the same number of vertices")
+        self.paths = paths
+        self.obs = observation
+        self.idm_params = idm
+        self.dt_s = dt_s
+        self.proposal_steps = proposal_steps
+        self.trajectory_steps = trajectory_steps
+        self.update_rate = leading_agent_update_rate
+        self.vehicle = vehicle
+        tv = np.asarray(target_velocities, dtype=np.float64)
+        n_lat, n_pol = len(paths), len(tv)
+        self.num_policies = n_pol
+        self.lateral = np.repeat(np.arange(n_lat), n_pol)
+        self.policy = np.tile(np.arange(n_pol), n_lat)
+        p, t = n_lat * n_pol, trajectory_steps + 1
+        self.unroll = ProposalUnroll(np.zeros((p, t, STATE_SIZE)), np.zeros((p, t, 2)), np.zeros((p, t, 3)),
+                                     self.lateral, self.policy, tv[self.policy])
+        # Stacked path arrays: one interpolation call serves proposals on different paths.
+        self._progress = np.stack([path.progress for path in paths])
+        self._states = np.stack([path.states for path in paths])
+        self._length = np.array([path.length for path in paths])
+        ego_xy = np.asarray(ego_rear_axle_xy, dtype=np.float64)
+        self.start_progress = np.array([path.project(ego_xy[None])[0] for path in paths])
+        u = self.unroll
+        u.idm[:, 0, PROGRESS] = self.start_progress[self.lateral]
+        u.idm[:, 0, VELOCITY] = ego_speed_mps
+        self._all = _Batch.of(np.arange(p), self.lateral)
+        with np.errstate(all="ignore"):
+            u.states[:, 0, :3] = self.interpolate(self._all, u.idm[:, 0, PROGRESS])
+        # Driving corridor per path: NAVSIM uses the trajectory horizon (5 s) at the highest target speed.
+        horizon_m = abs(np.max(tv)) * trajectory_steps * dt_s if len(tv) else 0.0
+        self.corridors = np.array(
+            [shapely.buffer(path.substring(s0, s0 + horizon_m), vehicle.width / 2, cap_style="square")
+             for path, s0 in zip(paths, self.start_progress)], dtype=object)
+        shapely.prepare(self.corridors)
+        self._precompute_candidates()
+
+    def interpolate(self, batch: _Batch, distances_m: F64) -> F64:
+        """Poses ``(R, 3)`` of a batch at arc lengths ``(R,)`` along its paths (``DiscretePath.interpolate``)."""
+        lateral = batch.lateral
+        d = np.minimum(np.maximum(distances_m, 1e-5), self._length[lateral])
+        hi = np.empty(len(d), dtype=np.int64)
+        for lo_i, hi_i, lat in batch.spans:
+            hi[lo_i:hi_i] = self._progress[lat].searchsorted(d[lo_i:hi_i])
+        hi = np.minimum(np.maximum(hi, 1), self._progress.shape[1] - 1)
+        lo = hi - 1
+        x_lo = self._progress[lateral, lo]
+        y_lo = self._states[lateral, lo]
+        # scipy interp1d's expression; a zero-length interval gives NaN, which NAVSIM turns into 0.
+        slope = (self._states[lateral, hi] - y_lo) / (self._progress[lateral, hi] - x_lo)[:, None]
+        out = slope * (d - x_lo)[:, None] + y_lo
+        out[:, 2] = np.arctan2(np.sin(out[:, 2]), np.cos(out[:, 2]))
+        out[np.isnan(out)] = 0.0
+        return out
+
+    # --- leader search -----------------------------------------------------------------------------
+
+    def _precompute_candidates(self) -> None:
+        """For every path ``l``, forecast sample ``j`` and observation row ``n``: ``inside[l, j, n]`` (intersects
+        the corridor and is not collided), ``progress[l, j, n]`` (the centroid's arc length on path ``l``) and
+        the polygons ``polys[j, n]`` of the rows inside any corridor.
+
+        Rows that do not move (static objects, agents at rest, red lights) are evaluated once for all samples;
+        moving agents once per sample that the unroll reads (1 .. num_maps - 1).
+        """
+        obs = self.obs
+        n_lat, n_maps, n_obj, n = len(self.paths), obs.num_maps, obs.num_objects, len(obs.tokens)
+        moving = np.zeros(n, dtype=bool)
+        moving[:n_obj] = obs.is_agent[:n_obj] & np.any(obs.forecast_velocity_xy[:n_obj] != 0.0, axis=1)
+        fixed = np.flatnonzero(~moving & ~obs.collided)
+        mov = np.flatnonzero(moving & ~obs.collided)
+        maps = np.arange(1, n_maps)
+        # Rings of the pairs (sample, row): NAVSIM's rings + dt * dxy for moving agents.
+        jj = np.concatenate([np.zeros(len(fixed), np.int64), np.repeat(maps, len(mov))])
+        nn = np.concatenate([fixed, np.tile(mov, len(maps))])
+        is_obj = nn < n_obj
+        dt = np.array([obs.map_time_s(j) for j in range(n_maps)])
+        rings = obs.rings_t0[np.where(is_obj, nn, 0)] if n_obj else np.zeros((len(nn), 5, 2))
+        move = is_obj & moving[nn]
+        rings[move] = rings[move] + dt[jj[move], None, None] * obs.forecast_velocity_xy[nn[move], None, :]
+        lo, hi = rings.min(axis=1), rings.max(axis=1)
+        if np.any(~is_obj):
+            b = shapely.bounds(obs.light_polygons[nn[~is_obj] - n_obj])
+            lo[~is_obj], hi[~is_obj] = b[:, :2], b[:, 2:]
+        cb = shapely.bounds(self.corridors).reshape(n_lat, 4)
+        # Bounding boxes first: the exact intersection test runs only where they overlap.
+        maybe = ((lo[None, :, 0] <= cb[:, 2, None]) & (hi[None, :, 0] >= cb[:, 0, None])
+                 & (lo[None, :, 1] <= cb[:, 3, None]) & (hi[None, :, 1] >= cb[:, 1, None]))
+        keep = np.flatnonzero(maybe.any(axis=0))
+        jj, nn, is_obj, rings, maybe = jj[keep], nn[keep], is_obj[keep], rings[keep], maybe[:, keep]
+        lo, hi = lo[keep], hi[keep]
+        polys = np.empty(len(keep), dtype=object)
+        if np.any(is_obj):
+            polys[is_obj] = shapely.polygons(rings[is_obj])
+        if np.any(~is_obj):
+            polys[~is_obj] = obs.light_polygons[nn[~is_obj] - n_obj]
+        inside = np.zeros((n_lat, len(keep)), dtype=bool)
+        progress = np.full((n_lat, len(keep)), np.nan)
+        for lat in range(n_lat):
+            cand = np.flatnonzero(maybe[lat])
+            inside[lat, cand] = shapely.intersects(self.corridors[lat], polys[cand])
+        hit = np.flatnonzero(inside.any(axis=0))
+        if hit.size:
+            centroid = shapely.get_coordinates(shapely.centroid(polys[hit]))
+            for lat in range(n_lat):
+                sel = inside[lat, hit]
+                progress[lat, hit[sel]] = self.paths[lat].project(centroid[sel])
+        # Scatter into (path, sample, row) arrays; fixed rows fill every sample.
+        self.polys = np.full((n_maps, n), None, dtype=object)
+        self.inside = np.zeros((n_lat, n_maps, n), dtype=bool)
+        self.progress = np.full((n_lat, n_maps, n), np.nan)
+        f = ~moving[nn]
+        self.bounds = np.full((n_maps, n, 4), np.nan)
+        box = np.concatenate([lo, hi], axis=1)
+        self.bounds[:, nn[f]] = box[None, f]
+        self.bounds[jj[~f], nn[~f]] = box[~f]
+        self.polys[:, nn[f]] = polys[None, f]
+        self.inside[:, :, nn[f]] = inside[:, None, f]
+        self.progress[:, :, nn[f]] = progress[:, None, f]
+        self.polys[jj[~f], nn[~f]] = polys[~f]
+        self.inside[:, jj[~f], nn[~f]] = inside[:, ~f]
+        self.progress[:, jj[~f], nn[~f]] = progress[:, ~f]
+
+    def _tie_order(self, lateral: int, map_index: int) -> I64:
+        """Rank of each observation row in the official STRtree query order (ties between equally near
+        leaders go to the first one NAVSIM's occupancy map returns)."""
+        polys = self.obs.polygons(map_index)
+        order = shapely.STRtree(polys, node_capacity=10).query(self.corridors[lateral], predicate="intersects")
+        rank = np.full(len(polys), len(polys), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return rank
+
+    def update_leaders(self, batch: _Batch, step: int) -> None:
+        """Leader records of a batch of proposals (one official update call per path) at ``step``."""
+        u, obs = self.unroll, self.obs
+        rows = batch.index
+        if step % self.update_rate != 0:
+            u.leader[rows, step] = u.leader[rows, step - 1]
+            return
+        j = obs.map_index(step)
+        n_rows = len(batch.rows)
+        x_prev = u.idm[rows, step - 1, PROGRESS]
+        lat = batch.lateral
+        # NaN progress (rows outside the corridor) compares False.
+        ahead = self.inside[lat, j] & (self.progress[lat, j] > x_prev[:, None])
+        has_ahead = ahead.any(axis=1)
+        out = np.zeros((n_rows, 3))
+        out[:, PROGRESS] = self._length[lat]
+        sets_speed = np.zeros(n_rows, dtype=bool)
+        lead_speed = np.zeros(n_rows)
+        if has_ahead.any():
+            pose = u.states[rows, step - 1, :3]
+            rings = ego_footprint_rings(pose, self.vehicle)
+            # Exact polygon distances only where a bounding-box lower bound can beat the row's best upper bound
+            # (the distance between two vertices); the others are farther than the nearest and never tie.
+            r, c = np.nonzero(ahead)
+            ego_lo, ego_hi = rings[r].min(axis=1), rings[r].max(axis=1)
+            obj = self.bounds[j, c]
+            gap = np.maximum(np.maximum(obj[:, :2] - ego_hi, ego_lo - obj[:, 2:]), 0.0)
+            lower = np.sqrt(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1])
+            vx = rings[r, 0] - obj[:, :2]  # ego front-left corner to the object's lower-left box corner
+            upper_pair = np.sqrt(vx[:, 0] * vx[:, 0] + vx[:, 1] * vx[:, 1]) + np.hypot(obj[:, 2] - obj[:, 0],
+                                                                                       obj[:, 3] - obj[:, 1])
+            upper = np.full(n_rows, np.inf)
+            np.minimum.at(upper, r, upper_pair)
+            keep = lower <= upper[r] * (1.0 + 1e-9) + 1e-9
+            r, c = r[keep], c[keep]
+            ego_polys = shapely.polygons(rings[np.unique(r)])
+            dist = np.full(ahead.shape, np.inf)
+            dist[r, c] = shapely.distance(ego_polys[np.searchsorted(np.unique(r), r)], self.polys[j, c])
+            nearest = dist.argmin(axis=1)
+            dmin = dist[np.arange(n_rows), nearest]
+            at_min = dist == dmin[:, None]
+            n_red = (at_min & obs.is_red_light[None, :]).sum(axis=1)
+            n_other = at_min.sum(axis=1) - n_red
+            # Ties between red lights only lead alike; other ties are checked one by one (rare).
+            for i in np.flatnonzero(has_ahead & (n_other > 0) & (n_red + n_other > 1)):
+                tied = np.flatnonzero(dist[i] == dmin[i])
+                # Equally near leaders matter only if they lead differently (red light, or another speed).
+                outcome = np.where(obs.is_red_light[tied], np.nan, self._leader_speed(tied, pose[i, 2]))
+                if not np.array_equal(outcome, np.full_like(outcome, outcome[0]), equal_nan=True):
+                    nearest[i] = tied[np.argmin(self._tie_order(int(lat[i]), j)[tied])]
+            out[has_ahead, PROGRESS] = x_prev[has_ahead] + dmin[has_ahead]
+            sets_speed = has_ahead & ~obs.is_red_light[nearest]
+            lead_speed = self._leader_speed(nearest, pose[:, 2])
+        # The official leader record is one array reused by the proposals of a path within an update: a field
+        # a proposal does not write keeps the value of the last earlier proposal (same path) that wrote it.
+        idx = np.arange(n_rows)
+        start = batch.start
+        last_speed = np.maximum.accumulate(np.where(sets_speed, idx, -1))
+        out[:, VELOCITY] = np.where(last_speed >= start, lead_speed[np.maximum(last_speed, 0)], 0.0)
+        last_free = np.maximum.accumulate(np.where(~has_ahead, idx, -1))
+        out[:, LENGTH_REAR] = np.where(last_free >= start, self.vehicle.length / 2, 0.0)
+        u.leader[rows, step] = out
+
+    def _leader_speed(self, rows: I64, ego_heading: F64) -> F64:
+        """Speed of observation ``rows`` along the ego heading: nuPlan ``transform((|v|, 0, 0), rotation(rel)).x``
+        for an Agent, 0 for static objects and red lights."""
+        obs = self.obs
+        rel = obs.center_pose[rows, 2] - ego_heading
+        rel = np.arctan2(np.sin(rel), np.cos(rel))
+        return np.where(obs.is_agent[rows], obs.speed[rows] * np.cos(rel), 0.0)
+
+    # --- unrolling ----------------------------------------------------------------------------------
+
+    def step(self, batch: _Batch, step: int) -> None:
+        """Leaders, IDM and poses of a batch of proposals at ``step``."""
+        u, rows = self.unroll, batch.index
+        self.update_leaders(batch, step)
+        u.idm[rows, step] = self.idm_params.propagate(u.idm[rows, step - 1], u.leader[rows, step],
+                                                      u.target_velocity[rows], self.dt_s)
+        u.states[rows, step, :3] = self.interpolate(batch, u.idm[rows, step, PROGRESS])
+
+    def generate(self) -> ProposalUnroll:
+        """Unroll every proposal over the proposal horizon (steps 1 .. 40)."""
+        # NAVSIM silences RuntimeWarnings for the planner: a zero speed limit or a zero-length path segment
+        # gives inf/NaN that the official code passes on (NaN poses become 0).
+        with np.errstate(all="ignore"):
+            for t in range(1, self.proposal_steps + 1):
+                self.step(self._all, t)
+        return self.unroll
+
+    def extend(self, proposal: int) -> F64:
+        """Unroll one proposal on to the trajectory horizon (steps 41 .. 50); returns its ``(51, 11)`` states."""
+        batch = _Batch.of(np.array([proposal]), self.lateral)
+        with np.errstate(all="ignore"):
+            for t in range(self.proposal_steps + 1, self.trajectory_steps + 1):
+                self.step(batch, t)
+        return self.unroll.states[proposal]

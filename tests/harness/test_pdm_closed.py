@@ -1,0 +1,364 @@
+"""Tests for harness.agents.pdm_closed: NAVSIM v1.1's PDM-Closed planner (the reference that normalises EP).
+
+Scenes are small synthetic ``ScoringScene``s from ``tests/metrics/scene_builders.py``: the straight road along
++x (ego lane y in [-1.75, 1.75], left lane on route up to y = 5.25, oncoming lanes beyond; centerline y = 0;
+ego at the origin at 10 m/s) and random scenes on the fixture intersection.
+
+``loop_plan`` below is a straightforward implementation written from the official structure (lateral path ->
+time step -> proposal, one object at a time, NAVSIM's STRtree occupancy maps and GEOS calls): an independent
+oracle for the vectorised planner and the baseline of benchmarks/bench_pdm_closed.py. Agreement with the
+official code itself was measured outside the repository (see the module docstrings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import shapely
+
+from harness.agents.pdm_closed import (
+    PDMClosedAgent,
+    PDMClosedConfig,
+    forecast_constant_velocity,
+    initial_state,
+    plan_pdm_closed,
+    run_pdm_closed,
+)
+from harness.agents.pdm_closed_observation import (
+    PDMObservation,
+    build_observation,
+    ego_footprint_rings,
+    forecast_timeline,
+)
+from harness.agents.pdm_closed_path import DiscretePath, parallel_path
+from harness.agents.pdm_closed_proposals import LENGTH_REAR, PROGRESS, VELOCITY, IDMParameters
+from harness.errors import ConfigError, DataError
+from harness.scoring_scene import ObjectType, ScoringScene
+from harness.trajectory import NAVSIM_SAMPLING
+from metrics.pdm_simulation import PACIFICA, nuplan_rear_axle_roundtrip, simulate
+from metrics.pdms import score_proposals
+from tests.metrics.scene_builders import Obj, random_scene, straight_road
+
+FRONT = PACIFICA.front_length  # rear axle -> front bumper, m
+LIMIT = 15.0  # speed limit of the test lanes, m/s
+LIGHT_ID = 3001
+
+
+# --- the loop oracle ----------------------------------------------------------------------------------------
+
+def _normalize(a: float) -> float:
+    return float(np.arctan2(np.sin(a), np.cos(a)))
+
+
+def loop_plan(scene: ScoringScene, speed_limit_mps: float | None = None, *,
+              best: int | None = None) -> tuple[np.ndarray, int, np.ndarray]:
+    """PDM-Closed one proposal and one object at a time; returns (the 51 reference states, best, proposals).
+
+    With ``best`` given, the proposals are neither simulated nor scored and that one is extended (the
+    planner's own work, for the benchmark).
+    """
+    obs = build_observation(scene)
+    cl = scene.centerline
+    paths = [DiscretePath(cl)] + [DiscretePath(parallel_path(cl, off)) for off in (-1.0, 1.0)]
+    idm_params = IDMParameters()
+    target = idm_params.target_velocities(speed_limit_mps)
+    n_pol = len(target)
+    n_prop, n_t, dt = 3 * n_pol, 51, 0.1
+    states, idm, lead = np.zeros((n_prop, n_t, 11)), np.zeros((n_prop, n_t, 2)), np.zeros((n_prop, n_t, 3))
+    ego_xy = nuplan_rear_axle_roundtrip(scene.ego_pose, PACIFICA.rear_axle_to_center)[:2]
+    trees: dict[int, shapely.STRtree] = {}
+    corridors: dict[int, shapely.Geometry] = {}
+
+    def update(batch: list[int], lat: int, t: int) -> None:
+        if t % 2:
+            for p in batch:
+                lead[p, t] = lead[p, t - 1]
+            return
+        j = t // 2
+        polys = obs.polygons(j)
+        if j not in trees:
+            trees[j] = shapely.STRtree(polys, node_capacity=10)
+        cand = [int(n) for n in trees[j].query(corridors[lat], predicate="intersects") if not obs.collided[n]]
+        prog = {n: paths[lat].linestring.project(polys[n].centroid) for n in cand}
+        rec = np.zeros(3)  # one record for the whole batch, as NAVSIM's generator keeps it
+        for p in batch:
+            x = idm[p, t - 1, PROGRESS]
+            ahead = [n for n in cand if prog[n] > x]
+            if ahead:
+                ego = shapely.Polygon(ego_footprint_rings(states[p, t - 1, :3])[:4])
+                d = [ego.distance(polys[n]) for n in ahead]
+                k = int(np.argmin(d))
+                n = ahead[k]
+                rec[PROGRESS] = x + d[k]
+                if not obs.is_red_light[n]:
+                    rel = _normalize(obs.center_pose[n, 2] - states[p, t - 1, 2])
+                    rec[VELOCITY] = obs.speed[n] * np.cos(rel) if obs.is_agent[n] else 0.0
+            else:
+                rec[PROGRESS] = paths[lat].length
+                rec[LENGTH_REAR] = PACIFICA.length / 2
+            lead[p, t] = rec
+
+    def advance(p: int, lat: int, t: int) -> None:
+        x, v = idm[p, t - 1]
+        x_lead, v_lead, l_rear = lead[p, t]
+        g0, a, b, v0 = idm_params.min_gap_m, idm_params.accel_max_mps2, idm_params.decel_max_mps2, target[p % n_pol]
+        s_star = g0 + v * idm_params.headway_s + (v * (v - v_lead)) / (2 * np.sqrt(a * b))
+        s_alpha = max(x_lead - x - l_rear, g0)
+        with np.errstate(all="ignore"):
+            v_dot = a * (1 - (v / v0) ** 10 - (s_star / s_alpha) ** 2)
+        v_dot = min(max(v_dot, -b), a)
+        idm[p, t] = (x + dt * v, v + dt * v_dot)
+        states[p, t, :3] = paths[lat].interpolate(np.array([idm[p, t, PROGRESS]]))[0]
+
+    for lat, path in enumerate(paths):
+        batch = [lat * n_pol + k for k in range(n_pol)]
+        s0 = float(path.linestring.project(shapely.Point(ego_xy)))
+        for p in batch:
+            idm[p, 0] = (s0, scene.ego_velocity_xy[0])
+            states[p, 0, :3] = path.interpolate(np.array([s0]))[0]
+        corridors[lat] = shapely.buffer(path.substring(s0, s0 + abs(np.max(target)) * 50 * dt), PACIFICA.width / 2,
+                                        cap_style="square")
+        for t in range(1, 41):
+            update(batch, lat, t)
+            for p in batch:
+                advance(p, lat, t)
+    if best is None:
+        initial = initial_state(scene)
+        simulated = np.concatenate([simulate(states[p : p + 1, :41], initial) for p in range(n_prop)])
+        scores = score_proposals(scene, simulated, objects=forecast_timeline(obs, 51))
+        best = int(np.argmax(scores.score))
+    for t in range(41, 51):
+        update([best], best // n_pol, t)
+        advance(best, best // n_pol, t)
+    out = states[best].copy()
+    out[:, :3] = nuplan_rear_axle_roundtrip(out[:, :3], PACIFICA.rear_axle_to_center)
+    return out, best, states
+
+
+# --- scene helpers ------------------------------------------------------------------------------------------
+
+def with_light(scene: ScoringScene, x0: float, x1: float, *, red: bool = True, on_route: bool = True) -> ScoringScene:
+    """Adds a signalised lane connector over the ego lane between x0 and x1 (red or green for all steps)."""
+    n_t = scene.num_steps
+    route = scene.route_lane_ids.tolist() + ([LIGHT_ID] if on_route else [])
+    return replace(scene, light_connector_ids=np.array([LIGHT_ID]), red_light_mask=np.full((n_t, 1), red),
+                   light_polygons=np.array([shapely.box(x0, -1.75, x1, 1.75)], dtype=object),
+                   route_lane_ids=np.asarray(route, dtype=np.int64))
+
+
+def with_ego(scene: ScoringScene, *, y: float = 0.0, speed: float = 10.0) -> ScoringScene:
+    return replace(scene, ego_pose=np.array([0.0, y, 0.0]), ego_velocity_xy=np.array([speed, 0.0]))
+
+
+def speeds(states: np.ndarray) -> np.ndarray:
+    return np.hypot(*np.diff(states[:, :2], axis=0).T) / 0.1
+
+
+# --- the public API -----------------------------------------------------------------------------------------
+
+def test_output_shape_times_and_fields():
+    scene = with_ego(straight_road(), y=0.3)
+    states, times = plan_pdm_closed(scene, speed_limit_mps=LIMIT)
+    assert states.shape == (51, 11) and times.shape == (51,)
+    np.testing.assert_allclose(times, np.arange(51) * 0.1, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.round(times * 1e6).astype(np.int64), np.arange(51) * 100_000)
+    # Only poses are set (NAVSIM stores ego states with zero velocity, acceleration and steering).
+    np.testing.assert_array_equal(states[:, 3:], 0.0)
+    # State 0 is the path point nearest to the ego, not the ego's own pose.
+    assert states[0, 1] == 0.0 and states[0, 0] == pytest.approx(0.0, abs=1e-9)
+    assert np.all(np.isfinite(states))
+
+
+def test_deterministic():
+    rng = np.random.default_rng(3)
+    scene, _ = random_scene(rng, n_objects=30)
+    a, b = run_pdm_closed(scene), run_pdm_closed(scene)
+    np.testing.assert_array_equal(a.states, b.states)
+    np.testing.assert_array_equal(a.scores.score, b.scores.score)
+    assert a.best == b.best
+
+
+def test_free_road_accelerates_toward_the_best_fraction():
+    r = run_pdm_closed(straight_road(), speed_limit_mps=LIMIT)
+    np.testing.assert_allclose(r.target_velocities_mps, [3.0, 6.0, 9.0, 12.0, 15.0])
+    assert r.best == int(np.argmax(r.scores.score))
+    # The fastest policy on the centerline makes the most progress; nothing else differs on a free road.
+    assert (r.lateral[r.best], r.policy[r.best]) == (0, 4)
+    v = speeds(r.states)
+    assert v[10] < v[-1] <= 15.0 + 1e-9 and np.all(np.diff(v[5:]) > -1e-9)
+    # Slower targets brake towards their speed: 3 m/s policy ends far below 10 m/s.
+    assert r.unroll.idm[0, 40, VELOCITY] < 5.0 < 10.0 < r.unroll.idm[4, 40, VELOCITY]
+    # Official quirk: at step 1 every moving proposal follows the zero-initialised leader and brakes 3 m/s².
+    np.testing.assert_allclose(r.unroll.idm[:, 1, VELOCITY], 10.0 - 0.3)
+
+
+def test_speed_limit_fallback():
+    assert np.allclose(IDMParameters().target_velocities(None), [3.0, 6.0, 9.0, 12.0, 15.0])
+    assert np.allclose(IDMParameters().target_velocities(float("nan")), [3.0, 6.0, 9.0, 12.0, 15.0])
+    assert np.allclose(IDMParameters().target_velocities(20.0), [4.0, 8.0, 12.0, 16.0, 20.0])
+    r = run_pdm_closed(straight_road(), speed_limit_mps=20.0)
+    assert speeds(r.states)[-1] > 15.0
+
+
+def test_stops_behind_a_stopped_vehicle():
+    car = Obj("car", ObjectType.VEHICLE, 20.0, 0.0)
+    r = run_pdm_closed(with_ego(straight_road([car]), speed=6.0), speed_limit_mps=LIMIT)
+    car_rear = 20.0 - 4.6 / 2
+    # IDM closes in and holds at least its minimum gap of 1 m, almost at rest after 5 s.
+    gap = car_rear - (r.states[:, 0] + FRONT)
+    assert gap.min() >= 1.0 and gap[-1] < 2.0
+    assert r.unroll.idm[r.best, 50, VELOCITY] < 0.5
+    assert r.scores.no_at_fault_collisions[r.best] == 1.0
+    # Every proposal on the centerline keeps that gap over the 4 s it is scored on.
+    assert np.all(car_rear - (r.unroll.states[:5, :41, 0] + FRONT) >= 1.0)
+
+
+def test_stops_before_a_red_light_on_route():
+    r = run_pdm_closed(with_ego(with_light(straight_road(), 20.0, 35.0), speed=6.0), speed_limit_mps=LIMIT)
+    gap = 20.0 - (r.states[:, 0] + FRONT)
+    assert gap.min() >= 1.0 and gap[-1] < 2.0 and r.unroll.idm[r.best, 50, VELOCITY] < 0.5
+    # Red lights have no speed: the leader record of the chosen proposal says 0.
+    assert np.all(r.unroll.leader[r.best, 2:41:2, VELOCITY] == 0.0)
+
+
+@pytest.mark.parametrize("red, on_route", [(False, True), (True, False)])
+def test_green_or_off_route_lights_are_ignored(red: bool, on_route: bool):
+    free = run_pdm_closed(straight_road(), speed_limit_mps=LIMIT)
+    r = run_pdm_closed(with_light(straight_road(), 30.0, 45.0, red=red, on_route=on_route), speed_limit_mps=LIMIT)
+    np.testing.assert_array_equal(r.states, free.states)
+
+
+def test_ego_inside_a_red_connector_ignores_it():
+    # The ego stands within the connector polygon: NAVSIM lists it as "collided" and ignores it as a leader.
+    r = run_pdm_closed(with_light(straight_road(), -5.0, 30.0), speed_limit_mps=LIMIT)
+    assert r.observation.collided[r.observation.is_red_light].all()
+    assert speeds(r.states)[-1] > 10.0
+
+
+def test_lateral_offset_chosen_when_the_scorer_prefers_it():
+    # Cones block the centre and right paths' corridors (y in [-1.6, -0.8]); the left path (+1 m) passes.
+    cones = [Obj(f"cone{i}", ObjectType.TRAFFIC_CONE, 30.0 + i, -1.2, size=(0.8, 0.8, 0.7)) for i in range(3)]
+    r = run_pdm_closed(straight_road(cones), speed_limit_mps=LIMIT)
+    assert r.lateral[r.best] == 2  # offsets in order: centerline, -1 m, +1 m
+    assert r.scores.score[r.best] > r.scores.score[:10].max()
+    assert r.states[-1, 0] > 40.0 and abs(r.states[-1, 1] - 1.0) < 0.05
+
+
+def test_centerline_kept_when_the_offset_leaves_the_road():
+    # The same cones further left block centre and left; the right path would put the ego's corners off the
+    # road (y < -1.75), so the scorer rates it 0 and the centerline's stop wins.
+    cones = [Obj(f"cone{i}", ObjectType.TRAFFIC_CONE, 30.0 + i, 1.2, size=(0.8, 0.8, 0.7)) for i in range(3)]
+    r = run_pdm_closed(straight_road(cones), speed_limit_mps=LIMIT)
+    assert np.all(r.scores.drivable_area_compliance[5:10] == 0.0)
+    assert r.lateral[r.best] == 0 and r.states[-1, 0] + FRONT < 30.0 - 0.4
+
+
+def test_bad_centerline_raises():
+    scene = replace(straight_road(), centerline=np.zeros((1, 3)))
+    with pytest.raises(DataError, match="centerline"):
+        plan_pdm_closed(scene)
+
+
+# --- the observation ----------------------------------------------------------------------------------------
+
+def test_forecast_moves_agents_along_their_heading_every_two_steps():
+    objs = [
+        Obj("fwd", ObjectType.VEHICLE, 20.0, 0.0, 0.0, 5.0, 0.0),
+        Obj("back", ObjectType.VEHICLE, 20.0, 4.0, 0.0, -5.0, 0.0),  # velocity against the heading: reversed
+        Obj("skew", ObjectType.BICYCLE, 20.0, 8.0, 0.0, 3.0, 4.0),  # |v| = 5 along the heading, not (3, 4)
+        Obj("cone", ObjectType.TRAFFIC_CONE, 20.0, -4.0),
+        Obj("ego", ObjectType.EGO, 10.0, 8.0, 0.0, 5.0, 0.0),  # never observed
+        Obj("far", ObjectType.VEHICLE, 150.0, 0.0),  # > 100 m from the ego's centre
+        Obj("late", ObjectType.VEHICLE, 30.0, 0.0, appear=5),  # not there at t = 0
+    ]
+    tl = forecast_constant_velocity(straight_road(objs))
+    assert tl.tokens.tolist() == ["cone", "fwd", "back", "skew"]  # static first, then vehicles, bicycles
+    assert tl.num_steps == 51 and tl.present.all()
+    x = tl.poses[:, :, 0]
+    # Step k holds the forecast at (k // 2) * 0.2 s.
+    np.testing.assert_allclose(x[[0, 1, 2, 3, 4, 50], 1], 20.0 + 5.0 * np.array([0, 0, 0.2, 0.2, 0.4, 5.0]))
+    np.testing.assert_allclose(x[[3, 50], 2], 20.0 - 5.0 * np.array([0.2, 5.0]))
+    np.testing.assert_allclose(tl.poses[50, 3, :2], [20.0 + 25.0, 8.0], atol=1e-9)
+    np.testing.assert_array_equal(x[:, 0], 20.0)
+    # The scorer's "stopped track" test reads the logged velocity, not the forecast's.
+    np.testing.assert_allclose(tl.first_velocity_xy[3], [3.0, 4.0])
+
+
+def test_observation_caps_and_collided_objects():
+    cars = [Obj(f"car{i:02d}", ObjectType.VEHICLE, 10.0 + 1.5 * i, 20.0) for i in range(55)]
+    peds = [Obj(f"ped{i:02d}", ObjectType.PEDESTRIAN, 10.0 + i, -20.0) for i in range(30)]
+    touching = Obj("touch", ObjectType.VEHICLE, 3.0, 1.5)  # overlaps the ego footprint at t = 0
+    obs: PDMObservation = build_observation(straight_road(cars + peds + [touching]))
+    toks = obs.tokens.tolist()
+    assert sum(t.startswith("car") for t in toks) == 49 and "touch" in toks  # 50 nearest vehicles
+    assert sum(t.startswith("ped") for t in toks) == 25
+    assert "car54" not in toks and "ped29" not in toks  # the farthest ones are dropped
+    assert obs.collided.tolist() == [t == "touch" for t in toks]
+    assert "touch" not in forecast_constant_velocity(straight_road([touching])).tokens
+    assert "touch" in forecast_constant_velocity(straight_road([touching]), drop_collided=False).tokens
+
+
+def test_carried_collided_tokens_reproduce_navsim_caching_order():
+    # NAVSIM's cache reuses one observation per worker batch: a token that overlapped the ego in an earlier
+    # scene is never observed again, and a red light the ego stood in is never a leader again.
+    touching = Obj("car", ObjectType.VEHICLE, 3.0, 1.5)
+    first = run_pdm_closed(straight_road([touching]), speed_limit_mps=LIMIT)
+    assert first.collided_tokens == ("car",)
+    blocker = Obj("car", ObjectType.VEHICLE, 20.0, 0.0)  # the same track later stands in the ego's way
+    scene = with_ego(straight_road([blocker]), speed=6.0)
+    fresh = run_pdm_closed(scene, speed_limit_mps=LIMIT)
+    carried = run_pdm_closed(scene, speed_limit_mps=LIMIT, carried_collided=first.collided_tokens)
+    assert "car" in fresh.objects.tokens and "car" not in carried.objects.tokens
+    assert fresh.states[-1, 0] < 20.0 - 2.3 - FRONT < carried.states[-1, 0]
+    inside = run_pdm_closed(with_light(straight_road(), -5.0, 30.0), speed_limit_mps=LIMIT)
+    red = with_ego(with_light(straight_road(), 20.0, 35.0), speed=6.0)
+    chained = run_pdm_closed(red, speed_limit_mps=LIMIT, carried_collided=inside.collided_tokens)
+    assert inside.collided_tokens == (f"red_light_{LIGHT_ID}",)
+    assert chained.states[-1, 0] > 20.0 > run_pdm_closed(red, speed_limit_mps=LIMIT).states[-1, 0] + FRONT
+
+
+# --- against the loop oracle --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 5])
+def test_vectorised_equals_the_loop_oracle(seed: int):
+    rng = np.random.default_rng(seed)
+    scene, _ = random_scene(rng, n_objects=40)
+    if seed % 2:  # a red light on an on-route connector ahead of the ego
+        lc = int(scene.route_lane_ids[-1])
+        poly = shapely.Polygon(ego_footprint_rings(np.r_[scene.centerline[len(scene.centerline) // 2, :2],
+                                                         scene.centerline[len(scene.centerline) // 2, 2]])[:4])
+        scene = replace(scene, light_connector_ids=np.array([lc]), red_light_mask=np.ones((scene.num_steps, 1), bool),
+                        light_polygons=np.array([poly], dtype=object))
+    limit = None if seed == 0 else 11.2
+    r = run_pdm_closed(scene, speed_limit_mps=limit)
+    ref_states, ref_best, ref_props = loop_plan(scene, limit)
+    np.testing.assert_allclose(r.proposals[..., :3], ref_props[:, :41, :3], rtol=0, atol=1e-9)
+    assert r.best == ref_best
+    np.testing.assert_allclose(r.states, ref_states, rtol=0, atol=1e-9)
+
+
+def test_straight_road_scenes_equal_the_loop_oracle():
+    car = Obj("car", ObjectType.VEHICLE, 25.0, 0.3, 0.05, 4.0, 0.2)
+    ped = Obj("ped", ObjectType.PEDESTRIAN, 35.0, -4.0, np.pi / 2, 0.0, 1.2)
+    for scene in (straight_road([car, ped]), with_light(straight_road([car]), 50.0, 60.0),
+                  with_ego(straight_road([ped]), y=0.4, speed=0.0)):
+        r = run_pdm_closed(scene, speed_limit_mps=LIMIT)
+        ref_states, ref_best, _ = loop_plan(scene, LIMIT)
+        assert r.best == ref_best
+        np.testing.assert_allclose(r.states, ref_states, rtol=0, atol=1e-9)
+
+
+# --- the agent wrapper --------------------------------------------------------------------------------------
+
+def test_agent_plans_from_scenes_in_the_ego_frame():
+    scene = straight_road()
+    agent = PDMClosedAgent(config=PDMClosedConfig())
+    assert agent.privileged and agent.sensor_needs().cameras == ()
+    (traj,) = agent.plan_scenes([scene], NAVSIM_SAMPLING)
+    states, times = plan_pdm_closed(scene)
+    np.testing.assert_allclose(traj.poses[-1, :2], states[40, :2], atol=1e-9)  # t = 4.0 s, ego at the origin
+    assert traj.poses.shape == (8, 3)
+    with pytest.raises(ConfigError, match="scene_provider"):
+        agent.plan_from_samples([], NAVSIM_SAMPLING)
