@@ -12,8 +12,7 @@ Builds a small embedded world without sensors (``--logs`` logs of ``--duration``
 
 Times are CPU seconds of this process (``time.process_time``, best of ``--repeats`` for the vectorised
 version), so that other jobs on a shared machine distort them less. Both implementations are checked to
-pick the same proposal and produce the same reference before the table is printed. World scenes carry no
-lane speed limit yet, so every run uses the 15 m/s fallback.
+pick the same proposal and produce the same reference before the table is printed.
 
 Usage: python benchmarks/bench_pdm_closed.py [--logs 2] [--duration 20] [--repeats 3] [--seed 0]
 """
@@ -77,7 +76,7 @@ def _planner_only(scene: ScoringScene, best: int) -> np.ndarray:
     paths = [DiscretePath(scene.centerline)] + [DiscretePath(parallel_path(scene.centerline, o)) for o in (-1.0, 1.0)]
     rear = nuplan_rear_axle_roundtrip(scene.ego_pose, PACIFICA.rear_axle_to_center)
     gen = ProposalGenerator(paths, obs, rear[:2], float(scene.ego_velocity_xy[0]),
-                            IDMParameters().target_velocities(None))
+                            IDMParameters().target_velocities(scene.start_lane_speed_limit_mps))
     gen.generate()
     return gen.extend(best)
 

@@ -116,10 +116,7 @@ class PDMClosedResult:
 
 
 def _speed_limit_of(scene: ScoringScene, speed_limit_mps: float | None) -> float | None:
-    if speed_limit_mps is not None:
-        return float(speed_limit_mps)
-    # The starting lane's limit belongs in the scoring scene; read it once the scene carries it.
-    value = getattr(scene, "start_lane_speed_limit_mps", None)
+    value = scene.start_lane_speed_limit_mps if speed_limit_mps is None else speed_limit_mps
     return None if value is None or not np.isfinite(value) else float(value)
 
 
@@ -172,9 +169,8 @@ def run_pdm_closed(
 
     Args:
         scene: the scoring scene (its ``centerline`` is PDM-Closed's centerline).
-        speed_limit_mps: the starting lane's speed limit (m/s); None: the scene's
-            ``start_lane_speed_limit_mps`` when it has one, else the lane has no limit and IDM uses the
-            fallback target speed (15 m/s).
+        speed_limit_mps: overrides the scene's ``start_lane_speed_limit_mps`` (m/s). Where neither is given
+            (or it is NaN) the starting lane has no limit and IDM uses the fallback target speed (15 m/s).
         config: planner configuration.
         carried_collided: to reproduce NAVSIM's caching order effects only (see
             ``pdm_closed_observation.build_observation``); chain ``result.collided_tokens`` of the scenes

@@ -3,7 +3,7 @@
 Re-implements NAVSIM v1.1 ``pdm_planner/observation/pdm_observation.py::PDMObservation.update`` and
 ``pdm_object_manager.py::PDMObjectManager`` as arrays (specs/navsim.md §9.2):
 
-- objects: the scene's objects present at t = 0, without EGO and without those whose box centre is more than
+- objects: the scene's objects detected at t = 0 (``object_in_current_frame``), without EGO and without those whose box centre is more than
   ``map_radius_m`` (100 m) from the ego's box centre; then the nearest 50 vehicles, 25 pedestrians, 10 bicycles
   and 50 static objects by centre distance. Map order: static, vehicles, pedestrians, bicycles (each nearest
   first), then red lights; it matters only where two candidates tie.
@@ -179,7 +179,11 @@ def build_observation(
             collided list only grows: such objects are not observed at all, such red lights are no leaders.
             Empty (the default) plans every scene on its own.
     """
-    present = scene.object_present[0] if scene.num_steps else np.zeros(0, dtype=bool)
+    present = scene.object_present[0] if scene.num_steps else np.zeros(len(scene.object_tokens), dtype=bool)
+    if scene.object_in_current_frame is not None:
+        # PDM-Closed sees the current frame's detections; a track first annotated later is frozen at step 0 of
+        # the timeline but was not detected yet.
+        present = present & scene.object_in_current_frame
     carried = set(carried_collided)
     if carried:
         present = present & ~np.isin(scene.object_tokens, list(carried))

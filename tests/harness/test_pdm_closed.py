@@ -63,7 +63,8 @@ def loop_plan(scene: ScoringScene, speed_limit_mps: float | None = None, *,
     cl = scene.centerline
     paths = [DiscretePath(cl)] + [DiscretePath(parallel_path(cl, off)) for off in (-1.0, 1.0)]
     idm_params = IDMParameters()
-    target = idm_params.target_velocities(speed_limit_mps)
+    target = idm_params.target_velocities(scene.start_lane_speed_limit_mps if speed_limit_mps is None
+                                          else speed_limit_mps)
     n_pol = len(target)
     n_prop, n_t, dt = 3 * n_pol, 51, 0.1
     states, idm, lead = np.zeros((n_prop, n_t, 11)), np.zeros((n_prop, n_t, 2)), np.zeros((n_prop, n_t, 3))
