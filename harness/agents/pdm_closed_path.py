@@ -16,6 +16,8 @@ All coordinates are global (map frame): metres and radians, headings counter-clo
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import numpy.typing as npt
 import shapely
@@ -69,7 +71,6 @@ class DiscretePath:
         step = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
         self.progress: F64 = np.cumsum(np.append(0.0, step), dtype=np.float64)
         self.length = float(self.progress[-1])
-        self.linestring = shapely.linestrings(s[:, :2])
         # Segment data for project(): GEOS's own expressions, and chunk boxes to skip far segments.
         self._a = s[:-1, :2]
         self._b = s[1:, :2]
@@ -77,13 +78,17 @@ class DiscretePath:
         self._len2 = self._dxy[:, 0] * self._dxy[:, 0] + self._dxy[:, 1] * self._dxy[:, 1]
         self._seg_len = step
         n_seg = len(step)
-        self._chunk = _CHUNK
         starts = np.arange(0, n_seg, _CHUNK)
         lo = np.minimum(self._a, self._b)
         hi = np.maximum(self._a, self._b)
         self._chunk_lo = np.minimum.reduceat(lo, starts, axis=0)
         self._chunk_hi = np.maximum.reduceat(hi, starts, axis=0)
         self._chunk_first = self._a[starts]
+
+    @cached_property
+    def linestring(self) -> shapely.LineString:
+        """The path as a shapely line (built on first use; :meth:`project` does not need it)."""
+        return shapely.linestrings(self.states[:, :2])
 
     def interpolate(self, distances_m: npt.ArrayLike) -> F64:
         """Poses at arc lengths along the path.
@@ -110,51 +115,13 @@ class DiscretePath:
         return out.reshape(d.shape + (3,))
 
     def project(self, points_xy: npt.ArrayLike) -> F64:
-        """Arc length of the closest path point to each of ``(..., 2)`` points.
-
-        Bit-equal to GEOS ``LengthIndexedLine.project`` (shapely ``line_locate_point``): the first segment with
-        the smallest point-to-segment distance wins, and the measure is its start plus the clamped projection
-        factor times its length, with GEOS's own floating-point expressions. Segments are visited in chunks
-        whose bounding box may hold the minimum, so far parts of a long path cost nothing.
-        """
+        """Arc length of the closest path point to each of ``(..., 2)`` points (see :class:`PathBundle`)."""
         p = np.asarray(points_xy, dtype=np.float64)
-        shape = p.shape[:-1]
-        p = p.reshape(-1, 2)
-        if len(p) == 0:
-            return np.zeros(shape, dtype=np.float64)
-        px, py = p[:, 0:1], p[:, 1:2]
-        # Lower bound per chunk (distance to its box) and an upper bound (distance to a vertex on the path).
-        gx = np.maximum(np.maximum(self._chunk_lo[None, :, 0] - px, px - self._chunk_hi[None, :, 0]), 0.0)
-        gy = np.maximum(np.maximum(self._chunk_lo[None, :, 1] - py, py - self._chunk_hi[None, :, 1]), 0.0)
-        lower = np.sqrt(gx * gx + gy * gy)
-        fx, fy = px - self._chunk_first[None, :, 0], py - self._chunk_first[None, :, 1]
-        upper = np.sqrt(fx * fx + fy * fy).min(axis=1)
-        # The slack keeps a chunk whose true minimum ties the bound up to rounding.
-        pt, ch = np.nonzero(lower <= upper[:, None] * (1.0 + 1e-9) + 1e-9)
-        seg = ch[:, None] * self._chunk + np.arange(self._chunk)[None, :]
-        valid = seg < len(self._seg_len)
-        seg = np.where(valid, seg, 0)
-        qx, qy = p[pt, 0][:, None], p[pt, 1][:, None]
-        d = _point_segment_distance(qx, qy, self._a[seg], self._dxy[seg], self._len2[seg], self._b[seg])
-        d = np.where(valid, d, np.inf)
-        # First minimum per point over its chunks in path order (pairs are sorted by point, then chunk).
-        pair_best = np.argmin(d, axis=1)
-        pair_min = d[np.arange(len(pt)), pair_best]
-        group_start = np.flatnonzero(np.r_[True, pt[1:] != pt[:-1]])
-        point_min = np.minimum.reduceat(pair_min, group_start)
-        hit = np.flatnonzero(pair_min == point_min[pt])
-        first = hit[np.r_[True, pt[hit][1:] != pt[hit][:-1]]]
-        i = seg[first, pair_best[first]]
-        x, y = p[:, 0], p[:, 1]
-        a, dxy, len2, seg_len = self._a[i], self._dxy[i], self._len2[i], self._seg_len[i]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            factor = ((x - a[:, 0]) * dxy[:, 0] + (y - a[:, 1]) * dxy[:, 1]) / len2
-        factor = np.where((x == a[:, 0]) & (y == a[:, 1]), 0.0, factor)
-        b = self._b[i]
-        factor = np.where((x == b[:, 0]) & (y == b[:, 1]), 1.0, factor)
-        start = self.progress[i]
-        out = np.where(factor <= 0.0, start, np.where(factor <= 1.0, start + factor * seg_len, start + seg_len))
-        return out.reshape(shape)
+        return self._bundle.project(np.zeros(p.shape[:-1], dtype=np.int64), p)
+
+    @cached_property
+    def _bundle(self) -> PathBundle:
+        return PathBundle([self])
 
     def substring(self, start_m: float, end_m: float) -> shapely.Geometry:
         """The path between two arc lengths, as PDM-Closed cuts its driving corridor.
@@ -168,6 +135,72 @@ class DiscretePath:
         if np.count_nonzero(inside) > 1:
             return shapely.linestrings(self.states[inside, :2])
         return shapely.ops.substring(self.linestring, start, end)
+
+
+class PathBundle:
+    """Paths with the same number of vertices, stacked for projections onto several of them in one call.
+
+    Args:
+        paths: the paths (e.g. a centerline and its parallel copies).
+    """
+
+    def __init__(self, paths: list[DiscretePath]) -> None:
+        if len({len(p.progress) for p in paths}) != 1:
+            raise ValueError("PathBundle: all paths must have the same number of vertices")
+        for name in ("progress", "_a", "_b", "_dxy", "_len2", "_seg_len", "_chunk_lo", "_chunk_hi", "_chunk_first"):
+            setattr(self, name, np.stack([getattr(p, name) for p in paths]))
+
+    def project(self, which: npt.ArrayLike, points_xy: npt.ArrayLike) -> F64:
+        """Arc length along path ``which[...]`` of the closest path point to each of ``(..., 2)`` points.
+
+        Bit-equal to GEOS ``LengthIndexedLine.project`` (shapely ``line_locate_point``): the first segment with
+        the smallest point-to-segment distance wins, and the measure is its start plus the clamped projection
+        factor times its length, with GEOS's own floating-point expressions. Segments are visited in chunks
+        whose bounding box may hold the minimum, so far parts of a long path cost nothing.
+        """
+        p = np.asarray(points_xy, dtype=np.float64)
+        shape = p.shape[:-1]
+        p = p.reshape(-1, 2)
+        w = np.broadcast_to(np.asarray(which, dtype=np.int64), shape).reshape(-1)
+        if len(p) == 0:
+            return np.zeros(shape, dtype=np.float64)
+        px, py = p[:, 0:1], p[:, 1:2]
+        # Lower bound per chunk (distance to its box) and an upper bound (distance to a vertex on the path).
+        lo, hi, first = self._chunk_lo[w], self._chunk_hi[w], self._chunk_first[w]
+        gx = np.maximum(np.maximum(lo[..., 0] - px, px - hi[..., 0]), 0.0)
+        gy = np.maximum(np.maximum(lo[..., 1] - py, py - hi[..., 1]), 0.0)
+        lower = np.sqrt(gx * gx + gy * gy)
+        fx, fy = px - first[..., 0], py - first[..., 1]
+        upper = np.sqrt(fx * fx + fy * fy).min(axis=1)
+        # The slack keeps a chunk whose true minimum ties the bound up to rounding.
+        pt, ch = np.nonzero(lower <= upper[:, None] * (1.0 + 1e-9) + 1e-9)
+        seg = ch[:, None] * _CHUNK + np.arange(_CHUNK)[None, :]
+        valid = seg < self._seg_len.shape[1]
+        seg = np.where(valid, seg, 0)
+        wp = w[pt][:, None]
+        d = _point_segment_distance(p[pt, 0][:, None], p[pt, 1][:, None], self._a[wp, seg], self._dxy[wp, seg],
+                                    self._len2[wp, seg], self._b[wp, seg])
+        d = np.where(valid, d, np.inf)
+        # First minimum per point over its chunks in path order (pairs are sorted by point, then chunk).
+        pair_best = np.argmin(d, axis=1)
+        pair_min = d[np.arange(len(pt)), pair_best]
+        new_point = np.empty(len(pt), dtype=bool)
+        new_point[0], new_point[1:] = True, pt[1:] != pt[:-1]
+        point_min = np.minimum.reduceat(pair_min, np.flatnonzero(new_point))
+        hit = np.flatnonzero(pair_min == point_min[pt])
+        keep = np.empty(len(hit), dtype=bool)
+        keep[0], keep[1:] = True, pt[hit][1:] != pt[hit][:-1]
+        first_hit = hit[keep]
+        i = seg[first_hit, pair_best[first_hit]]
+        x, y = p[:, 0], p[:, 1]
+        a, dxy, b = self._a[w, i], self._dxy[w, i], self._b[w, i]
+        len2, seg_len, start = self._len2[w, i], self._seg_len[w, i], self.progress[w, i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = ((x - a[:, 0]) * dxy[:, 0] + (y - a[:, 1]) * dxy[:, 1]) / len2
+        factor = np.where((x == a[:, 0]) & (y == a[:, 1]), 0.0, factor)
+        factor = np.where((x == b[:, 0]) & (y == b[:, 1]), 1.0, factor)
+        out = np.where(factor <= 0.0, start, np.where(factor <= 1.0, start + factor * seg_len, start + seg_len))
+        return out.reshape(shape)
 
 
 #: Segments per bounding-box chunk of a path (project() skips chunks that cannot hold the nearest segment).

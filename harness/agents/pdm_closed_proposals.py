@@ -35,7 +35,7 @@ import numpy.typing as npt
 import shapely
 
 from harness.agents.pdm_closed_observation import PDMObservation, ego_footprint_rings
-from harness.agents.pdm_closed_path import DiscretePath
+from harness.agents.pdm_closed_path import DiscretePath, PathBundle
 from metrics.pdm.state import PACIFICA, STATE_SIZE, VehicleParameters
 
 F64 = npt.NDArray[np.float64]
@@ -43,6 +43,8 @@ I64 = npt.NDArray[np.int64]
 
 # Columns of the IDM state and of the leader record (NAVSIM StateIDMIndex / LeadingAgentIndex).
 PROGRESS, VELOCITY, LENGTH_REAR = 0, 1, 2
+#: Above this many (proposal, candidate) pairs, pairs that cannot be the nearest are dropped before GEOS.
+_PRUNE_ABOVE = 128
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,9 @@ class ProposalGenerator:
         self._progress = np.stack([path.progress for path in paths])
         self._states = np.stack([path.states for path in paths])
         self._length = np.array([path.length for path in paths])
+        self._bundle = PathBundle(paths)
         ego_xy = np.asarray(ego_rear_axle_xy, dtype=np.float64)
-        self.start_progress = np.array([path.project(ego_xy[None])[0] for path in paths])
+        self.start_progress = self._bundle.project(np.arange(n_lat), np.broadcast_to(ego_xy, (n_lat, 2)))
         u = self.unroll
         u.idm[:, 0, PROGRESS] = self.start_progress[self.lateral]
         u.idm[:, 0, VELOCITY] = ego_speed_mps
@@ -275,9 +278,8 @@ class ProposalGenerator:
         hit = np.flatnonzero(inside.any(axis=0))
         if hit.size:
             centroid = shapely.get_coordinates(shapely.centroid(polys[hit]))
-            for lat in range(n_lat):
-                sel = inside[lat, hit]
-                progress[lat, hit[sel]] = self.paths[lat].project(centroid[sel])
+            ll, kk = np.nonzero(inside[:, hit])
+            progress[ll, hit[kk]] = self._bundle.project(ll, centroid[kk])
         # Scatter into (path, sample, row) arrays; fixed rows fill every sample.
         self.polys = np.full((n_maps, n), None, dtype=object)
         self.inside = np.zeros((n_lat, n_maps, n), dtype=bool)
@@ -293,6 +295,9 @@ class ProposalGenerator:
         self.polys[jj[~f], nn[~f]] = polys[~f]
         self.inside[:, jj[~f], nn[~f]] = inside[:, ~f]
         self.progress[:, jj[~f], nn[~f]] = progress[:, ~f]
+        # Per proposal (the path's arrays repeated), so that a batch reads them through a slice.
+        self._inside_rows = self.inside[self.lateral]
+        self._progress_rows = self.progress[self.lateral]
 
     def _tie_order(self, lateral: int, map_index: int) -> I64:
         """Rank of each observation row in the official STRtree query order (ties between equally near
@@ -315,7 +320,7 @@ class ProposalGenerator:
         x_prev = u.idm[rows, step - 1, PROGRESS]
         lat = batch.lateral
         # NaN progress (rows outside the corridor) compares False.
-        ahead = self.inside[lat, j] & (self.progress[lat, j] > x_prev[:, None])
+        ahead = self._inside_rows[rows, j] & (self._progress_rows[rows, j] > x_prev[:, None])
         has_ahead = ahead.any(axis=1)
         out = np.zeros((n_rows, 3))
         out[:, PROGRESS] = self._length[lat]
@@ -327,27 +332,28 @@ class ProposalGenerator:
             # Exact polygon distances only where a bounding-box lower bound can beat the row's best upper bound
             # (the distance between two vertices); the others are farther than the nearest and never tie.
             r, c = np.nonzero(ahead)
-            ego_lo, ego_hi = rings[r].min(axis=1), rings[r].max(axis=1)
-            obj = self.bounds[j, c]
-            gap = np.maximum(np.maximum(obj[:, :2] - ego_hi, ego_lo - obj[:, 2:]), 0.0)
-            lower = np.sqrt(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1])
-            vx = rings[r, 0] - obj[:, :2]  # ego front-left corner to the object's lower-left box corner
-            upper_pair = np.sqrt(vx[:, 0] * vx[:, 0] + vx[:, 1] * vx[:, 1]) + np.hypot(obj[:, 2] - obj[:, 0],
-                                                                                       obj[:, 3] - obj[:, 1])
-            upper = np.full(n_rows, np.inf)
-            np.minimum.at(upper, r, upper_pair)
-            keep = lower <= upper[r] * (1.0 + 1e-9) + 1e-9
-            r, c = r[keep], c[keep]
-            ego_polys = shapely.polygons(rings[np.unique(r)])
+            if len(r) > _PRUNE_ABOVE:
+                ego_lo, ego_hi = rings[r].min(axis=1), rings[r].max(axis=1)
+                obj = self.bounds[j, c]
+                gap = np.maximum(np.maximum(obj[:, :2] - ego_hi, ego_lo - obj[:, 2:]), 0.0)
+                lower = np.sqrt(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1])
+                vx = rings[r, 0] - obj[:, :2]  # ego front-left corner to the object's lower-left box corner
+                upper_pair = np.sqrt(vx[:, 0] * vx[:, 0] + vx[:, 1] * vx[:, 1]) + np.hypot(obj[:, 2] - obj[:, 0],
+                                                                                           obj[:, 3] - obj[:, 1])
+                upper = np.full(n_rows, np.inf)
+                np.minimum.at(upper, r, upper_pair)
+                keep = lower <= upper[r] * (1.0 + 1e-9) + 1e-9
+                r, c = r[keep], c[keep]
+            ego_polys = shapely.polygons(rings)
             dist = np.full(ahead.shape, np.inf)
-            dist[r, c] = shapely.distance(ego_polys[np.searchsorted(np.unique(r), r)], self.polys[j, c])
+            dist[r, c] = shapely.distance(ego_polys[r], self.polys[j, c])
             nearest = dist.argmin(axis=1)
             dmin = dist[np.arange(n_rows), nearest]
             at_min = dist == dmin[:, None]
-            n_red = (at_min & obs.is_red_light[None, :]).sum(axis=1)
-            n_other = at_min.sum(axis=1) - n_red
+            n_tied = at_min.sum(axis=1)
+            n_other = n_tied - (at_min & obs.is_red_light[None, :]).sum(axis=1) if np.any(n_tied > 1) else n_tied
             # Ties between red lights only lead alike; other ties are checked one by one (rare).
-            for i in np.flatnonzero(has_ahead & (n_other > 0) & (n_red + n_other > 1)):
+            for i in np.flatnonzero(has_ahead & (n_other > 0) & (n_tied > 1)):
                 tied = np.flatnonzero(dist[i] == dmin[i])
                 # Equally near leaders matter only if they lead differently (red light, or another speed).
                 outcome = np.where(obs.is_red_light[tied], np.nan, self._leader_speed(tied, pose[i, 2]))
