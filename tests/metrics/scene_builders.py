@@ -12,6 +12,9 @@ Two kinds of scene:
   placed on the ego's path so that collisions and TTC events are common. Optionally moved to UTM-like
   coordinates and rotated.
 
+``log_proposals`` makes two kinematic proposals (logged human, constant velocity) for scenes built from logs
+by the NAVSIM adapter (the benchmark's embedded-world scenes).
+
 States are rear-axle states in NAVSIM's ``StateIndex`` layout, global frame, t = 0, 0.1, ..., 4.0 s.
 """
 
