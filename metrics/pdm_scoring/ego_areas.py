@@ -217,6 +217,17 @@ def strictly_inside(
     inside = shapely.contains_xy(clipped[poly], x, y)
     cut = used[np.isfinite(region[used, 0])]
     e_poly, e_a, e_b = _cut_edges(clipped[cut], region[cut])
+    # Query points lie at least _CLIP_MARGIN_M inside their box. A cut edge whose bounding box stays in
+    # that margin (the usual case for densely sampled roads, whose cut edges are short) cannot be near one.
+    inner = region[cut][e_poly] + (_CLIP_MARGIN_M - 2 * _CUT_TOLERANCE_M) * np.array([1.0, 1.0, -1.0, -1.0])
+    lo, hi = np.minimum(e_a, e_b), np.maximum(e_a, e_b)
+    deep = (
+        (lo[:, 0] <= inner[:, 2])
+        & (hi[:, 0] >= inner[:, 0])
+        & (lo[:, 1] <= inner[:, 3])
+        & (hi[:, 1] >= inner[:, 1])
+    )
+    e_poly, e_a, e_b = e_poly[deep], e_a[deep], e_b[deep]
     if len(e_poly):
         e_poly = cut[e_poly]
         order = np.argsort(e_poly, kind="stable")
