@@ -2,9 +2,12 @@
 
 The official ``PDMScorer._calculate_ego_area`` tests every ego corner and centre against every polygon of
 the drivable map with ``shapely.vectorized.contains`` (strict interior), polygon by polygon. Here the same
-strict test (``shapely.contains_xy``, prepared polygons) runs only on the (point, polygon) pairs whose
-bounding boxes can contain each other, found with numpy over all scenes of a batch at once. The result is
-the same boolean per (point, polygon); the flags derived from it follow the official definitions:
+strict test (``shapely.contains_xy`` on prepared polygons) runs only on the (point, polygon) pairs that pass
+a bounding-box and an aligned-rectangle filter, found with numpy over all scenes of a batch at once.
+Polygons of many vertices (long roads) are first clipped to the box of their scene's ego points, which
+makes preparing them cheap; points near an edge that clipping cut are re-tested on the original polygon
+(``strictly_inside``). The result is the same boolean per (point, polygon) as the official one; the flags
+derived from it follow the official definitions:
 
 - MULTIPLE_LANES: more than one LANE/LANE_CONNECTOR polygon holds at least one corner, and none holds all 4.
 - NON_DRIVABLE_AREA: fewer than 4 corners lie each in some ROADBLOCK / INTERSECTION / CARPARK_AREA polygon.
