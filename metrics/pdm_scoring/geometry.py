@@ -6,9 +6,10 @@ Ego states are rear-axle states in NAVSIM's ``StateIndex`` layout.
 Floating-point contract: corner coordinates are computed with exactly the arithmetic of the official code
 (``pdm_array_representation.state_array_to_coords_array`` for the ego, nuPlan's
 ``OrientedBox.all_corners`` for objects), so the polygons are the official polygons bit for bit. Contact is
-decided by a separating-axis test with a safety band: pairs whose separation or penetration is within
-``CONTACT_TOLERANCE_M`` of zero (touching, or nearly so) are handed to shapely's ``intersects`` on those exact
-polygons, so the answer always equals the official ``STRtree.query(..., predicate="intersects")``.
+decided by a separating-axis test (``obb_margin``) with a safety band: the caller hands pairs whose
+separation or penetration is within ``CONTACT_TOLERANCE_M`` of zero (touching, or nearly so) to shapely's
+``intersects`` on those exact polygons, so the answer always equals the official
+``STRtree.query(..., predicate="intersects")``.
 """
 
 from __future__ import annotations
@@ -130,42 +131,6 @@ def obb_margin(
     m = np.minimum(m, hw + obj_half_length * s + obj_half_width * c - np.abs(dy * ego_cos - dx * ego_sin))
     m = np.minimum(m, obj_half_length + hl * c + hw * s - np.abs(dx * obj_cos + dy * obj_sin))
     return np.minimum(m, obj_half_width + hl * s + hw * c - np.abs(dy * obj_cos - dx * obj_sin))
-
-
-def boxes_intersect(a: F64, a_heading: F64, b: F64, b_heading: F64) -> B:
-    """Whether closed oriented boxes given by corners touch or overlap: shapely ``intersects``, vectorised.
-
-    A separating-axis test on the four edge normals (two per box, from the headings) with the same
-    tolerance band as ``obb_margin``: pairs within ``CONTACT_TOLERANCE_M`` of touching go to shapely.
-
-    Args:
-        a, b: ``(N, 4, 2)`` corner rings, global frame.
-        a_heading, b_heading: ``(N,)`` box headings, radians.
-
-    Returns:
-        ``(N,)`` bool.
-    """
-    n = a.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    # Work relative to one corner of `a`: at UTM magnitudes this subtraction is exact (Sterbenz) and keeps
-    # the projections' rounding errors at the scale of the boxes, not of the map.
-    origin = a[:, :1, :]
-    ra, rb = a - origin, b - origin
-    ca, sa, cb, sb = np.cos(a_heading), np.sin(a_heading), np.cos(b_heading), np.sin(b_heading)
-    axes = np.stack(
-        [np.stack([ca, sa], -1), np.stack([-sa, ca], -1), np.stack([cb, sb], -1), np.stack([-sb, cb], -1)],
-        axis=1,
-    )  # (N, 4 axes, 2)
-    pa = np.einsum("nck,nak->nac", ra, axes)  # (N, axes, corners)
-    pb = np.einsum("nck,nak->nac", rb, axes)
-    overlap = np.minimum(pa.max(-1) - pb.min(-1), pb.max(-1) - pa.min(-1))  # < 0: separated on that axis
-    margin = overlap.min(-1)
-    hit = margin > CONTACT_TOLERANCE_M
-    unsure = np.flatnonzero(np.abs(margin) <= CONTACT_TOLERANCE_M)
-    if len(unsure):
-        hit[unsure] = shapely.intersects(polygons(a[unsure]), polygons(b[unsure]))
-    return hit
 
 
 def relative_angle(
