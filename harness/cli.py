@@ -184,50 +184,86 @@ def run() -> None:
               help="Directory with navsim_logs/ and sensor_blobs/ (default: $OPENSCENE_DATA_ROOT, else the embedded world).")
 @click.option("--maps-root", type=click.Path(path_type=Path), default=None,
               help="nuPlan maps root with nuplan-maps-v1.0.json (default: $NUPLAN_MAPS_ROOT, else DATA_ROOT/maps).")
-@click.option("--split", default="test", show_default=True, help="Log folder under navsim_logs/ to run on.")
+@click.option("--split", default="test", show_default=True,
+              help="Log folder under navsim_logs/ to run on (NAVSIM's navtest scene filter: 4 history and 10 "
+                   "future frames, every frame, route required).")
 @click.option("--agent", "agent_name", default="cv", show_default=True,
               help="cv | mlp | human, or the path of an ego-status MLP checkpoint (.pt). `mlp` alone trains "
                    "one on the data root's train split first (seconds) and caches it.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results directory (default: runs/navsim-AGENT-SPLIT-TIME).")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Observations per agent call.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Metric cache (scoring scenes + PDM-Closed), reused across runs "
+                   "(default: the lead-bench cache directory).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Scenes per agent call and scoring batch.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Build the metric cache over N Ray workers (local processes if Ray is not installed).")
+@click.option("--ray-address", default=None, help="Join an existing Ray cluster for metric caching.")
 @click.option("--resume", is_flag=True, help="Keep tokens already finished in OUT and run only the rest.")
 @_handle_errors
 def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent_name: str, out: Path | None,
-               batch_size: int, resume: bool) -> None:
-    """Run AGENT on a NAVSIM split and report open-loop displacement errors (ADE/FDE, metres)."""
-    from adapters.navsim.reader import NavsimReader
-    from harness.runner import run_navsim_open_loop
+               cache_dir: Path | None, batch_size: int, workers: int, ray_address: str | None, resume: bool) -> None:
+    """Run AGENT on a NAVSIM split and score it with NAVSIM v1.1's PDM score (PDMS).
 
-    data_root = data_root or (Path(os.environ["OPENSCENE_DATA_ROOT"]) if os.environ.get("OPENSCENE_DATA_ROOT") else None)
-    if data_root is None:
-        data_root = embedded_world_root()
-    if not data_root.is_dir():
-        raise ConfigError(f"data root {data_root} does not exist (expected a directory with navsim_logs/)")
-    maps_root = maps_root or (Path(os.environ["NUPLAN_MAPS_ROOT"]) if os.environ.get("NUPLAN_MAPS_ROOT") else None)
-    maps_root = maps_root or data_root / "maps"
+    Prints NC, DAC, DDC, TTC, C, EP and PDMS (x100, mean over valid tokens) and writes per-token rows with
+    NAVSIM's column names (plus ADE/FDE in metres), the official-layout CSV with its `average` row, and
+    counts of expected / scored / failed tokens. Exit code 1 if any token failed (listed in failures.csv).
+    """
+    from adapters.navsim.reader import NavsimReader
+    from harness.runner import RunCallbacks, run_navsim
+
+    data_root, maps_root = _data_roots(data_root, maps_root)
     reader = NavsimReader(data_root, split)
     agent = _resolve_agent(agent_name, data_root)
     _check_maps(reader, maps_root)
-    out = out or Path("runs") / f"navsim-{agent_name}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out or Path("runs") / f"navsim-{Path(agent_name).stem}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
+    cache_dir = cache_dir or _metric_cache_dir(data_root, split)
     config = {"benchmark": "navsim", "data_root": str(data_root), "maps_root": str(maps_root), "split": split,
-              "agent": agent_name, "batch_size": batch_size, "scene_filter": reader.scene_filter.__dict__}
-    with _bar("planning") as progress:
-        task = progress.add_task(f"{agent_name} on {split}", total=None)
-        summary = run_navsim_open_loop(
-            reader, agent, out, batch_size=batch_size, resume=resume, config=config,
-            on_start=lambda n: progress.update(task, total=n),
-            on_progress=lambda n: progress.advance(task, n),
+              "agent": agent_name, "batch_size": batch_size, "cache_dir": str(cache_dir), "workers": workers,
+              "scene_filter": reader.scene_filter.__dict__}
+    with _bar("navsim") as progress:
+        task = progress.add_task("starting", total=None)
+
+        def phase(name: str, total: int) -> None:
+            progress.reset(task, total=total, description=name)
+
+        summary = run_navsim(
+            reader, agent, out, maps_root=maps_root, cache_dir=cache_dir, batch_size=batch_size, resume=resume,
+            workers=workers, ray_address=ray_address, config=config,
+            callbacks=RunCallbacks(on_phase=phase, on_advance=lambda n: progress.advance(task, n)),
         )
-    table = Table(title=f"NAVSIM {split} — agent {agent_name} (open loop)")
-    for col in ("tokens", "scored", "failed", "ADE (m)", "FDE (m)"):
-        table.add_column(col, justify="right")
-    table.add_row(str(summary.expected), str(summary.scored), str(summary.failed),
-                  f"{summary.metrics['ade_m']:.3f}", f"{summary.metrics['fde_m']:.3f}")
+    m = summary.metrics
+    title = f"NAVSIM {split} — agent {agent.name}{' (privileged)' if agent.privileged else ''} — PDMS v1.1"
+    table = Table(title=title, caption=f"{summary.expected} tokens: {summary.scored} scored, "
+                                       f"{summary.failed} failed; PDMS x100, ADE in metres")
+    for col in ("NC", "DAC", "DDC", "TTC", "C", "EP", "PDMS", "ADE"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_row(*[f"{m[k]:.3f}" for k in ("no_at_fault_collisions", "drivable_area_compliance",
+                                            "driving_direction_compliance", "time_to_collision_within_bound",
+                                            "comfort", "ego_progress")],
+                  f"{100 * m['score']:.2f}", f"{m['ade_m']:.3f}")
     out_console.print(table)
     console.print(f"results in [bold]{out}[/]")
     if summary.failed:
         sys.exit(EXIT_PARTIAL)
+
+
+def _data_roots(data_root: Path | None, maps_root: Path | None) -> tuple[Path, Path]:
+    """Resolve the data and maps roots from options, environment, or the embedded world."""
+    env_data = os.environ.get("OPENSCENE_DATA_ROOT")
+    data_root = data_root or (Path(env_data) if env_data else None) or embedded_world_root()
+    if not data_root.is_dir():
+        raise ConfigError(f"data root {data_root} does not exist (expected a directory with navsim_logs/)")
+    env_maps = os.environ.get("NUPLAN_MAPS_ROOT")
+    maps_root = maps_root or (Path(env_maps) if env_maps else None) or data_root / "maps"
+    return data_root, maps_root
+
+
+def _metric_cache_dir(data_root: Path, split: str) -> Path:
+    import hashlib
+
+    key = hashlib.blake2b(str(data_root.resolve()).encode(), digest_size=6).hexdigest()
+    return cache_root() / "metric-cache" / f"{key}-{split}"
 
 
 def _resolve_agent(name: str, data_root: Path) -> Any:

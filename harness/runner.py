@@ -6,25 +6,30 @@ Every expected token ends up in the rows: scored, or failed with its error. Noth
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from adapters.navsim.reader import NavsimReader, SensorSelection
-from adapters.navsim.scene_filter import SceneFilter
 from harness.agents.base import Policy, PrivilegedPolicy
 from harness.errors import DataError, LeadBenchError
-from harness.results import ProgressLog, write_results
+from harness.navsim_eval import CacheSpec, MetricCache, agent_row, average_row, build_metric_cache, score_plans
+from harness.results import ProgressLog, atomic_write_frame, write_results
 from harness.trajectory import NAVSIM_SAMPLING, Trajectory, TrajectorySampling
 from harness.types import Sample, SampleRef
 from metrics.displacement import displacement_errors
+from metrics.pdms import PDMS_COLUMNS
 
 log = logging.getLogger(__name__)
 
-NAVSIM_ROW_COLUMNS = ("token", "log_name", "valid", "ade_m", "fde_m", "error")
+#: NAVSIM v1.1's result columns first (``run_pdm_score.py``), then lead-bench's extras.
+NAVSIM_ROW_COLUMNS = ("token", "valid", *PDMS_COLUMNS, "log_name", "ade_m", "fde_m", "error")
+#: Version tag recorded with every number (specs/navsim.md §14.13).
+SCORER_VERSION = "navsim-v1.1 PDMS"
 
 
 @dataclass(frozen=True)
@@ -41,30 +46,51 @@ class RunSummary:
 ProgressCallback = Callable[[int], None]
 
 
-def run_navsim_open_loop(
+@dataclass(frozen=True)
+class RunCallbacks:
+    """Progress hooks for the CLI's bars: phase start (name, total) and advance (n)."""
+
+    on_phase: Callable[[str, int], None] | None = None
+    on_advance: Callable[[int], None] | None = None
+
+    def phase(self, name: str, total: int) -> None:
+        if self.on_phase:
+            self.on_phase(name, total)
+
+    def advance(self, n: int) -> None:
+        if self.on_advance:
+            self.on_advance(n)
+
+
+def run_navsim(
     reader: NavsimReader,
     agent: Policy | PrivilegedPolicy,
     out_dir: Path,
     *,
+    maps_root: Path,
+    cache_dir: Path,
     sampling: TrajectorySampling = NAVSIM_SAMPLING,
-    batch_size: int = 32,
+    batch_size: int = 64,
     resume: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
     config: dict[str, Any] | None = None,
-    on_progress: ProgressCallback | None = None,
-    on_start: Callable[[int], None] | None = None,
+    callbacks: RunCallbacks = RunCallbacks(),
 ) -> RunSummary:
-    """Plan every scene of ``reader``'s split with ``agent`` and score ADE/FDE against the human future.
+    """Plan every scene of ``reader``'s split with ``agent`` and score it with PDMS v1.1 (plus ADE/FDE).
 
     Args:
-        reader: the split to run on.
+        reader: the split to run on (its scene filter defines the expected tokens).
         agent: the policy.
         out_dir: results directory (created).
+        maps_root: nuPlan maps root.
+        cache_dir: metric-cache directory (scoring scenes with PDM-Closed; reused across runs).
         sampling: the trajectory sampling asked of the agent (NAVSIM: 8 poses at 0.5 s).
-        batch_size: observations per ``agent.plan`` call.
+        batch_size: scenes per agent call and per scoring batch.
         resume: keep rows already in ``out_dir/progress.jsonl`` and run only the rest.
+        workers, ray_address: metric-cache building over Ray / local processes (see ``build_metric_cache``).
         config: the resolved configuration recorded with the results.
-        on_progress: called with the number of tokens finished after each batch.
-        on_start: called once with the number of tokens still to run.
+        callbacks: progress hooks.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     refs = reader.index()
@@ -75,56 +101,77 @@ def run_navsim_open_loop(
     todo = [r for r in refs if r.token not in done]
     log.info("split %s: %d tokens expected, %d already done, %d to run", reader.split, len(refs), len(done),
              len(todo))
-    if on_start is not None:
-        on_start(len(todo))
+
+    spec = CacheSpec(reader.data_root, reader.split, reader.scene_filter, maps_root, cache_dir)
+    by_log: dict[str, list[str]] = {}
+    for r in todo:
+        by_log.setdefault(r.log_id, []).append(r.token)
+    callbacks.phase("metric cache", len(todo))
+    cache_errors = build_metric_cache(spec, by_log, workers=workers, ray_address=ray_address,
+                                      on_log_done=callbacks.advance)
+    cache = spec.open()
+
     needs = agent.sensor_needs()
     selection = SensorSelection(cameras=needs.cameras, lidar=needs.lidar)
+    callbacks.phase(f"{agent.name} on {reader.split}", len(todo))
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        progress.append(_run_batch(reader, agent, batch, selection, sampling))
-        if on_progress is not None:
-            on_progress(len(batch))
+        progress.append(_run_batch(reader, cache, agent, batch, selection, sampling, cache_errors))
+        callbacks.advance(len(batch))
+
     finished = progress.load()
-    rows = [finished[r.token] for r in refs]
+    rows = [_complete(finished[r.token]) for r in refs]
     scored = [r for r in rows if r["valid"]]
-    metrics = {
-        "ade_m": float(np.mean([r["ade_m"] for r in scored])) if scored else float("nan"),
-        "fde_m": float(np.mean([r["fde_m"] for r in scored])) if scored else float("nan"),
-    }
+    avg = average_row(rows)
+    metrics = {c: avg[c] for c in PDMS_COLUMNS}
+    for c in ("ade_m", "fde_m"):
+        vals = np.array([r[c] for r in scored], dtype=np.float64)
+        metrics[c] = float(np.nanmean(vals)) if vals.size else float("nan")
     summary = RunSummary(len(refs), len(scored), len(rows) - len(scored), metrics, out_dir)
     write_results(
-        out_dir,
-        rows,
-        {
-            "benchmark": "navsim",
-            "metric": "open-loop displacement",
-            "split": reader.split,
-            "agent": agent.name,
-            "privileged": agent.privileged,
-            "counts": {"expected": summary.expected, "scored": summary.scored, "failed": summary.failed},
-            "metrics": metrics,
-        },
-        config or {},
-        columns=NAVSIM_ROW_COLUMNS,
+        out_dir, rows,
+        {"benchmark": "navsim", "scorer": SCORER_VERSION, "split": reader.split, "agent": agent.name,
+         "privileged": agent.privileged, "pdms": metrics["score"] * 100 if np.isfinite(metrics["score"]) else None,
+         "counts": {"expected": summary.expected, "scored": summary.scored, "failed": summary.failed},
+         "metrics": metrics},
+        config or {}, columns=NAVSIM_ROW_COLUMNS,
     )
+    # The official layout too: NAVSIM's columns and its trailing `average` row.
+    official = pd.DataFrame([{k: r[k] for k in ("token", "valid", *PDMS_COLUMNS)} for r in rows] + [avg])
+    atomic_write_frame(official, out_dir / "navsim_pdm_score.csv")
     log.info("scored %d of %d tokens; %d failed%s", summary.scored, summary.expected, summary.failed,
              " (see failures.csv)" if summary.failed else "")
     return summary
 
 
+def _complete(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {c: row.get(c, float("nan")) for c in NAVSIM_ROW_COLUMNS}
+    out["error"] = row.get("error")
+    return out
+
+
 def _run_batch(
     reader: NavsimReader,
+    cache: MetricCache,
     agent: Policy | PrivilegedPolicy,
     refs: Sequence[SampleRef],
     selection: SensorSelection,
     sampling: TrajectorySampling,
+    cache_errors: Mapping[str, str | None],
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     samples: list[Sample] = []
+    scenes = []
     for ref in refs:
+        if cache_errors.get(ref.token):
+            rows.append(_failed(ref, f"metric cache: {cache_errors[ref.token]}"))
+            continue
         try:
             samples.append(reader.load(ref, selection))
-        except DataError as exc:
+            scenes.append(cache.get(ref.token))
+        except (LeadBenchError, ValueError) as exc:
+            if len(samples) > len(scenes):
+                samples.pop()
             rows.append(_failed(ref, exc))
     if not samples:
         return rows
@@ -132,21 +179,28 @@ def _run_batch(
         plans = plan_samples(agent, samples, sampling)
     except (LeadBenchError, ValueError) as exc:
         return rows + [_failed(s.meta, exc) for s in samples]
-    for sample, plan in zip(samples, plans, strict=True):
-        future = sample.targets.future
-        try:
-            if future is None:
-                raise DataError("scene has no future frames to compare with", token=sample.meta.token)
-            if plan.sampling != sampling:
-                raise ValueError(f"agent returned sampling {plan.sampling}, asked for {sampling}")
-            gt = future.resample(sampling)
-            err = displacement_errors(plan.xy[None], gt.xy[None])
-        except (LeadBenchError, ValueError) as exc:
-            rows.append(_failed(sample.meta, exc))
-            continue
-        rows.append({"token": sample.meta.token, "log_name": sample.meta.log_id, "valid": True,
-                     "ade_m": float(err.ade_m[0]), "fde_m": float(err.fde_m[0]), "error": None})
+    ok = [i for i, p in enumerate(plans) if p.sampling == sampling]
+    for i in set(range(len(plans))) - set(ok):
+        rows.append(_failed(samples[i].meta, ValueError(f"agent returned sampling {plans[i].sampling}, "
+                                                        f"asked for {sampling}")))
+    try:
+        scores = score_plans([scenes[i] for i in ok], [plans[i] for i in ok])
+    except (LeadBenchError, ValueError) as exc:
+        return rows + [_failed(samples[i].meta, exc) for i in ok]
+    for i, sc in zip(ok, scores, strict=True):
+        sample = samples[i]
+        row = agent_row(sample.meta.token, sc)
+        row.update(log_name=sample.meta.log_id, error=None, **_displacement(sample, plans[i], sampling))
+        rows.append(row)
     return rows
+
+
+def _displacement(sample: Sample, plan: Trajectory, sampling: TrajectorySampling) -> dict[str, float]:
+    future = sample.targets.future
+    if future is None or future.sampling.time_horizon_s + 1e-9 < sampling.time_horizon_s:
+        return {"ade_m": float("nan"), "fde_m": float("nan")}
+    err = displacement_errors(plan.xy[None], future.resample(sampling).xy[None])
+    return {"ade_m": float(err.ade_m[0]), "fde_m": float(err.fde_m[0])}
 
 
 def plan_samples(
@@ -162,16 +216,11 @@ def plan_samples(
     return plans
 
 
-def _failed(ref: Any, exc: Exception) -> dict[str, Any]:
-    return {"token": ref.token, "log_name": getattr(ref, "log_id", None), "valid": False,
-            "ade_m": float("nan"), "fde_m": float("nan"), "error": f"{type(exc).__name__}: {exc}"}
-
-
-def default_scene_filter() -> SceneFilter:
-    """navtest's scene filter (4 history frames, 10 future frames, every frame, route required)."""
-    from adapters.navsim.scene_filter import NAVTEST_FILTER
-
-    return NAVTEST_FILTER
+def _failed(ref: Any, exc: Exception | str) -> dict[str, Any]:
+    row: dict[str, Any] = {"token": ref.token, "valid": False, "log_name": getattr(ref, "log_id", None)}
+    row.update({c: float("nan") for c in (*PDMS_COLUMNS, "ade_m", "fde_m")})
+    row["error"] = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return row
 
 
 def train_mlp_on_split(reader: NavsimReader, checkpoint: Path, *, epochs: int = 300, seed: int = 0) -> Path:
@@ -184,3 +233,7 @@ def train_mlp_on_split(reader: NavsimReader, checkpoint: Path, *, epochs: int = 
     log.info("trained the ego-status MLP on %d samples of split %s (final L1 %.3f m); saved %s",
              report.samples, reader.split, report.final_l1, checkpoint)
     return checkpoint
+
+
+__all__ = ["NAVSIM_ROW_COLUMNS", "RunCallbacks", "RunSummary", "plan_samples", "run_navsim", "train_mlp_on_split",
+           "DataError"]

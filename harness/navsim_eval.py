@@ -1,0 +1,209 @@
+"""NAVSIM PDMS evaluation: metric cache (scoring scenes + PDM-Closed) and scoring of plans, batched.
+
+``run_pdm_score.py`` in one place: for each token, the agent's plan and PDM-Closed's reference are turned
+into 41 reference states, simulated together (LQR + kinematic bicycle) and scored by the PDM scorer; the
+agent's row is reported. Simulation and scoring are batched across scenes. The metric cache is built once
+per token and reused; ``build_metric_cache`` spreads it over Ray (or local processes) by log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adapters.navsim.reader import NavsimReader
+from adapters.navsim.scene_filter import SceneFilter
+from adapters.navsim.scoring_scenes import ScoringSceneCache
+from harness.agents.pdm_closed import plan_pdm_closed
+from harness.errors import DataError, LeadBenchError
+from harness.scoring_scene import ScoringScene
+from harness.trajectory import Trajectory
+from metrics.pdm_simulation import EgoInitialState, reference_states_from_local_poses, sample_reference, simulate
+from metrics.pdms import PDMS_COLUMNS, PDMSConfig, ProposalScores, score_batch
+
+log = logging.getLogger(__name__)
+
+#: The metric cache's object horizon for PDMS v1.1 (TTC looks 0.9 s past 4 s).
+V11_HORIZON_S = 5.0
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Where the metric cache lives and what it is built from (picklable, for workers)."""
+
+    data_root: Path
+    split: str
+    scene_filter: SceneFilter
+    maps_root: Path
+    cache_dir: Path
+    horizon_s: float = V11_HORIZON_S
+
+    def open(self) -> MetricCache:
+        reader = NavsimReader(self.data_root, self.split, scene_filter=self.scene_filter)
+        return MetricCache(ScoringSceneCache(self.cache_dir, reader, self.maps_root, horizon_s=self.horizon_s))
+
+
+class MetricCache:
+    """Scoring scenes with PDM-Closed's reference filled in, built on first use and stored."""
+
+    def __init__(self, scenes: ScoringSceneCache) -> None:
+        self.scenes = scenes
+
+    def get(self, token: str) -> ScoringScene:
+        scene = self.scenes.get(token)
+        if scene.pdm_closed_states.shape[0] == 0:
+            states, times = plan_pdm_closed(scene)
+            scene = replace(scene, pdm_closed_states=states, pdm_closed_times_s=times)
+            scene.save(self.scenes.path_of(scene.log_name, token))
+        return scene
+
+
+def _cache_log(args: tuple[CacheSpec, Sequence[str]]) -> dict[str, str | None]:
+    """Build the metric cache of some tokens (one log); token -> None or the error."""
+    spec, tokens = args
+    cache = spec.open()
+    out: dict[str, str | None] = {}
+    for t in tokens:
+        try:
+            cache.get(t)
+            out[t] = None
+        except (LeadBenchError, ValueError) as exc:
+            out[t] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def build_metric_cache(
+    spec: CacheSpec,
+    tokens_by_log: dict[str, list[str]],
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    engine: str = "auto",
+    on_log_done: Callable[[int], None] | None = None,
+) -> dict[str, str | None]:
+    """Build the cache for the given tokens; returns token -> None (ok) or its error.
+
+    With ``workers > 1`` or a ``ray_address`` the logs are spread over Ray tasks (a local Ray cluster is
+    started if none is given); without Ray installed, over local processes. Results are identical to the
+    serial path: each token's scene depends only on its own log and the map. ``engine`` forces "ray" or
+    "processes" ("auto": Ray when installed).
+    """
+    if engine not in ("auto", "ray", "processes"):
+        raise ValueError(f"engine must be auto, ray or processes, got {engine!r}")
+    jobs = [(spec, toks) for _, toks in sorted(tokens_by_log.items())]
+    results: dict[str, str | None] = {}
+    if workers <= 1 and ray_address is None:
+        for job in jobs:
+            results.update(_cache_log(job))
+            if on_log_done:
+                on_log_done(len(job[1]))
+        return results
+    ray = _try_ray() if engine != "processes" else None
+    if engine == "ray" and ray is None:
+        raise LeadBenchError("the ray engine needs Ray: pip install -c constraints.txt -e '.[ray]'")
+    if ray is not None:
+        started = False
+        if not ray.is_initialized():
+            ray.init(address=ray_address, num_cpus=None if ray_address else workers, include_dashboard=False,
+                     log_to_driver=True, ignore_reinit_error=True)
+            started = True
+        try:
+            remote = ray.remote(_cache_log)
+            pending = {remote.remote(job): len(job[1]) for job in jobs}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    results.update(ray.get(ref))
+                    if on_log_done:
+                        on_log_done(pending.pop(ref))
+        finally:
+            if started:
+                ray.shutdown()
+        return results
+    if ray_address is not None:
+        raise LeadBenchError("--ray-address needs Ray: pip install -c constraints.txt -e '.[ray]'")
+    log.warning("Ray is not installed; caching with %d local processes instead", workers)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for job, res in zip(jobs, pool.map(_cache_log, jobs), strict=True):
+            results.update(res)
+            if on_log_done:
+                on_log_done(len(job[1]))
+    return results
+
+
+def _try_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        return None
+    return ray
+
+
+# --- scoring --------------------------------------------------------------------------------------------
+
+
+def initial_state(scene: ScoringScene) -> EgoInitialState:
+    """The scene's t = 0 ego state (velocity/acceleration already float32-rounded, as NAVSIM's EgoStatus)."""
+    return EgoInitialState(scene.ego_pose, scene.ego_velocity_xy, scene.ego_acceleration_xy,
+                           np.int64(scene.timestamp_us))
+
+
+def pdm_closed_reference(scene: ScoringScene) -> np.ndarray:
+    """PDM-Closed's cached trajectory sampled on the 41-state grid, ``(41, 11)``."""
+    if scene.pdm_closed_states.shape[0] < 2:
+        raise DataError("scoring scene has no PDM-Closed trajectory (metric cache incomplete)", token=scene.token)
+    knots_us = scene.timestamp_us + np.round(scene.pdm_closed_times_s * 1e6).astype(np.int64)
+    return sample_reference(scene.pdm_closed_states, knots_us, np.int64(scene.timestamp_us))
+
+
+def score_plans(
+    scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], *, config: PDMSConfig = PDMSConfig()
+) -> list[ProposalScores]:
+    """Simulate and score ``[PDM-Closed, plan]`` for each scene; proposal 1 of each result is the agent.
+
+    Raises:
+        ValueError: a plan with non-finite poses (Trajectory already forbids it) or wrong shapes.
+    """
+    if len(scenes) != len(plans):
+        raise ValueError(f"score_plans: {len(scenes)} scenes but {len(plans)} plans")
+    if not scenes:
+        return []
+    init = EgoInitialState.stack([initial_state(s) for s in scenes])
+    refs = np.empty((len(scenes), 2, 41, 11))
+    for i, (scene, plan) in enumerate(zip(scenes, plans, strict=True)):
+        refs[i, 0] = pdm_closed_reference(scene)
+        refs[i, 1] = reference_states_from_local_poses(plan.poses, plan.sampling.interval_s, init[i])
+    # One batched simulation for all scenes and both proposals.
+    flat_init = EgoInitialState.stack([init[i] for i in range(len(scenes)) for _ in range(2)])
+    simulated = simulate(refs.reshape(-1, 41, 11), flat_init).reshape(len(scenes), 2, 41, 11)
+    return score_batch(list(scenes), list(simulated), config=config)
+
+
+def agent_row(token: str, scores: ProposalScores) -> dict[str, Any]:
+    """NAVSIM's per-token result row for the agent (proposal 1)."""
+    row: dict[str, Any] = {"token": token, "valid": True}
+    row.update(scores.row(1))
+    return row
+
+
+def failed_row(token: str, error: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"token": token, "valid": False}
+    row.update({c: float("nan") for c in PDMS_COLUMNS})
+    row["error"] = error
+    return row
+
+
+def average_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """NAVSIM's ``average`` row: column means over valid tokens, NaN skipped."""
+    valid = [r for r in rows if r["valid"]]
+    out: dict[str, Any] = {"token": "average", "valid": all(r["valid"] for r in rows) if rows else False}
+    for c in PDMS_COLUMNS:
+        vals = np.array([r[c] for r in valid], dtype=np.float64)
+        out[c] = float(np.nanmean(vals)) if vals.size and np.isfinite(vals).any() else float("nan")
+    return out
