@@ -232,17 +232,8 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
             workers=workers, ray_address=ray_address, config=config,
             callbacks=RunCallbacks(on_phase=phase, on_advance=lambda n: progress.advance(task, n)),
         )
-    m = summary.metrics
     title = f"NAVSIM {split} — agent {agent.name}{' (privileged)' if agent.privileged else ''} — PDMS v1.1"
-    table = Table(title=title, caption=f"{summary.expected} tokens: {summary.scored} scored, "
-                                       f"{summary.failed} failed; PDMS x100, ADE in metres")
-    for col in ("NC", "DAC", "DDC", "TTC", "C", "EP", "PDMS", "ADE"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_row(*[f"{m[k]:.3f}" for k in ("no_at_fault_collisions", "drivable_area_compliance",
-                                            "driving_direction_compliance", "time_to_collision_within_bound",
-                                            "comfort", "ego_progress")],
-                  f"{100 * m['score']:.2f}", f"{m['ade_m']:.3f}")
-    out_console.print(table)
+    _print_pdms(summary, title)
     console.print(f"results in [bold]{out}[/]")
     if summary.failed:
         sys.exit(EXIT_PARTIAL)
@@ -293,6 +284,135 @@ def _check_maps(reader: Any, maps_root: Path) -> None:
     locations = {reader.log_frames(p.stem)[0].map_location for p in reader.log_paths()}
     for loc in sorted(locations):
         read_nuplan_map(maps_root, loc)
+
+
+# --- score / submit ----------------------------------------------------------------------------------
+
+
+@main.group()
+def score() -> None:
+    """Score a leaderboard submission file as the leaderboard's server would."""
+
+
+@score.command("navsim")
+@click.option("--submission", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="A NAVSIM v1 submission pickle (read with a restricted unpickler).")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Directory with navsim_logs/ (sensor blobs are not needed). Default: $OPENSCENE_DATA_ROOT, "
+                   "else the embedded world.")
+@click.option("--maps-root", type=click.Path(path_type=Path), default=None, help="nuPlan maps root.")
+@click.option("--split", default="test", show_default=True,
+              help="Log folder under navsim_logs/ (navtest scene filter), or a file with one token per line.")
+@click.option("--log-split", default="test", show_default=True,
+              help="With a token file as --split: the log folder the tokens come from.")
+@click.option("--metric", type=click.Choice(["pdms"]), default="pdms", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Results directory.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Metric-cache workers (Ray or processes).")
+@_handle_errors
+def score_navsim(submission: Path, data_root: Path | None, maps_root: Path | None, split: str, log_split: str,
+                 metric: str, out: Path | None, workers: int) -> None:
+    """Score SUBMISSION with PDMS v1.1 from logs and maps alone. The submission's tokens must equal the
+    split's: missing or extra tokens are an error that lists them."""
+    from dataclasses import replace as dc_replace
+
+    from adapters.navsim.reader import NavsimReader
+    from adapters.navsim.scene_filter import NAVTEST_FILTER
+    from harness.runner import RunCallbacks, SubmissionReplay, run_navsim
+    from submissions.navsim import read_submission
+
+    sub = read_submission(submission)
+    if sub.version != 1:
+        raise ConfigError(f"{submission} is a v{sub.version} submission; PDMS scores v1 files (predictions)")
+    if len(sub.predictions) != 1:
+        raise ConfigError(f"{submission} has {len(sub.predictions)} seeds; the server scores exactly one")
+    predictions = sub.predictions[0]
+    data_root, maps_root = _data_roots(data_root, maps_root)
+    token_file = Path(split)
+    if token_file.is_file():
+        tokens = tuple(t.strip() for t in token_file.read_text(encoding="utf-8").split() if t.strip())
+        reader = NavsimReader(data_root, log_split, scene_filter=dc_replace(NAVTEST_FILTER, tokens=tokens))
+        expected = set(tokens)
+        missing_in_logs = expected - {r.token for r in reader.index()}
+        if missing_in_logs:
+            raise ConfigError(f"{len(missing_in_logs)} token(s) of {token_file} are not scenes of "
+                              f"navsim_logs/{log_split}: {sorted(missing_in_logs)[:10]}")
+    else:
+        reader = NavsimReader(data_root, split)
+        expected = {r.token for r in reader.index()}
+    missing, extra = expected - set(predictions), set(predictions) - expected
+    if missing or extra:
+        raise ConfigError(f"the submission's tokens differ from the split's: {len(missing)} missing "
+                          f"{sorted(missing)[:10]}, {len(extra)} extra {sorted(extra)[:10]}")
+    out = out or Path("runs") / f"navsim-submission-{submission.stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    config = {"benchmark": "navsim", "submission": str(submission), "data_root": str(data_root),
+              "maps_root": str(maps_root), "split": split, "metric": metric,
+              "team_name": sub.metadata.team_name}
+    with _bar("scoring") as progress:
+        task = progress.add_task("starting", total=None)
+        summary = run_navsim(
+            reader, SubmissionReplay(predictions), out, maps_root=maps_root,
+            cache_dir=_metric_cache_dir(data_root, reader.split), workers=workers, config=config,
+            callbacks=RunCallbacks(on_phase=lambda n, t: progress.reset(task, total=t, description=n),
+                                   on_advance=lambda n: progress.advance(task, n)),
+        )
+    _print_pdms(summary, f"NAVSIM submission {submission.name} ({sub.metadata.team_name}) — PDMS v1.1")
+    console.print(f"results in [bold]{out}[/]")
+    if summary.failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.group()
+def submit() -> None:
+    """Write leaderboard submission files from a run."""
+
+
+@submit.command("navsim")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Results directory of `lead-bench run navsim` (its plans.npz).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="submission.pkl to write.")
+@click.option("--team", required=True, help="Team name (open-source entries: '<a href=URL>Method</a>').")
+@click.option("--authors", required=True, help="Authors, comma-separated.")
+@click.option("--email", required=True)
+@click.option("--institution", required=True)
+@click.option("--country", required=True, help="Written under NAVSIM's key 'country / region'.")
+@_handle_errors
+def submit_navsim(run_dir: Path, out: Path, team: str, authors: str, email: str, institution: str,
+                  country: str) -> None:
+    """Write the NAVSIM v1 leaderboard pickle from a run: every token of the run once, 8 finite poses at
+    0.5 s, metadata set; validated, written atomically and read back. It refers to navsim's and nuPlan's
+    own classes, so it loads where navsim is installed and lead-bench is not."""
+    import json
+
+    from harness.runner import read_plans
+    from submissions.navsim import SubmissionMetadata, write_submission_v1
+
+    plans = read_plans(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    if summary.get("privileged"):
+        raise ConfigError(f"run {run_dir} used a privileged agent ({summary.get('agent')}); it reads ground "
+                          "truth and cannot be submitted")
+    counts = summary.get("counts", {})
+    if counts.get("failed"):
+        raise ConfigError(f"run {run_dir} has {counts['failed']} failed tokens; the leaderboard needs every "
+                          "token (rerun with --resume after fixing them)")
+    names = [a.strip() for a in authors.split(",") if a.strip()]
+    meta = SubmissionMetadata(team, names if len(names) > 1 else (names[0] if names else ""), email, institution,
+                              country)
+    write_submission_v1(out, [plans], meta)
+    console.print(f"wrote {out}: {len(plans)} tokens, 1 seed, team {team!r}")
+
+
+def _print_pdms(summary: Any, title: str) -> None:
+    m = summary.metrics
+    table = Table(title=title, caption=f"{summary.expected} tokens: {summary.scored} scored, "
+                                       f"{summary.failed} failed; PDMS x100, ADE in metres")
+    for col in ("NC", "DAC", "DDC", "TTC", "C", "EP", "PDMS", "ADE"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_row(*[f"{m[k]:.3f}" for k in ("no_at_fault_collisions", "drivable_area_compliance",
+                                            "driving_direction_compliance", "time_to_collision_within_bound",
+                                            "comfort", "ego_progress")],
+                  f"{100 * m['score']:.2f}", f"{m['ade_m']:.3f}")
+    out_console.print(table)
 
 
 # --- compare ------------------------------------------------------------------------------------------

@@ -24,7 +24,12 @@ from harness.agents.pdm_closed import plan_pdm_closed
 from harness.errors import DataError, LeadBenchError
 from harness.scoring_scene import ScoringScene
 from harness.trajectory import Trajectory
-from metrics.pdm_simulation import EgoInitialState, reference_states_from_local_poses, sample_reference, simulate
+from metrics.pdm_simulation import (
+    EgoInitialState,
+    reference_states_from_local_poses,
+    sample_reference,
+    simulate,
+)
 from metrics.pdms import PDMS_COLUMNS, PDMSConfig, ProposalScores, score_batch
 
 log = logging.getLogger(__name__)
@@ -163,7 +168,7 @@ def pdm_closed_reference(scene: ScoringScene) -> np.ndarray:
 
 
 def score_plans(
-    scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], *, config: PDMSConfig = PDMSConfig()
+    scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], *, config: PDMSConfig | None = None
 ) -> list[ProposalScores]:
     """Simulate and score ``[PDM-Closed, plan]`` for each scene; proposal 1 of each result is the agent.
 
@@ -182,7 +187,7 @@ def score_plans(
     # One batched simulation for all scenes and both proposals.
     flat_init = EgoInitialState.stack([init[i] for i in range(len(scenes)) for _ in range(2)])
     simulated = simulate(refs.reshape(-1, 41, 11), flat_init).reshape(len(scenes), 2, 41, 11)
-    return score_batch(list(scenes), list(simulated), config=config)
+    return score_batch(list(scenes), list(simulated), config=config or PDMSConfig())
 
 
 def agent_row(token: str, scores: ProposalScores) -> dict[str, Any]:

@@ -17,7 +17,14 @@ import pandas as pd
 from adapters.navsim.reader import NavsimReader, SensorSelection
 from harness.agents.base import Policy, PrivilegedPolicy
 from harness.errors import DataError, LeadBenchError
-from harness.navsim_eval import CacheSpec, MetricCache, agent_row, average_row, build_metric_cache, score_plans
+from harness.navsim_eval import (
+    CacheSpec,
+    MetricCache,
+    agent_row,
+    average_row,
+    build_metric_cache,
+    score_plans,
+)
 from harness.results import ProgressLog, atomic_write_frame, write_results
 from harness.trajectory import NAVSIM_SAMPLING, Trajectory, TrajectorySampling
 from harness.types import Sample, SampleRef
@@ -121,6 +128,7 @@ def run_navsim(
 
     finished = progress.load()
     rows = [_complete(finished[r.token]) for r in refs]
+    _write_plans(out_dir / "plans.npz", refs, finished, sampling)
     scored = [r for r in rows if r["valid"]]
     avg = average_row(rows)
     metrics = {c: avg[c] for c in PDMS_COLUMNS}
@@ -142,6 +150,51 @@ def run_navsim(
     log.info("scored %d of %d tokens; %d failed%s", summary.scored, summary.expected, summary.failed,
              " (see failures.csv)" if summary.failed else "")
     return summary
+
+
+def _write_plans(path: Path, refs: Sequence[SampleRef], finished: Mapping[str, Mapping[str, Any]],
+                 sampling: TrajectorySampling) -> None:
+    """The agent's trajectories of scored tokens (``lead-bench submit`` reads them): tokens, poses, interval."""
+    import io
+    import os
+
+    have = [r.token for r in refs if finished[r.token].get("plan") is not None]
+    poses = np.array([finished[t]["plan"] for t in have], dtype=np.float64).reshape(len(have), sampling.num_poses, 3)
+    buf = io.BytesIO()
+    np.savez(buf, tokens=np.array(have, dtype=str), poses=poses, interval_s=np.array(sampling.interval_s))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def read_plans(run_dir: Path) -> dict[str, Trajectory]:
+    """The trajectories a run planned, by token (from ``plans.npz``)."""
+    path = Path(run_dir) / "plans.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            tokens, poses, interval = z["tokens"], z["poses"], float(z["interval_s"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot read the run's plans ({exc}); was it written by lead-bench run?", path=path) from exc
+    sampling = TrajectorySampling(int(poses.shape[1]), interval)
+    return {str(t): Trajectory(p, sampling) for t, p in zip(tokens, poses, strict=True)}
+
+
+class SubmissionReplay:
+    """Replays given trajectories by token (scoring a submission file as the leaderboard does)."""
+
+    name = "submission"
+    privileged = False
+
+    def __init__(self, predictions: Mapping[str, Trajectory]) -> None:
+        self.predictions = dict(predictions)
+
+    def sensor_needs(self) -> Any:
+        from harness.agents.base import SensorNeeds
+
+        return SensorNeeds()
+
+    def plan_from_samples(self, samples: Sequence[Sample], sampling: TrajectorySampling) -> list[Trajectory]:
+        return [self.predictions[s.meta.token] for s in samples]
 
 
 def _complete(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,6 +244,7 @@ def _run_batch(
         sample = samples[i]
         row = agent_row(sample.meta.token, sc)
         row.update(log_name=sample.meta.log_id, error=None, **_displacement(sample, plans[i], sampling))
+        row["plan"] = plans[i].poses.tolist()
         rows.append(row)
     return rows
 
@@ -207,7 +261,7 @@ def plan_samples(
     agent: Policy | PrivilegedPolicy, samples: Sequence[Sample], sampling: TrajectorySampling
 ) -> list[Trajectory]:
     """Plans for ``samples``: privileged agents see the whole sample, the others only its observation."""
-    if isinstance(agent, PrivilegedPolicy) and agent.privileged:
+    if isinstance(agent, PrivilegedPolicy):
         plans = agent.plan_from_samples(samples, sampling)
     else:
         plans = agent.plan([s.observation for s in samples], sampling)  # type: ignore[union-attr]
