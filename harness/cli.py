@@ -197,12 +197,15 @@ def run() -> None:
                    "(default: the lead-bench cache directory).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Scenes per agent call and scoring batch.")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="Build the metric cache over N Ray workers (local processes if Ray is not installed).")
-@click.option("--ray-address", default=None, help="Join an existing Ray cluster for metric caching.")
+              help="Build the metric cache with N workers (local processes, or Ray with --engine ray).")
+@click.option("--engine", type=click.Choice(["processes", "ray"]), default="processes", show_default=True,
+              help="Scale-out engine for the metric cache; ray starts a local cluster unless --ray-address.")
+@click.option("--ray-address", default=None, help="Join an existing Ray cluster for metric caching (implies ray).")
 @click.option("--resume", is_flag=True, help="Keep tokens already finished in OUT and run only the rest.")
 @_handle_errors
 def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent_name: str, out: Path | None,
-               cache_dir: Path | None, batch_size: int, workers: int, ray_address: str | None, resume: bool) -> None:
+               cache_dir: Path | None, batch_size: int, workers: int, engine: str, ray_address: str | None,
+               resume: bool) -> None:
     """Run AGENT on a NAVSIM split and score it with NAVSIM v1.1's PDM score (PDMS).
 
     Prints NC, DAC, DDC, TTC, C, EP and PDMS (x100, mean over valid tokens) and writes per-token rows with
@@ -229,7 +232,7 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
 
         summary = run_navsim(
             reader, agent, out, maps_root=maps_root, cache_dir=cache_dir, batch_size=batch_size, resume=resume,
-            workers=workers, ray_address=ray_address, config=config,
+            workers=workers, ray_address=ray_address, engine="ray" if ray_address else engine, config=config,
             callbacks=RunCallbacks(on_phase=phase, on_advance=lambda n: progress.advance(task, n)),
         )
     title = f"NAVSIM {split} — agent {agent.name}{' (privileged)' if agent.privileged else ''} — PDMS v1.1"

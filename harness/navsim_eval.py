@@ -96,8 +96,9 @@ def build_metric_cache(
 
     With ``workers > 1`` or a ``ray_address`` the logs are spread over Ray tasks (a local Ray cluster is
     started if none is given); without Ray installed, over local processes. Results are identical to the
-    serial path: each token's scene depends only on its own log and the map. ``engine`` forces "ray" or
-    "processes" ("auto": Ray when installed).
+    serial path: each token's scene depends only on its own log and the map. ``engine``: "ray", "processes",
+    or "auto" (Ray when a ``ray_address`` is given, else local processes: a local Ray cluster started from
+    inside some processes, e.g. under pytest or after a process pool, was seen to stall on this machine).
     """
     if engine not in ("auto", "ray", "processes"):
         raise ValueError(f"engine must be auto, ray or processes, got {engine!r}")
@@ -109,7 +110,8 @@ def build_metric_cache(
             if on_log_done:
                 on_log_done(len(job[1]))
         return results
-    ray = _try_ray() if engine != "processes" else None
+    use_ray = engine == "ray" or (engine == "auto" and ray_address is not None)
+    ray = _try_ray() if use_ray else None
     if engine == "ray" and ray is None:
         raise LeadBenchError("the ray engine needs Ray: pip install -c constraints.txt -e '.[ray]'")
     if ray is not None:

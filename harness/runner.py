@@ -81,6 +81,7 @@ def run_navsim(
     resume: bool = False,
     workers: int = 1,
     ray_address: str | None = None,
+    engine: str = "auto",
     config: dict[str, Any] | None = None,
     callbacks: RunCallbacks = RunCallbacks(),
 ) -> RunSummary:
@@ -95,7 +96,8 @@ def run_navsim(
         sampling: the trajectory sampling asked of the agent (NAVSIM: 8 poses at 0.5 s).
         batch_size: scenes per agent call and per scoring batch.
         resume: keep rows already in ``out_dir/progress.jsonl`` and run only the rest.
-        workers, ray_address: metric-cache building over Ray / local processes (see ``build_metric_cache``).
+        workers, ray_address, engine: metric-cache building over local processes or Ray
+            (see ``build_metric_cache``).
         config: the resolved configuration recorded with the results.
         callbacks: progress hooks.
     """
@@ -114,7 +116,7 @@ def run_navsim(
     for r in todo:
         by_log.setdefault(r.log_id, []).append(r.token)
     callbacks.phase("metric cache", len(todo))
-    cache_errors = build_metric_cache(spec, by_log, workers=workers, ray_address=ray_address,
+    cache_errors = build_metric_cache(spec, by_log, workers=workers, ray_address=ray_address, engine=engine,
                                       on_log_done=callbacks.advance)
     cache = spec.open()
 
