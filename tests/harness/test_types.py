@@ -315,7 +315,7 @@ def test_camera_load_image_checks_shape_and_dtype() -> None:
         np.zeros((48, 64, 3), np.float32),
         [[0]],
     ):
-        cam = make_camera(loader=lambda bad=bad: bad, image_path="/data/cam.jpg")
+        cam = make_camera(loader=lambda bad=bad: bad, image_path="cam.jpg")
         with pytest.raises(
             ValueError, match=r"Camera\[CAM_F0\] image /data/cam.jpg: expected uint8 \(48, 64, 3\)"
         ):
