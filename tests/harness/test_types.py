@@ -317,7 +317,7 @@ def test_camera_load_image_checks_shape_and_dtype() -> None:
     ):
         cam = make_camera(loader=lambda bad=bad: bad, image_path="cam.jpg")
         with pytest.raises(
-            ValueError, match=r"Camera\[CAM_F0\] image /data/cam.jpg: expected uint8 \(48, 64, 3\)"
+            ValueError, match=r"Camera\[CAM_F0\] image cam.jpg: expected uint8 \(48, 64, 3\)"
         ):
             cam.load_image()
     with pytest.raises(ValueError, match=r"Camera\[CAM_F0\] has no image loader"):
