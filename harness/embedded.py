@@ -21,7 +21,7 @@ from typing import Any
 
 from adapters.navsim.map_writer import write_nuplan_maps
 from adapters.navsim.writer import NavsimWriteOptions, write_navsim_log
-from harness.results import atomic_write_text
+from harness.atomic import atomic_write_text
 from harness.world.build import World, WorldConfig, build_world
 from harness.world.model import WorldLog
 

@@ -28,19 +28,13 @@ from typing import Any
 import pandas as pd
 
 import harness
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+from harness.atomic import atomic_write_text, temp_path
 
 
 def atomic_write_frame(df: pd.DataFrame, path: Path) -> None:
     """Write ``df`` as parquet or CSV (by suffix) through a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     if path.suffix == ".parquet":
         df.to_parquet(tmp, index=False)
     else:

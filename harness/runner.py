@@ -16,6 +16,7 @@ import pandas as pd
 
 from adapters.navsim.reader import NavsimReader, SensorSelection
 from harness.agents.base import Policy, PrivilegedPolicy
+from harness.atomic import atomic_write_bytes
 from harness.errors import DataError, LeadBenchError
 from harness.navsim_eval import (
     CacheSpec,
@@ -158,15 +159,12 @@ def _write_plans(path: Path, refs: Sequence[SampleRef], finished: Mapping[str, M
                  sampling: TrajectorySampling) -> None:
     """The agent's trajectories of scored tokens (``lead-bench submit`` reads them): tokens, poses, interval."""
     import io
-    import os
 
     have = [r.token for r in refs if finished[r.token].get("plan") is not None]
     poses = np.array([finished[t]["plan"] for t in have], dtype=np.float64).reshape(len(have), sampling.num_poses, 3)
     buf = io.BytesIO()
     np.savez(buf, tokens=np.array(have, dtype=str), poses=poses, interval_s=np.array(sampling.interval_s))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def read_plans(run_dir: Path) -> dict[str, Trajectory]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import io
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
+from harness.atomic import atomic_write_bytes
 from harness.errors import DataError
 
 F64 = npt.NDArray[np.float64]
@@ -219,9 +219,7 @@ class ScoringScene:
         p.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, p)
+        atomic_write_bytes(p, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> ScoringScene:

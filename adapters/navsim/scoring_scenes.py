@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scoring_centerline import centerline_from_lane, discrete_centerline, starting_lane
 from adapters.navsim.scoring_objects import num_keyframes, object_timeline, step_times
 from adapters.navsim.scoring_route import dedupe_route, ego_center, route_lane_ids, route_roadblock_correction
+from harness.atomic import atomic_write_text
 from harness.errors import DataError, MapError
 from harness.map_query import MapQuery
 from harness.maps import RoadMap
@@ -212,13 +212,6 @@ def _speed_limit(road_map: RoadMap, lane_id: int) -> float | None:
 # --- cache ------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class ScoringSceneCache:
     """A directory of scoring scenes, ``<cache_dir>/<log_name>/<token>.npz`` plus ``<log_name>/index.json``.
 
@@ -336,5 +329,5 @@ class ScoringSceneCache:
         path = self.cache_dir / log_name / self.INDEX
         tokens = self._read_index(path)
         tokens[token] = fp
-        _atomic_write_text(path, json.dumps({"log_name": log_name, "tokens": dict(sorted(tokens.items()))},
+        atomic_write_text(path, json.dumps({"log_name": log_name, "tokens": dict(sorted(tokens.items()))},
                                             indent=1) + "\n")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from adapters.navsim.pcd import write_pcd
+from harness.atomic import atomic_write_bytes
 from harness.geometry import (
     matrix_to_quaternion,
     quaternion_to_matrix,
@@ -55,13 +55,6 @@ class NavsimWriteOptions:
     camera_scale: float = 0.25
     jpeg_quality: int = 85
     write_sensors: bool = True
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def keyframe_indices(log: WorldLog) -> range:
@@ -100,12 +93,12 @@ def write_navsim_log(
             for cam in cams:
                 buf = io.BytesIO()
                 Image.fromarray(images[cam.name]).save(buf, format="JPEG", quality=options.jpeg_quality)
-                _atomic_write_bytes(blob_root / info["cams"][cam.name]["data_path"], buf.getvalue())
+                atomic_write_bytes(blob_root / info["cams"][cam.name]["data_path"], buf.getvalue())
             points = renderer.cast_lidar(frame.ego_pose, frame.objects)
             write_pcd(blob_root / info["lidar_path"], points)
         infos.append(info)
     out = root / "navsim_logs" / split / f"{log.name}.pkl"
-    _atomic_write_bytes(out, dumps_compatible(infos))
+    atomic_write_bytes(out, dumps_compatible(infos))
     return out
 
 

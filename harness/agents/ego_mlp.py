@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from harness.agents.base import SensorNeeds
+from harness.atomic import temp_path
 from harness.errors import DataError
 from harness.trajectory import NAVSIM_SAMPLING, Trajectory, TrajectorySampling
 from harness.types import Observation, Sample
@@ -89,7 +90,7 @@ def train_ego_mlp(
 def save_checkpoint(model: EgoStatusMLP, path: Path, sampling: TrajectorySampling) -> None:
     """Write atomically: tensors and plain values only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     hidden = int(model.mlp[0].out_features)  # type: ignore[union-attr]
     torch.save({"kind": CHECKPOINT_KIND, "num_poses": sampling.num_poses, "interval_s": sampling.interval_s,
                 "hidden_dim": hidden, "state_dict": model.state_dict()}, tmp)
