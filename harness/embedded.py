@@ -40,8 +40,23 @@ class EmbeddedWorldSpec:
     navsim: NavsimWriteOptions = NavsimWriteOptions()
 
     def to_json(self) -> dict[str, Any]:
-        return {"format_version": WORLD_FORMAT_VERSION, "config": asdict(self.config),
-                "navsim": asdict(self.navsim)}
+        return {"format_version": WORLD_FORMAT_VERSION, "generator": generator_digest(),
+                "config": asdict(self.config), "navsim": asdict(self.navsim)}
+
+
+def generator_digest() -> str:
+    """Hash of the world generator's and writers' sources: a changed generator invalidates cached worlds."""
+    import hashlib
+
+    import adapters.navsim
+    import harness.world
+
+    h = hashlib.blake2b(digest_size=8)
+    for pkg in (harness.world, adapters.navsim):
+        for f in sorted(Path(pkg.__path__[0]).glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def _write_one(args: tuple[WorldLog, str, str, NavsimWriteOptions]) -> str:
