@@ -10,61 +10,40 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 import harness
-from harness.errors import ConfigError, LeadBenchError
+from harness.cli_common import (  # noqa: F401  (re-exported for older imports)
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    cache_root,
+    console,
+    handle_errors,
+    out_console,
+    progress_bar,
+)
+from harness.errors import ConfigError
 
-EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-console = Console(stderr=True)
-out_console = Console()
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handle_errors(fn: F) -> F:
-    """Turn project errors into a one-line message and exit code 2 instead of a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LeadBenchError as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
-            raise
-        except Exception:  # a bug, not bad input: show where, and say so with its own exit code
-            console.print_exception(show_locals=False)
-            console.print("[bold red]internal error[/]: please report it with the traceback above")
-            sys.exit(EXIT_INTERNAL)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def cache_root() -> Path:
-    env = os.environ.get("LEAD_BENCH_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lead-bench"
+_handle_errors = handle_errors
+_bar_progress = progress_bar
 
 
 @contextmanager
 def _bar(description: str) -> Iterator[Progress]:
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with progress_bar() as progress:
         yield progress
 
 
@@ -473,6 +452,23 @@ def _markdown(df: Any) -> str:
     for name, row in df.iterrows():
         lines.append("| " + " | ".join([str(name), *["" if not isinstance(v, str) else v for v in row]]) + " |")
     return "\n".join(lines)
+
+
+# --- commands defined in their own modules ---------------------------------------------------------------
+# Each module exposes ``register(groups)`` and adds its commands to the named groups ("main", "run",
+# "score", "submit", ...). Keeping benchmarks in separate modules keeps this file a thin shell.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register_command_modules() -> None:
+    import importlib
+
+    groups = {"main": main, "run": run, "score": score, "submit": submit, "world": world}
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(groups)
+
+
+_register_command_modules()
 
 
 if __name__ == "__main__":  # pragma: no cover
