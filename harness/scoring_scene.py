@@ -29,7 +29,7 @@ I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
 #: Bump whenever the content or meaning of a stored field changes; older caches are then rebuilt.
-SCORING_SCENE_VERSION = 3
+SCORING_SCENE_VERSION = 4
 SCORING_STEP_S = 0.1
 
 
@@ -122,6 +122,8 @@ class ScoringScene:
             lights only for connectors among these.
         start_lane_speed_limit_mps: speed limit of PDM's starting lane (None where the map has none;
             PDM-Closed then falls back to 15 m/s).
+        human_history_dynamics: ``(H, 4)`` the logged ``ego_dynamic_state`` (vx, vy, ax, ay; ego frame,
+            float32-rounded) of the ``human_history_global`` frames: EPDMS's history comfort needs them.
     """
 
     token: str
@@ -158,6 +160,7 @@ class ScoringScene:
     object_in_current_frame: B | None = None
     log_route_lane_ids: I64 | None = None
     start_lane_speed_limit_mps: float | None = None
+    human_history_dynamics: F64 | None = None
 
     def __post_init__(self) -> None:
         m = len(self.object_tokens)
@@ -263,7 +266,7 @@ _POLYGON_FIELDS = ("light_polygons", "drivable_polygons")
 _SCALARS = ("token", "log_name", "map_location", "timestamp_us", "scene_type", "fingerprint", "version",
             "start_lane_speed_limit_mps")
 _OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_s", "object_in_current_frame",
-             "log_route_lane_ids", "start_lane_speed_limit_mps")
+             "log_route_lane_ids", "start_lane_speed_limit_mps", "human_history_dynamics")
 
 
 def _pack_polygons(arrays: dict[str, np.ndarray], name: str, polys: np.ndarray) -> None:

@@ -200,6 +200,9 @@ def build_scoring_scene(
         object_in_current_frame=in_current,
         start_lane_speed_limit_mps=_speed_limit(road_map, lane),
         log_route_lane_ids=np.asarray(log_lanes, dtype=np.int64),
+        human_history_dynamics=np.stack(
+            [np.asarray(f.ego_dynamic_state, dtype=np.float32) for f in frames[: current + 1]]
+        ).astype(np.float64),
     )
 
 
