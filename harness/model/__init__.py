@@ -1,4 +1,5 @@
-"""TransFuser v6 (TFv6): typed interface in :mod:`harness.model.io`, network in :mod:`harness.model.tfv6`."""
+"""TransFuser v6 (TFv6): typed interface in :mod:`harness.model.io`, network in :mod:`harness.model.tfv6`,
+losses in :mod:`harness.model.losses`, timm-named backbones in :mod:`harness.model.backbones`."""
 
 from harness.model.io import (
     BEVSemanticTarget,
@@ -12,8 +13,10 @@ from harness.model.io import (
     TFv6Config,
     TFv6Prediction,
 )
+from harness.model.losses import tfv6_losses
+from harness.model.tfv6 import TFv6
 
 __all__ = [
     "BEVSemanticTarget", "BoxPrediction", "BoxTarget", "DepthTarget", "ImageSemanticTarget", "LossWeights",
-    "ModelInputs", "ModelTargets", "TFv6Config", "TFv6Prediction",
+    "ModelInputs", "ModelTargets", "TFv6", "TFv6Config", "TFv6Prediction", "tfv6_losses",
 ]
