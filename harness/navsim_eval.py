@@ -20,7 +20,7 @@ import numpy as np
 from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scene_filter import SceneFilter
 from adapters.navsim.scoring_scenes import ScoringSceneCache
-from harness.agents.pdm_closed import plan_pdm_closed
+from harness.agents.pdm_closed import plan_pdm_closed, plan_pdm_closed_batch
 from harness.errors import DataError, LeadBenchError
 from harness.scoring_scene import ScoringScene
 from harness.trajectory import Trajectory
@@ -57,6 +57,9 @@ class CacheSpec:
 class MetricCache:
     """Scoring scenes with PDM-Closed's reference filled in, built on first use and stored."""
 
+    #: Scenes planned together by :meth:`build` (bounds the memory of one batched simulation).
+    PLAN_CHUNK = 64
+
     def __init__(self, scenes: ScoringSceneCache) -> None:
         self.scenes = scenes
 
@@ -68,19 +71,69 @@ class MetricCache:
             scene.save(self.scenes.path_of(scene.log_name, token))
         return scene
 
+    def build(self, tokens: Sequence[str]) -> dict[str, str | None]:
+        """Make sure every token's complete scene is stored; token -> None (ok) or its error.
+
+        Batched: missing scenes are built, PDM-Closed plans ``PLAN_CHUNK`` of them at once, and each scene is
+        written once. The stored scenes equal those of :meth:`get`, token by token.
+        """
+        out: dict[str, str | None] = {}
+        todo: list[ScoringScene] = []
+        for t in tokens:
+            try:
+                scene = self.scenes.stored(t)
+                if scene is None:
+                    scene = self.scenes.build(t)
+            except (LeadBenchError, ValueError) as exc:
+                out[t] = _error_text(exc)
+                continue
+            if scene.pdm_closed_states.shape[0] == 0:
+                todo.append(scene)
+            out[t] = None
+        for lo in range(0, len(todo), self.PLAN_CHUNK):
+            chunk = todo[lo : lo + self.PLAN_CHUNK]
+            self.scenes.put(self._planned(chunk, out))
+        return out
+
+    @staticmethod
+    def _planned(chunk: Sequence[ScoringScene], errors: dict[str, str | None]) -> list[ScoringScene]:
+        """The scenes with PDM-Closed's trajectory; a scene it fails on is kept without one, its error noted."""
+        try:
+            plans: list[tuple[np.ndarray, np.ndarray] | None] = list(plan_pdm_closed_batch(chunk))
+        except (LeadBenchError, ValueError):
+            plans = []  # isolate the failing scene(s): plan one at a time
+            for scene in chunk:
+                try:
+                    plans.append(plan_pdm_closed(scene))
+                except (LeadBenchError, ValueError) as exc:
+                    errors[scene.token] = _error_text(exc)
+                    plans.append(None)
+        return [s if p is None else replace(s, pdm_closed_states=p[0], pdm_closed_times_s=p[1])
+                for s, p in zip(chunk, plans, strict=True)]
+
+
+def _error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+#: The metric cache a pool worker opened: it reads the split's logs and each map once, however many logs it is
+#: given. Pool workers live for one ``build_metric_cache`` call, so nothing outlives the inputs it was read from.
+_WORKER_CACHE: dict[CacheSpec, MetricCache] = {}
+
 
 def _cache_log(args: tuple[CacheSpec, Sequence[str]]) -> dict[str, str | None]:
     """Build the metric cache of some tokens (one log); token -> None or the error."""
     spec, tokens = args
-    cache = spec.open()
-    out: dict[str, str | None] = {}
-    for t in tokens:
-        try:
-            cache.get(t)
-            out[t] = None
-        except (LeadBenchError, ValueError) as exc:
-            out[t] = f"{type(exc).__name__}: {exc}"
-    return out
+    return spec.open().build(tokens)
+
+
+def _cache_log_in_pool(args: tuple[CacheSpec, Sequence[str]]) -> dict[str, str | None]:
+    """``_cache_log`` for a process-pool worker, reusing the worker's open cache."""
+    spec, tokens = args
+    if spec not in _WORKER_CACHE:
+        _WORKER_CACHE.clear()
+        _WORKER_CACHE[spec] = spec.open()
+    return _WORKER_CACHE[spec].build(tokens)
 
 
 def build_metric_cache(
@@ -105,8 +158,9 @@ def build_metric_cache(
     jobs = [(spec, toks) for _, toks in sorted(tokens_by_log.items())]
     results: dict[str, str | None] = {}
     if workers <= 1 and ray_address is None:
+        cache = spec.open()  # one reader and one map load per location for all logs
         for job in jobs:
-            results.update(_cache_log(job))
+            results.update(cache.build(job[1]))
             if on_log_done:
                 on_log_done(len(job[1]))
         return results
@@ -137,7 +191,7 @@ def build_metric_cache(
         raise LeadBenchError("--ray-address needs Ray: pip install -c constraints.txt -e '.[ray]'")
     log.warning("Ray is not installed; caching with %d local processes instead", workers)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for job, res in zip(jobs, pool.map(_cache_log, jobs), strict=True):
+        for job, res in zip(jobs, pool.map(_cache_log_in_pool, jobs), strict=True):
             results.update(res)
             if on_log_done:
                 on_log_done(len(job[1]))

@@ -292,25 +292,56 @@ class ScoringSceneCache:
         Raises:
             DataError: unknown token, or the scene cannot be built (see :func:`build_scoring_scene`).
         """
+        scene = self.stored(token)
+        if scene is None:
+            scene = self.build(token)
+            self.put([scene])
+        return scene
+
+    def stored(self, token: str) -> ScoringScene | None:
+        """The stored scene of ``token`` if its fingerprint matches the current inputs, else None.
+
+        Raises:
+            DataError: unknown token.
+        """
+        frames, current = self.reader.scene_frames(token)
+        now = frames[current]
+        path = self.path_of(now.log_name, token)
+        if not path.is_file():
+            return None
+        try:
+            scene = ScoringScene.load(path)
+        except DataError as exc:
+            log.info("rebuilding scoring scene %s: %s", token, exc)
+            return None
+        if scene.fingerprint != self.fingerprint(now.log_name, now.map_location):
+            log.info("rebuilding scoring scene %s: inputs changed", token)
+            return None
+        return scene
+
+    def build(self, token: str) -> ScoringScene:
+        """Build the scene of ``token`` from the logs and the map without storing it (see :meth:`put`).
+
+        Raises:
+            DataError: unknown token, or the scene cannot be built (see :func:`build_scoring_scene`).
+        """
         frames, current = self.reader.scene_frames(token)
         now = frames[current]
         fp = self.fingerprint(now.log_name, now.map_location)
-        path = self.path_of(now.log_name, token)
-        if path.is_file():
-            try:
-                scene = ScoringScene.load(path)
-            except DataError as exc:
-                log.info("rebuilding scoring scene %s: %s", token, exc)
-            else:
-                if scene.fingerprint == fp:
-                    return scene
-                log.info("rebuilding scoring scene %s: inputs changed", token)
         road_map, query = self.map_for(now.map_location)
         scene = build_scoring_scene(frames, current, road_map, query, horizon_s=self.horizon_s, fingerprint=fp)
-        scene.save(path)
-        self._record(now.log_name, token, fp)
         self.built += 1
         return scene
+
+    def put(self, scenes: Sequence[ScoringScene]) -> None:
+        """Store scenes (each through a temporary file) and record them in their logs' indexes (one write per
+        log)."""
+        by_log: dict[str, dict[str, str]] = {}
+        for scene in scenes:
+            scene.save(self.path_of(scene.log_name, scene.token))
+            by_log.setdefault(scene.log_name, {})[scene.token] = scene.fingerprint
+        for log_name, fps in by_log.items():
+            self._record(log_name, fps)
 
     def index(self) -> dict[str, dict[str, str]]:
         """``log_name -> {token: fingerprint}`` of every scene written, from the per-log index files."""
@@ -328,9 +359,9 @@ class ScoringSceneCache:
         tokens = data.get("tokens", {}) if isinstance(data, dict) else {}
         return {str(k): str(v) for k, v in tokens.items()} if isinstance(tokens, dict) else {}
 
-    def _record(self, log_name: str, token: str, fp: str) -> None:
+    def _record(self, log_name: str, fingerprints: dict[str, str]) -> None:
         path = self.cache_dir / log_name / self.INDEX
         tokens = self._read_index(path)
-        tokens[token] = fp
+        tokens.update(fingerprints)
         atomic_write_text(path, json.dumps({"log_name": log_name, "tokens": dict(sorted(tokens.items()))},
                                             indent=1) + "\n")

@@ -37,12 +37,12 @@ from harness.scoring_scene import ObjectTimeline, ScoringScene
 from harness.trajectory import Trajectory, TrajectorySampling
 from harness.types import Sample
 from metrics.pdm_simulation import PACIFICA, EgoInitialState, nuplan_rear_axle_roundtrip, simulate
-from metrics.pdms import PDMSConfig, ProposalScores, score_proposals
+from metrics.pdms import PDMSConfig, ProposalScores, score_batch
 
 F64 = npt.NDArray[np.float64]
 
 __all__ = ["PDMClosedAgent", "PDMClosedConfig", "PDMClosedResult", "forecast_constant_velocity",
-           "plan_pdm_closed", "run_pdm_closed"]
+           "plan_pdm_closed", "plan_pdm_closed_batch", "run_pdm_closed"]
 
 
 @dataclass(frozen=True)
@@ -179,9 +179,26 @@ def run_pdm_closed(
     Raises:
         DataError: the scene's centerline has fewer than two points.
     """
+    return _run_batch([scene], speed_limit_mps=speed_limit_mps, config=config,
+                      carried_collided=carried_collided)[0]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One scene's planner inputs up to the unrolled proposals (before simulation and scoring)."""
+
+    obs: PDMObservation
+    initial: EgoInitialState
+    target: F64
+    generator: ProposalGenerator
+    unroll: ProposalUnroll
+    proposals: F64
+
+
+def _prepare(scene: ScoringScene, speed_limit_mps: float | None, cfg: PDMClosedConfig,
+             carried_collided: Collection[str]) -> _Prepared:
     if scene.centerline.shape[0] < 2:
         raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
-    cfg = config
     obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
                             resolution_steps=cfg.forecast_resolution_steps, horizon_steps=cfg.observation_steps,
                             carried_collided=carried_collided)
@@ -195,17 +212,40 @@ def run_pdm_closed(
         leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA,
     )
     unroll = generator.generate()
-    proposals = unroll.states[:, : cfg.proposal_steps + 1].copy()
-    simulated = simulate(proposals, initial, step_s=cfg.step_s)
-    objects = forecast_timeline(obs, cfg.observation_steps + 1)
-    scores = score_proposals(scene, simulated, objects=objects, config=cfg.scorer)
-    best = int(np.argmax(scores.score))
-    states = generator.extend(best).copy()
-    # The cache stores nuPlan EgoStates built from these rear-axle poses: report them as EgoState does.
-    states[:, :3] = nuplan_rear_axle_roundtrip(states[:, :3], PACIFICA.rear_axle_to_center)
+    return _Prepared(obs, initial, target, generator, unroll, unroll.states[:, : cfg.proposal_steps + 1].copy())
+
+
+def _run_batch(
+    scenes: Sequence[ScoringScene],
+    *,
+    speed_limit_mps: float | None = None,
+    config: PDMClosedConfig = PDMClosedConfig(),
+    carried_collided: Collection[str] = (),
+) -> list[PDMClosedResult]:
+    """``run_pdm_closed`` of many scenes: the proposals of all scenes are simulated in one LQR + bicycle batch
+    and scored in one ``score_batch`` call (each scene's EP still normalised over its own 15 proposals); the
+    per-row arithmetic is the same, so every result equals the scene planned alone."""
+    cfg = config
+    prepared = [_prepare(s, speed_limit_mps, cfg, carried_collided) for s in scenes]
+    if not prepared:
+        return []
+    counts = [p.proposals.shape[0] for p in prepared]
+    initial = EgoInitialState.stack([p.initial for p in prepared])[np.repeat(np.arange(len(prepared)), counts)]
+    simulated_all = simulate(np.concatenate([p.proposals for p in prepared]), initial, step_s=cfg.step_s)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    simulated = [simulated_all[bounds[i]:bounds[i + 1]] for i in range(len(prepared))]
+    objects = [forecast_timeline(p.obs, cfg.observation_steps + 1) for p in prepared]
+    all_scores = score_batch(list(scenes), simulated, objects=objects, config=cfg.scorer)
     times_s = np.arange(cfg.trajectory_steps + 1) * int(cfg.step_s * 1e6) / 1e6
-    return PDMClosedResult(states, times_s, proposals, simulated, scores, best, target, generator.lateral,
-                           generator.policy, obs, objects, unroll)
+    out = []
+    for p, sim, obj, scores in zip(prepared, simulated, objects, all_scores, strict=True):
+        best = int(np.argmax(scores.score))
+        states = p.generator.extend(best).copy()
+        # The cache stores nuPlan EgoStates built from these rear-axle poses: report them as EgoState does.
+        states[:, :3] = nuplan_rear_axle_roundtrip(states[:, :3], PACIFICA.rear_axle_to_center)
+        out.append(PDMClosedResult(states, times_s.copy(), p.proposals, sim, scores, best, p.target,
+                                   p.generator.lateral, p.generator.policy, p.obs, obj, p.unroll))
+    return out
 
 
 def plan_pdm_closed(
@@ -225,6 +265,17 @@ def plan_pdm_closed(
     """
     result = run_pdm_closed(scene, speed_limit_mps=speed_limit_mps, config=config)
     return result.states, result.times_s
+
+
+def plan_pdm_closed_batch(
+    scenes: Sequence[ScoringScene], *, config: PDMClosedConfig = PDMClosedConfig()
+) -> list[tuple[F64, F64]]:
+    """:func:`plan_pdm_closed` of many scenes at once (proposals simulated and scored in one batch).
+
+    Each scene's result equals ``plan_pdm_closed(scene)``; a scene is planned on its own (no state carried
+    from one scene to the next). Raises as :func:`plan_pdm_closed` for the first bad scene.
+    """
+    return [(r.states, r.times_s) for r in _run_batch(scenes, config=config)]
 
 
 class PDMClosedAgent:
