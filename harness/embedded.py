@@ -5,6 +5,7 @@ Layout under the output directory (NAVSIM's own, so ``--data-root DIR --maps-roo
     navsim_logs/{train,test}/<log>.pkl
     sensor_blobs/{train,test}/<log>/CAM_*/…jpg, MergedPointCloud/…pcd
     maps/nuplan-maps-v1.0.json, maps/<location>/<version>/map.gpkg
+    waymo/                WOD-E2E shards and side files (adapters/waymo/world_writer.py; --data-root DIR/waymo)
     world.json            written last: the config and format version; its presence marks a complete build
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from adapters.navsim.map_writer import write_nuplan_maps
 from adapters.navsim.writer import NavsimWriteOptions, write_navsim_log
+from adapters.waymo.world_writer import WaymoWriteOptions, write_waymo_world
 from harness.atomic import atomic_write_text
 from harness.world.build import World, WorldConfig, build_world
 from harness.world.model import WorldLog
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 #: Bump when the on-disk output of the embedded world changes, so stale caches are rebuilt.
 WORLD_FORMAT_VERSION = 1
 MARKER = "world.json"
+#: Sub-directory of the Waymo E2E data (the bucket's flat layout).
+WAYMO_DIR = "waymo"
+#: Waymo writer sources outside harness/world and adapters/navsim that shape the written files.
+WAYMO_WRITER_FILES = ("world_writer.py", "world_raters.py", "schema.py", "tfrecord.py", "labels.py", "layout.py")
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,12 @@ class EmbeddedWorldSpec:
 
     config: WorldConfig = WorldConfig()
     navsim: NavsimWriteOptions = NavsimWriteOptions()
+    waymo: WaymoWriteOptions = WaymoWriteOptions()
 
     def to_json(self) -> dict[str, Any]:
         return {"format_version": WORLD_FORMAT_VERSION, "generator": generator_digest(),
-                "config": asdict(self.config), "navsim": asdict(self.navsim)}
+                "config": asdict(self.config), "navsim": asdict(self.navsim),
+                "waymo": asdict(self.waymo)}
 
 
 def generator_digest() -> str:
@@ -56,6 +64,11 @@ def generator_digest() -> str:
         for f in sorted(Path(pkg.__path__[0]).glob("*.py")):
             h.update(f.name.encode())
             h.update(f.read_bytes())
+    import adapters.waymo
+
+    for name in WAYMO_WRITER_FILES:
+        h.update(name.encode())
+        h.update((Path(adapters.waymo.__path__[0]) / name).read_bytes())
     return h.hexdigest()
 
 
@@ -103,6 +116,8 @@ def build_embedded_world(
                 on_log_done(name)
     meta = spec.to_json() | {"splits": {k: list(v) for k, v in world.splits.items()},
                              "map_location": world.road_map.location}
+    write_waymo_world(world, root / WAYMO_DIR, camera_scale=spec.navsim.camera_scale, options=spec.waymo,
+                      workers=workers)
     atomic_write_text(root / MARKER, json.dumps(meta, indent=2) + "\n")
     log.info("embedded world written to %s: %d logs (%s)", root, len(jobs),
              ", ".join(f"{k}: {len(v)}" for k, v in world.splits.items()))

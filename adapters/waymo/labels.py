@@ -61,9 +61,11 @@ def frame_name(sequence_id: str, frame_index: int) -> str:
     return f"{sequence_id}-{int(frame_index):03d}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameLabels:
     """Ego state, logged future and rater labels of one frame (no images).
+
+    Compared by identity (``eq=False``): its fields are arrays, which have no single truth value.
 
     Attributes:
         frame_name: ``context.name``, e.g. ``"8e737334b520fdd0c04e36f463b2d211-085"``.
