@@ -59,6 +59,9 @@ V2_HORIZON_S = 4.0
 #: Version tag recorded with every number (specs/navsim.md §14.13).
 SCORER_VERSION = "navsim-v2.2 EPDMS (post-#151 human filter)"
 
+#: The human trajectory the human filter simulates: 8 logged poses at 0.5 s (4 s).
+HUMAN_POSES, HUMAN_INTERVAL_S = 8, 0.5
+
 _CLOSED = PDMClosedConfig()
 _EPDMS = EPDMSConfig()
 
@@ -172,7 +175,9 @@ def simulate_plans(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], 
         owners += [i, i]
         if with_human and scene.human_future_local is not None and int(scene.scene_type) == 0:
             human_at.append(len(refs))
-            refs.append(reference_states_from_local_poses(scene.human_future_local, 0.5, init))
+            # The metric cache's human trajectory: the logged poses of the 4 s horizon (8 at 0.5 s).
+            human = scene.human_future_local[: HUMAN_POSES]
+            refs.append(reference_states_from_local_poses(human, HUMAN_INTERVAL_S, init))
             owners.append(i)
         else:
             human_at.append(None)
