@@ -407,18 +407,33 @@ def _print_pdms(summary: Any, title: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of standard output.")
 @click.option("--bootstrap", "n_boot", type=int, default=2000, show_default=True,
-              help="Bootstrap resamples over tokens for the 95% intervals.")
+              help="Bootstrap resamples over tokens for the 95% intervals and the paired test.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write PNGs here: means with CIs (and published values), paired deltas with CIs and p-values, "
+                   "per-token scatter against the first run.")
+@click.option("--published/--no-published", default=False, show_default=True,
+              help="Add the specs' published baselines for the runs' benchmarks as reference rows (marked "
+                   "[published], with split and scorer version; no CI or paired test).")
 @_handle_errors
-def compare_cmd(runs: tuple[Path, ...], fmt: str, out: Path | None, n_boot: int) -> None:
+def compare_cmd(runs: tuple[Path, ...], fmt: str, out: Path | None, n_boot: int, plots_dir: Path | None,
+                published: bool) -> None:
     """Compare results directories: metric means with 95% bootstrap intervals over tokens, and paired
-    differences to the first run (on the tokens both scored). Scores are shown x100."""
+    differences to the first run (on the tokens both scored) with a paired-bootstrap p-value. Scores are
+    shown x100."""
     from harness.compare import compare_runs, load_run, wide_table
+    from harness.published import published_for
 
     loaded = [load_run(r) for r in runs]
-    long = compare_runs(loaded, n_boot=n_boot)
+    refs = published_for({str(r.summary.get("benchmark")) for r in loaded}) if published else ()
+    long = compare_runs(loaded, n_boot=n_boot, published=refs)
     wide = wide_table(long)
+    if plots_dir is not None:
+        from harness.compare_plots import write_plots
+
+        written = write_plots(loaded, long, plots_dir)
+        console.print(f"wrote {len(written)} plot(s) to [bold]{plots_dir}[/]")
     if fmt == "table":
-        table = Table(title="lead-bench compare (mean [95% CI], Δ vs first run)")
+        table = Table(title="lead-bench compare (mean [95% CI], Δ vs first run [95% CI] p=paired bootstrap)")
         table.add_column("run")
         for col in wide.columns:
             table.add_column(col, justify="right")
