@@ -1,0 +1,558 @@
+"""Reactive traffic for NAVSIM v2: nuPlan IDM agents on lane rails, as ``NavsimIDMTrafficAgents`` runs them.
+
+The semantics are listed in :mod:`metrics.traffic_agents`; this module holds the map side (:class:`LaneRails`,
+nuPlan's ``get_starting_segment``) and the simulation (:class:`IDMScene`).
+
+How it stays exact and still vectorised: agents are updated in the official order (each sees the agents
+before it already moved), but an agent's update only depends on the others when some occupancy geometry
+intersects its path-to-go buffer. Each step first bounds every footprint (old and new) by discs and every
+path-to-go by its bounding box; agents with nothing near their path take the free-road IDM update together,
+in one numpy expression; only the few agents with something near their path run the exact shapely tests
+(``intersects`` with the flat-capped path buffer, ``distance`` between footprints), one after the other.
+The discs are conservative (a chord is never longer than its arc, and a box rotating about its centre stays
+in its circumscribed disc), so the prefilter never changes a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from harness.maps import RoadMap
+from metrics.pdm.state import PACIFICA
+from metrics.pdm_scoring.geometry import box_corners, polygons
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+STEP_S = 0.1
+NUM_STEPS = 41
+_EGO_RADIUS_M = float(np.hypot(PACIFICA.half_length, PACIFICA.half_width))
+
+
+@dataclass(frozen=True)
+class IDMParameters:
+    """``navsim_IDM_traffic_agents.yaml`` (units: m/s, m, s, m/s²)."""
+
+    target_velocity_mps: float = 10.0
+    min_gap_m: float = 1.0
+    headway_s: float = 1.5
+    accel_max_mps2: float = 1.0
+    decel_max_mps2: float = 2.0
+    radius_m: float = 100.0
+    snap_threshold_m: float = 3.0
+    stationary_speed_mps: float = 0.1
+    heading_estimation_m: float = 0.5  # nuPlan polyline get_nearest_pose_from_position
+    step_s: float = STEP_S
+
+
+# --- the map side --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LaneRails:
+    """Lanes and lane connectors IDM agents can drive on, plus intersections (one map, map frame).
+
+    Attributes:
+        ids: ``(R,)`` lane / lane-connector ids, lanes first, each kind in ascending id (the devkit's row order).
+        is_connector: ``(R,)``.
+        polygons: ``(R,)`` shapely polygons.
+        baselines: ``R`` arrays ``(K, 2)``, the baseline polylines (travel direction), metres.
+        speed_limit_mps: ``(R,)`` NaN where the map has none.
+        intersections: ``(I,)`` intersection polygons.
+    """
+
+    ids: I64
+    is_connector: B
+    polygons: npt.NDArray[np.object_]
+    baselines: tuple[F64, ...]
+    speed_limit_mps: F64
+    intersections: npt.NDArray[np.object_]
+
+    @classmethod
+    def from_road_map(cls, road_map: RoadMap) -> LaneRails:
+        lanes = [road_map.lanes[k] for k in sorted(road_map.lanes)]
+        lcs = [road_map.lane_connectors[k] for k in sorted(road_map.lane_connectors)]
+        objs = lanes + lcs
+        limits = [np.nan if o.speed_limit_mps is None else float(o.speed_limit_mps) for o in objs]
+        return cls(
+            ids=np.array([o.id for o in objs], dtype=np.int64),
+            is_connector=np.array([False] * len(lanes) + [True] * len(lcs)),
+            polygons=np.array([o.polygon for o in objs], dtype=object),
+            baselines=tuple(np.asarray(o.baseline_xy, dtype=np.float64)[:, :2] for o in objs),
+            speed_limit_mps=np.array(limits, dtype=np.float64),
+            intersections=np.array([road_map.intersections[k].polygon for k in sorted(road_map.intersections)],
+                                   dtype=object),
+        )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tree", shapely.STRtree(self.polygons))
+        object.__setattr__(self, "_inter_tree", shapely.STRtree(self.intersections))
+
+    def segments_containing(self, xy: F64) -> tuple[I64, I64]:
+        """Sparse pairs ``(point_index, rail_index)``: rails whose polygon strictly contains the point."""
+        pts = shapely.points(xy)
+        p, r = self._tree.query(pts, predicate="within")  # type: ignore[attr-defined]
+        order = np.lexsort((r, p))
+        return p[order], r[order]
+
+    def in_intersection(self, xy: F64) -> B:
+        pts = shapely.points(xy)
+        p, _ = self._inter_tree.query(pts, predicate="within")  # type: ignore[attr-defined]
+        out = np.zeros(len(xy), dtype=bool)
+        out[p] = True
+        return out
+
+
+def _wrap(a: F64) -> F64:
+    return np.arctan2(np.sin(a), np.cos(a))
+
+
+def _principal(a: F64 | float) -> F64:
+    """nuPlan ``principal_value``: ``(a + π) % 2π - π``."""
+    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+
+
+def _nearest_pose(line: shapely.LineString, xy: F64, est_m: float) -> tuple[float, F64]:
+    """nuPlan ``get_nearest_arc_length_from_position`` and ``get_nearest_pose_from_position``."""
+    arc = float(shapely.line_locate_point(line, shapely.Point(xy)))
+    p1 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc))[0]
+    p2 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc + est_m))[0]
+    if np.array_equal(p1, p2):
+        p2 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc - est_m))[0]
+        heading = np.arctan2(p1[1] - p2[1], p1[0] - p2[0])
+    else:
+        heading = np.arctan2(p2[1] - p1[1], p2[0] - p1[0])
+    return arc, np.array([p1[0], p1[1], heading])
+
+
+def _starting_segments(rails: LaneRails, poses: F64, est_m: float) -> tuple[I64, F64, F64]:
+    """nuPlan ``get_starting_segment`` for box-centre poses ``(N, 3)``.
+
+    Returns ``(rail (N,) or -1, progress (N,), snapped pose (N, 3))``.
+    """
+    n = len(poses)
+    rail = np.full(n, -1, dtype=np.int64)
+    progress = np.full(n, np.nan)
+    snapped = np.full((n, 3), np.nan)
+    if n == 0:
+        return rail, progress, snapped
+    p_idx, r_idx = rails.segments_containing(poses[:, :2])
+    in_inter = rails.in_intersection(poses[:, :2])
+    for i in range(n):
+        cand = r_idx[p_idx == i]
+        lanes = cand[~rails.is_connector[cand]]
+        if len(lanes):
+            cand = lanes
+        elif in_inter[i]:
+            cand = cand[rails.is_connector[cand]]
+        else:
+            continue
+        if not len(cand):
+            continue
+        best, best_diff, best_pose, best_arc = -1, np.inf, None, np.nan
+        for r in cand:
+            line = shapely.LineString(rails.baselines[r])
+            arc, pose = _nearest_pose(line, poses[i, :2], est_m)
+            diff = abs(pose[2] - poses[i, 2])
+            if diff < best_diff:
+                best, best_diff, best_pose, best_arc = int(r), diff, pose, arc
+        rail[i], progress[i], snapped[i] = best, best_arc, best_pose
+    return rail, progress, snapped
+
+
+def _rear_axle_centred_box(state: F64) -> shapely.Polygon:
+    """The ego box of ``build_ego_state_from_simulated_ego_states``: Pacifica centred on the rear axle."""
+    c = box_corners(state[None, :3], np.array([PACIFICA.half_length]), np.array([PACIFICA.half_width]))
+    return polygons(c)[0]
+
+
+
+
+# --- paths of all agents, concatenated -------------------------------------------------------------------
+
+
+class _Paths:
+    """nuPlan ``InterpolatedPath`` of ``create_path_from_se2(baseline.discrete_path)`` for N agents at once.
+
+    ``create_path_from_se2`` zips the baseline states with the (K-1)-long "repeated" mask, so the last
+    baseline point never enters the path and a point followed by a duplicate is dropped. Headings are the
+    baseline's segment headings (the last repeats the one before), unwrapped for interpolation and wrapped
+    after (nuPlan's ``AngularInterpolator``); positions interpolate as scipy's ``interp1d``.
+    """
+
+    _BIG = 1e6  # key offset per agent for one searchsorted over all paths (paths are far shorter)
+
+    def __init__(self, baselines: list[F64]) -> None:
+        prog, xs, ys, hs, owner = [], [], [], [], []
+        for a, pts in enumerate(baselines):
+            d = np.diff(pts, axis=0)
+            heading = np.arctan2(d[:, 1], d[:, 0])
+            heading = np.append(heading, heading[-1])
+            progress = np.concatenate([[0.0], np.cumsum(np.hypot(d[:, 0], d[:, 1]))])
+            keep = ~np.isclose(np.diff(progress), 0.0)
+            prog.append(progress[:-1][keep])
+            xs.append(pts[:-1, 0][keep])
+            ys.append(pts[:-1, 1][keep])
+            hs.append(np.unwrap(heading[:-1][keep]))
+            owner.append(np.full(int(keep.sum()), a))
+        n = [len(p) for p in prog]
+        if any(k < 2 for k in n):
+            raise ValueError("an IDM path needs at least 2 distinct baseline points")
+        self.first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+        self.last = self.first + np.asarray(n) - 1
+        self.prog = np.concatenate(prog)
+        self.x = np.concatenate(xs)
+        self.y = np.concatenate(ys)
+        self.h = np.concatenate(hs)
+        self.keys = self.prog + np.concatenate(owner) * self._BIG
+        self.start = self.prog[self.first]
+        self.end = self.prog[self.last]
+        # suffix bounds of each path (for the bounding box of a path-to-go)
+        self.sx_min, self.sx_max = self.x.copy(), self.x.copy()
+        self.sy_min, self.sy_max = self.y.copy(), self.y.copy()
+        for f, la in zip(self.first, self.last, strict=True):
+            sl = slice(f, la + 1)
+            for arr, fn in ((self.sx_min, np.minimum), (self.sx_max, np.maximum),
+                            (self.sy_min, np.minimum), (self.sy_max, np.maximum)):
+                arr[sl] = fn.accumulate(arr[sl][::-1])[::-1]
+
+    def clamp(self, a: I64, p: F64) -> F64:
+        return np.minimum(np.maximum(p, self.start[a]), self.end[a])
+
+    def poses(self, a: I64, p: F64) -> F64:
+        """``(n, 3)`` x, y, heading at progress ``p`` (within the path) of agents ``a``."""
+        j = np.searchsorted(self.keys, p + a * self._BIG, side="left")
+        hi = np.clip(j, self.first[a] + 1, self.last[a])
+        lo = hi - 1
+        dx = self.prog[hi] - self.prog[lo]
+        t = p - self.prog[lo]
+        x = (self.x[hi] - self.x[lo]) / dx * t + self.x[lo]
+        y = (self.y[hi] - self.y[lo]) / dx * t + self.y[lo]
+        h = (self.h[hi] - self.h[lo]) / dx * t + self.h[lo]
+        return np.stack([x, y, _principal(h)], axis=-1)
+
+    def to_go_bounds(self, a: I64, p: F64, pose: F64) -> F64:
+        """``(n, 4)`` bounding box of ``trim_path_up_to_progress`` (p clamped)."""
+        j = np.searchsorted(self.keys, p + a * self._BIG, side="right")  # first point with progress > p
+        none_later = j > self.last[a]
+        jj = np.minimum(j, self.last[a])
+        out = np.stack([np.minimum(pose[:, 0], self.sx_min[jj]), np.minimum(pose[:, 1], self.sy_min[jj]),
+                        np.maximum(pose[:, 0], self.sx_max[jj]), np.maximum(pose[:, 1], self.sy_max[jj])], -1)
+        if none_later.any():
+            la = self.last[a[none_later]]
+            out[none_later] = np.stack([np.minimum(self.x[la - 1], self.x[la]), np.minimum(self.y[la - 1], self.y[la]),
+                                        np.maximum(self.x[la - 1], self.x[la]),
+                                        np.maximum(self.y[la - 1], self.y[la])], -1)
+        return out
+
+    def to_go(self, a: int, p: float) -> F64:
+        """``trim_path_up_to_progress`` of one agent as an ``(n, 2)`` polyline (p clamped)."""
+        f, la = int(self.first[a]), int(self.last[a])
+        later = np.flatnonzero(self.prog[f : la + 1] > p) + f
+        if not len(later):
+            return np.stack([self.x[la - 1 : la + 1], self.y[la - 1 : la + 1]], -1)
+        pt = self.poses(np.array([a]), np.array([p]))[0, :2]
+        return np.concatenate([pt[None], np.stack([self.x[later], self.y[later]], -1)])
+
+    def trimmed(self, a: int, s: float, e: float) -> F64:
+        """``trim_path(s, e)`` of one agent as an ``(n, 2)`` polyline (s, e clamped, s <= e)."""
+        f, la = int(self.first[a]), int(self.last[a])
+        prog = self.prog[f : la + 1]
+        front = np.flatnonzero(prog > s)
+        tail = np.flatnonzero(prog < e)
+        if not len(front):
+            return np.stack([self.x[la - 1 : la + 1], self.y[la - 1 : la + 1]], -1)
+        if not len(tail):
+            return np.stack([self.x[f : f + 2], self.y[f : f + 2]], -1)
+        i0, i1 = int(front[0]) + f, int(tail[-1]) + f
+        ends = self.poses(np.array([a, a]), np.array([s, e]))[:, :2]
+        mid = np.stack([self.x[i0 : i1 + 1], self.y[i0 : i1 + 1]], -1)
+        return np.concatenate([ends[:1], mid, ends[1:]])
+
+
+# --- the simulation ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IDMVehicles:
+    """The current-frame vehicles of a scene (box-centre poses and global velocities at t = 0, map frame)."""
+
+    poses: F64  # (V, 3)
+    velocity_xy: F64  # (V, 2)
+    length_m: F64  # (V,)
+    width_m: F64  # (V,)
+
+
+class IDMScene:
+    """``build_idm_agents_on_map_rails`` + ``NavsimIDMAgentManager`` for one scene's vehicles.
+
+    Args:
+        vehicles: the current-frame vehicles in the official order (nuPlan's per-type order = annotation order).
+        rails: the map's lanes and connectors.
+        ego_box: the ego's real footprint at t = 0 (the initial collision check uses it).
+        ego_speed_mps: replaces a NaN vehicle speed (nuPlan's fallback).
+    """
+
+    def __init__(self, vehicles: IDMVehicles, rails: LaneRails, ego_box: shapely.Geometry, ego_speed_mps: float,
+                 params: IDMParameters | None = None) -> None:
+        p = params if params is not None else IDMParameters()
+        self.p = p
+        self.v = vehicles
+        n_veh = len(vehicles.poses)
+        half_l, half_w = vehicles.length_m / 2, vehicles.width_m / 2
+        self.box0 = polygons(box_corners(vehicles.poses, half_l, half_w))
+        rail, progress, snapped = _starting_segments(rails, vehicles.poses, p.heading_estimation_m)
+        lateral = np.hypot(snapped[:, 0] - vehicles.poses[:, 0], snapped[:, 1] - vehicles.poses[:, 1])
+        snapped_boxes = polygons(box_corners(np.nan_to_num(snapped), half_l, half_w))
+        occupied = [ego_box]
+        agents: list[int] = []
+        for i in range(n_veh):
+            if rail[i] < 0 or lateral[i] > p.snap_threshold_m:
+                continue
+            if shapely.intersects(snapped_boxes[i], np.array(occupied, dtype=object)).any():
+                continue
+            occupied.append(snapped_boxes[i])
+            agents.append(i)
+        ag = np.array(agents, dtype=np.int64)
+        self.agents = ag
+        self.n = len(ag)
+        self.length = vehicles.length_m[ag]
+        self.width = vehicles.width_m[ag]
+        self.paths = _Paths([rails.baselines[rail[i]] for i in agents]) if agents else None
+        limit = rails.speed_limit_mps[rail[ag]]
+        self.target = np.where(np.isfinite(limit) & (limit > 0), limit, p.target_velocity_mps)
+        self.progress = progress[ag].astype(np.float64)
+        speed = np.hypot(vehicles.velocity_xy[ag, 0], vehicles.velocity_xy[ag, 1])
+        self.speed = np.where(np.isnan(speed), ego_speed_mps, speed)
+        self.alive = np.ones(self.n, dtype=bool)
+        # occupancy geometry of each agent: the path part between progresses fp_se (NaN: none) buffered by half
+        # the width, and the box at fp_pose; at first only the snapped box
+        self.fp_se = np.full((self.n, 2), np.nan)
+        self.fp_pose = snapped[ag].copy()
+        self._fp_shape: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]] = {}
+        self.fp_disks = np.zeros((self.n, 2, 3))  # (centre x, y, radius) of the path part and of the box
+        if agents:
+            sb = snapped[ag]
+            self.fp_disks[:, 0] = np.stack([sb[:, 0], sb[:, 1], np.full(self.n, -np.inf)], -1)
+            self.fp_disks[:, 1] = np.stack([sb[:, 0], sb[:, 1], np.hypot(half_l[ag], half_w[ag])], -1)
+        # parked / off-lane vehicles: the current vehicles that are not agents
+        others = np.setdiff1d(np.arange(n_veh), ag)
+        stationary = np.hypot(vehicles.velocity_xy[:, 0], vehicles.velocity_xy[:, 1]) < p.stationary_speed_mps
+        p_idx, r_idx = rails.segments_containing(vehicles.poses[:, :2])
+        in_lane = np.zeros(n_veh, dtype=bool)
+        in_lane[p_idx[~rails.is_connector[r_idx]]] = True
+        in_lanes = in_lane | rails.in_intersection(vehicles.poses[:, :2])
+        off_rail = (rail >= 0) & (lateral > p.snap_threshold_m)
+        self.parked = others[((stationary & ~in_lanes) | off_rail)[others]]
+
+    # --- per-agent geometry ---------------------------------------------------------------------------
+
+    def poses(self, a: I64) -> F64:
+        assert self.paths is not None
+        return self.paths.poses(a, self.paths.clamp(a, self.progress[a]))
+
+    def _shape(self, a: int) -> tuple[shapely.Geometry | None, shapely.Geometry]:
+        got = self._fp_shape.get(a)
+        if got is None:
+            assert self.paths is not None
+            s, e = self.fp_se[a]
+            part = None
+            if not np.isnan(s):
+                line = shapely.LineString(self.paths.trimmed(a, float(s), float(e)))
+                part = shapely.buffer(line, self.width[a] / 2, cap_style="flat")
+            ai = np.array([a])
+            box = polygons(box_corners(self.fp_pose[ai], self.length[ai] / 2, self.width[ai] / 2))[0]
+            got = (part, box)
+            self._fp_shape[a] = got
+        return got
+
+    def _set_footprints(self, a: I64) -> None:
+        """``IDMAgent.projected_footprint`` after the agents moved: the path from ``p - L/2`` to
+        ``p + L/2 + v·T`` buffered by half the width (flat caps), and the box (kept as two parts)."""
+        assert self.paths is not None
+        s = self.paths.clamp(a, self.progress[a] - self.length[a] / 2)
+        e = self.paths.clamp(a, self.progress[a] + self.length[a] / 2 + self.speed[a] * self.p.headway_s)
+        pose = self.poses(a)
+        mid = self.paths.poses(a, (s + e) / 2)
+        self.fp_se[a, 0], self.fp_se[a, 1] = s, e
+        self.fp_pose[a] = pose
+        self.fp_disks[a, 0] = np.stack([mid[:, 0], mid[:, 1], (e - s) / 2 + self.width[a] / 2], -1)
+        self.fp_disks[a, 1] = np.stack([pose[:, 0], pose[:, 1], np.hypot(self.length[a], self.width[a]) / 2], -1)
+        for i in a:
+            self._fp_shape.pop(int(i), None)
+
+    # --- one step -------------------------------------------------------------------------------------
+
+    def step(self, ego: F64) -> None:
+        """``propagate_agents`` with the ego at ``ego`` (an 11-entry rear-axle state)."""
+        p = self.p
+        if self.n == 0:
+            return
+        self._v_old = self.speed.copy()
+        self._p_old = self.progress.copy()
+        paths = self.paths
+        assert paths is not None
+        live = np.flatnonzero(self.alive)
+        cur = self.poses(live)
+        far = np.hypot(cur[:, 0] - ego[0], cur[:, 1] - ego[1]) > p.radius_m
+        self.alive[live[far]] = False
+        live, cur = live[~far], cur[~far]
+        if not len(live):
+            return
+        pc = paths.clamp(live, self.progress[live])
+        heading = cur[:, 2].copy()
+        r = self.width[live] / 2
+        tb = paths.to_go_bounds(live, pc, cur) + np.stack([-r, -r, r, r], -1)
+        # discs that bound every geometry an agent may meet this step: the ego (box centred on the rear axle),
+        # the agents' current footprints, and a bound of their footprints after they move
+        v_hi = self.speed[live] + p.accel_max_mps2 * p.step_s
+        p_new = self.progress[live] + p.step_s * self.speed[live]
+        s_new = paths.clamp(live, p_new - self.length[live] / 2)
+        e_new = paths.clamp(live, p_new + self.length[live] / 2 + v_hi * p.headway_s)
+        mid = paths.poses(live, (s_new + e_new) / 2)
+        box_new = paths.poses(live, paths.clamp(live, p_new))
+        discs = np.concatenate([
+            np.array([[ego[0], ego[1], _EGO_RADIUS_M]]),
+            self.fp_disks[live, 0], self.fp_disks[live, 1],
+            np.stack([mid[:, 0], mid[:, 1], (e_new - s_new) / 2 + r], -1),
+            np.stack([box_new[:, 0], box_new[:, 1], np.hypot(self.length[live], self.width[live]) / 2], -1),
+        ])
+        owner = np.concatenate([[-1], np.tile(live, 4)])
+        near = ((discs[None, :, 0] + discs[None, :, 2] >= tb[:, None, 0])
+                & (discs[None, :, 0] - discs[None, :, 2] <= tb[:, None, 2])
+                & (discs[None, :, 1] + discs[None, :, 2] >= tb[:, None, 1])
+                & (discs[None, :, 1] - discs[None, :, 2] <= tb[:, None, 3])
+                & (owner[None, :] != live[:, None]))
+        rows = np.flatnonzero(near.any(axis=1))
+        if len(rows):
+            lines = np.array([shapely.LineString(paths.to_go(int(live[k]), float(pc[k]))) for k in rows],
+                             dtype=object)
+            ki, di = np.nonzero(near[rows])
+            d = shapely.distance(lines[ki], shapely.points(discs[di, :2]))
+            near[rows[ki], di] = d <= r[rows[ki]] + discs[di, 2] + 1e-9
+        busy = near.any(axis=1)
+        # free road for everyone first (the lead is the end of the path); busy agents are redone in order
+        gap = paths.end[live] - self.progress[live]
+        self._idm(live, np.zeros(len(live)), gap, self.length[live] / 2)
+        done: set[int] = set()
+        ego_box: list[shapely.Geometry] = []
+        for k in np.flatnonzero(busy):
+            dk = discs[near[k]]
+            clip = (float((dk[:, 0] - dk[:, 2]).min() - r[k] - 1.0), float((dk[:, 1] - dk[:, 2]).min() - r[k] - 1.0),
+                    float((dk[:, 0] + dk[:, 2]).max() + r[k] + 1.0), float((dk[:, 1] + dk[:, 2]).max() + r[k] + 1.0))
+            self._busy_agent(int(live[k]), float(pc[k]), float(heading[k]), ego, ego_box,
+                             np.unique(owner[near[k]]), done, clip)
+        rest = np.array([a for a in live if int(a) not in done], dtype=np.int64)
+        if len(rest):
+            self._set_footprints(rest)
+
+    def _busy_agent(self, a: int, pc: float, heading: float, ego: F64, ego_box: list[shapely.Geometry],
+                    owners: I64, done: set[int], clip: tuple[float, float, float, float]) -> None:
+        """The exact leader search of ``propagate_agents`` for agent ``a`` (agents before it have moved).
+
+        The path-to-go is clipped to ``clip`` (the candidates' discs grown by half the width and 1 m) before it
+        is buffered: every candidate lies inside the discs, so the cut ends (with their flat caps) stay more
+        than 1 m away from all of them and the intersection tests are unchanged.
+        """
+        paths = self.paths
+        assert paths is not None
+        parts: list[shapely.Geometry] = []
+        part_owner: list[int] = []
+        for b in owners:
+            b = int(b)
+            if b == -1:
+                if not ego_box:
+                    ego_box.append(_rear_axle_centred_box(ego))
+                shapes: tuple[shapely.Geometry | None, ...] = (ego_box[0],)
+            else:
+                if b < a and b not in done:  # agents before a already moved: their new footprint counts
+                    self._set_footprints(np.array([b]))
+                    done.add(b)
+                shapes = self._shape(b)
+            for g in shapes:
+                if g is not None:
+                    parts.append(g)
+                    part_owner.append(b)
+        line = shapely.clip_by_rect(shapely.LineString(paths.to_go(a, pc)), *clip)
+        buffer = shapely.buffer(line, self.width[a] / 2, cap_style="flat")
+        geoms = np.array(parts, dtype=object)
+        hits = shapely.intersects(geoms, buffer)
+        if not hits.any():
+            return  # free road: the update already written stands
+        hit_owner = np.array(part_owner)[hits]
+        own = [g for g in self._shape(a) if g is not None]
+        # distance between the agent's occupancy geometry and each intersecting entry (unions: min over parts)
+        cand = np.unique(hit_owner)
+        dist = np.full(len(cand), np.inf)
+        po = np.array(part_owner)
+        for c_i, b in enumerate(cand):
+            theirs = geoms[po == b]
+            dist[c_i] = min(float(shapely.distance(g, theirs).min()) for g in own)
+        j = int(np.argmin(dist))
+        b, gap = int(cand[j]), float(dist[j])
+        if b == -1:
+            lead_v, rel = float(np.hypot(ego[3], ego[4])), float(ego[2]) - heading
+        else:
+            bi = np.array([b])
+            moved = b < a
+            v_b = self.speed[b] if moved else self._v_old[b]
+            p_b = self.progress[bi] if moved else self._p_old[bi]
+            lead_v = float(v_b)
+            rel = float(paths.poses(bi, paths.clamp(bi, p_b))[0, 2]) - heading
+        lead = lead_v * float(np.cos(_principal(rel)))
+        self._idm(np.array([a]), np.array([lead]), np.array([gap]), np.array([0.0]))
+
+    def _idm(self, a: I64, lead_v: F64, gap: F64, length_rear: F64, v: F64 | None = None,
+             progress: F64 | None = None) -> None:
+        """nuPlan ``IDMPolicy.solve_forward_euler_idm_policy`` from the pre-step state, written in place."""
+        p = self.p
+        v = self._v_old[a] if v is None else v
+        prog = self._p_old[a] if progress is None else progress
+        s_star = p.min_gap_m + v * p.headway_s + v * (v - lead_v) / (2 * np.sqrt(p.accel_max_mps2 * p.decel_max_mps2))
+        s_alpha = np.maximum(gap - length_rear, p.min_gap_m)
+        accel = p.accel_max_mps2 * (1 - (v / self.target[a]) ** 4 - (s_star / s_alpha) ** 2)
+        self.progress[a] = prog + p.step_s * v
+        self.speed[a] = np.maximum(v + p.step_s * np.minimum(np.maximum(-p.decel_max_mps2, accel), p.accel_max_mps2),
+                                   0.0)
+
+    def run(self, ego_states: F64) -> tuple[B, F64, F64]:
+        """Steps 1..40; returns ``present (40, V)``, ``poses (40, V, 3)``, ``velocity (40, V, 2)`` per vehicle."""
+        n_veh = len(self.v.poses)
+        present = np.zeros((NUM_STEPS - 1, n_veh), dtype=bool)
+        poses = np.zeros((NUM_STEPS - 1, n_veh, 3))
+        vel = np.zeros((NUM_STEPS - 1, n_veh, 2))
+        for k in range(1, NUM_STEPS):
+            self.step(ego_states[k - 1])
+            active = np.flatnonzero(self.alive)
+            idx = self.agents[active]
+            ap = self.poses(active) if len(active) else np.zeros((0, 3))
+            present[k - 1, idx] = True
+            poses[k - 1, idx] = ap
+            vel[k - 1, idx, 0] = self.speed[active] * np.cos(ap[:, 2])
+            vel[k - 1, idx, 1] = self.speed[active] * np.sin(ap[:, 2])
+            self._add_parked(k - 1, idx, ap, present, poses, vel)
+        return present, poses, vel
+
+    def _add_parked(self, k: int, idx: I64, ap: F64, present: B, poses: F64, vel: F64) -> None:
+        cand = self.parked
+        if not len(cand):
+            return
+        if len(idx):
+            reach = (np.hypot(self.v.length_m[cand], self.v.width_m[cand])[:, None]
+                     + np.hypot(self.v.length_m[idx], self.v.width_m[idx])[None, :]) / 2
+            d = np.hypot(self.v.poses[cand, None, 0] - ap[None, :, 0], self.v.poses[cand, None, 1] - ap[None, :, 1])
+            close = d <= reach
+            if close.any():
+                ci, ai = np.nonzero(close)
+                boxes = polygons(box_corners(ap[ai], self.v.length_m[idx[ai]] / 2, self.v.width_m[idx[ai]] / 2))
+                hit = np.zeros(len(cand), dtype=bool)
+                hit[ci[shapely.intersects(self.box0[cand[ci]], boxes)]] = True
+                cand = cand[~hit]
+        present[k, cand] = True
+        poses[k, cand] = self.v.poses[cand]
+        vel[k, cand] = self.v.velocity_xy[cand]
