@@ -187,6 +187,109 @@ class CameraRenderer:
         return np.asarray(pil).copy()
 
 
+class CameraLabelRenderer:
+    """Per-pixel labels of one camera: a class id and the depth along the optical axis (m).
+
+    Exactly the pixels :class:`CameraRenderer` paints: the same ground rays and the same box faces drawn
+    far-first, so labels and the RGB image agree pixel for pixel (except the 1-px box outlines, which the RGB
+    renderer draws darker and which are labelled with their box here).
+
+    Args:
+        camera: the RGB renderer of this camera (its precomputed rays are reused).
+        material_classes: ``(n_materials,)`` class id per ground material (index = material id).
+        sky_class: class id of pixels that see no ground and no box (depth ``inf``).
+    """
+
+    def __init__(self, camera: CameraRenderer, material_classes: npt.ArrayLike, sky_class: int = 0) -> None:
+        self.camera = camera
+        self.material_classes = np.asarray(material_classes, dtype=np.uint8)
+        self.sky_class = int(sky_class)
+        spec = camera.spec
+        h, w = spec.height, spec.width
+        u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+        self._rays_cam = np.stack([(u - camera._cx) / camera._fx, (v - camera._cy) / camera._fy], axis=-1)
+        # Depth along the optical axis of every ground pixel: the ground point in camera axes, z component.
+        gxy = camera._ground_xy.astype(np.float64)
+        ground = np.column_stack([gxy, np.zeros(len(gxy))])
+        self._ground_depth = camera.camera_from_ego(ground)[:, 2].astype(np.float32)
+
+    def render(self, ego_pose: npt.ArrayLike, boxes: EgoBoxes, box_classes: npt.ArrayLike) -> tuple[U8, F32]:
+        """``(classes (H, W) uint8, depth_m (H, W) float32)`` for one frame; depth is ``inf`` at the sky.
+
+        Args:
+            ego_pose: ``(3,)`` global (x, y, heading) of the rear axle.
+            boxes: the frame's boxes in the ego frame.
+            box_classes: ``(N,)`` class id per box.
+        """
+        cam = self.camera
+        h, w = cam.spec.height, cam.spec.width
+        classes = np.full(h * w, self.sky_class, dtype=np.uint8)
+        depth = np.full(h * w, np.inf, dtype=np.float32)
+        mats = cam.texture.materials_at(ego_pose, cam._ground_xy)
+        classes[cam._ground_pix] = self.material_classes[mats]
+        depth[cam._ground_pix] = self._ground_depth
+        classes, depth = classes.reshape(h, w), depth.reshape(h, w)
+        if len(boxes):
+            self._draw_boxes(classes, depth, boxes, np.asarray(box_classes, dtype=np.uint8))
+        return classes, depth
+
+    def _draw_boxes(self, classes: U8, depth: F32, boxes: EgoBoxes, box_classes: U8) -> None:
+        cam = self.camera
+        w, h = cam.spec.width, cam.spec.height
+        corners = box_corners_3d(boxes.center, boxes.size, boxes.yaw)
+        pc = cam.camera_from_ego(corners)
+        x, y, z = pc[..., 0], pc[..., 1], pc[..., 2]
+        outside = (
+            np.all(z < cam.near_m, axis=1)
+            | np.all(cam._fx * x + cam._cx * z < 0, axis=1)
+            | np.all(cam._fx * x + (cam._cx - w) * z > 0, axis=1)
+            | np.all(cam._fy * y + cam._cy * z < 0, axis=1)
+            | np.all(cam._fy * y + (cam._cy - h) * z > 0, axis=1)
+        )
+        c, s = np.cos(boxes.yaw), np.sin(boxes.yaw)
+        d = cam.translation - boxes.center
+        local = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], d[:, 2]], axis=1)
+        half = boxes.size / 2
+        inside = np.all(np.abs(local) <= half, axis=1)
+        keep = np.flatnonzero(~outside & ~inside)
+        if len(keep) == 0:
+            return
+        gap = np.linalg.norm(np.maximum(np.abs(local) - half, 0.0), axis=1)
+        visible = np.stack([local[:, 0] > half[:, 0], local[:, 0] < -half[:, 0], local[:, 1] > half[:, 1],
+                            local[:, 1] < -half[:, 1], local[:, 2] > half[:, 2], local[:, 2] < -half[:, 2]], axis=1)
+        # Paint face ids (1-based) far-first, then get each painted pixel's depth from its face's plane.
+        ids = Image.new("I", (w, h), 0)
+        draw = ImageDraw.Draw(ids)
+        planes: list[tuple[F64, float]] = []
+        owners: list[int] = []
+        for i in keep[np.argsort(-gap[keep], kind="stable")]:
+            for f in np.flatnonzero(visible[i]):
+                face = pc[i, _FACES[f]]
+                poly = _clip_near(face, cam.near_m) if face[:, 2].min() < cam.near_m else face
+                if len(poly) < 3:
+                    continue
+                uv = np.stack([cam._fx * poly[:, 0] / poly[:, 2] + cam._cx,
+                               cam._fy * poly[:, 1] / poly[:, 2] + cam._cy], axis=1)
+                normal = np.cross(face[1] - face[0], face[2] - face[0])
+                planes.append((normal, float(normal @ face[0])))
+                owners.append(int(i))
+                xy = np.clip(uv + 0.5, -1e5, 1e5).ravel().tolist()
+                draw.polygon(xy, fill=len(planes), outline=len(planes))
+        fid = np.asarray(ids, dtype=np.int64)
+        hit = fid > 0
+        if not hit.any():
+            return
+        n = np.array([p[0] for p in planes])
+        dist = np.array([p[1] for p in planes])
+        k = fid[hit] - 1
+        ray = self._rays_cam[hit]
+        denom = n[k, 0] * ray[:, 0] + n[k, 1] * ray[:, 1] + n[k, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zc = np.where(np.abs(denom) > 1e-12, dist[k] / denom, np.inf)
+        depth[hit] = np.where(zc > 0, zc, cam.near_m).astype(np.float32)
+        classes[hit] = box_classes[np.array(owners)[k]]
+
+
 def _clip_near(poly: F64, near_m: float) -> F64:
     """Sutherland-Hodgman clip of a convex polygon ``(K, 3)`` (camera axes) to the half-space z >= near_m."""
     out = []

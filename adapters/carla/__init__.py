@@ -1,0 +1,1 @@
+"""LEAD / CARLA route folders: format, rigs, frame conversion, reader and the embedded world's writer."""
