@@ -181,10 +181,14 @@ def run() -> None:
               help="Scale-out engine for the metric cache; ray starts a local cluster unless --ray-address.")
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster for metric caching (implies ray).")
 @click.option("--resume", is_flag=True, help="Keep tokens already finished in OUT and run only the rest.")
+@click.option("--metric", type=click.Choice(["pdms", "epdms"]), default="pdms", show_default=True,
+              help="pdms: NAVSIM v1.1 PDMS; epdms: NAVSIM v2.2 one-stage EPDMS (non-reactive traffic).")
+@click.option("--human-filter", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="EPDMS only: NAVSIM v2's human filter (off reports the agent's own sub-scores).")
 @_handle_errors
 def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent_name: str, out: Path | None,
                cache_dir: Path | None, batch_size: int, workers: int, engine: str, ray_address: str | None,
-               resume: bool) -> None:
+               resume: bool, metric: str = "pdms", human_filter: str = "on") -> None:
     """Run AGENT on a NAVSIM split and score it with NAVSIM v1.1's PDM score (PDMS).
 
     Prints NC, DAC, DDC, TTC, C, EP and PDMS (x100, mean over valid tokens) and writes per-token rows with
@@ -203,6 +207,12 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
     config = {"benchmark": "navsim", "data_root": str(data_root), "maps_root": str(maps_root), "split": split,
               "agent": agent_name, "batch_size": batch_size, "cache_dir": str(cache_dir), "workers": workers,
               "scene_filter": reader.scene_filter.__dict__}
+    if metric == "epdms":
+        from harness.cli_epdms import run_epdms
+
+        return run_epdms(reader, agent, out, maps_root=maps_root, cache_dir=cache_dir, batch_size=batch_size,
+                         resume=resume, workers=workers, engine="ray" if ray_address else engine,
+                         ray_address=ray_address, human_filter=human_filter == "on", config=config)
     with _bar("navsim") as progress:
         task = progress.add_task("starting", total=None)
 
@@ -287,12 +297,15 @@ def score() -> None:
               help="Log folder under navsim_logs/ (navtest scene filter), or a file with one token per line.")
 @click.option("--log-split", default="test", show_default=True,
               help="With a token file as --split: the log folder the tokens come from.")
-@click.option("--metric", type=click.Choice(["pdms"]), default="pdms", show_default=True)
+@click.option("--metric", type=click.Choice(["pdms", "epdms"]), default="pdms", show_default=True,
+              help="epdms: one-stage EPDMS v2.2 of a v1-style pickle (predictions).")
+@click.option("--human-filter", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="EPDMS only: NAVSIM v2's human filter.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Results directory.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Metric-cache workers (Ray or processes).")
 @_handle_errors
 def score_navsim(submission: Path, data_root: Path | None, maps_root: Path | None, split: str, log_split: str,
-                 metric: str, out: Path | None, workers: int) -> None:
+                 metric: str, out: Path | None, workers: int, human_filter: str = "on") -> None:
     """Score SUBMISSION with PDMS v1.1 from logs and maps alone. The submission's tokens must equal the
     split's: missing or extra tokens are an error that lists them."""
     from dataclasses import replace as dc_replace
@@ -329,6 +342,13 @@ def score_navsim(submission: Path, data_root: Path | None, maps_root: Path | Non
     config = {"benchmark": "navsim", "submission": str(submission), "data_root": str(data_root),
               "maps_root": str(maps_root), "split": split, "metric": metric,
               "team_name": sub.metadata.team_name}
+    if metric == "epdms":
+        from harness.cli_epdms import run_epdms
+
+        return run_epdms(reader, SubmissionReplay(predictions), out, maps_root=maps_root,
+                         cache_dir=_metric_cache_dir(data_root, reader.split), workers=workers,
+                         human_filter=human_filter == "on", config=config,
+                         title=f"NAVSIM submission {submission.name} ({sub.metadata.team_name})")
     with _bar("scoring") as progress:
         task = progress.add_task("starting", total=None)
         summary = run_navsim(
@@ -357,9 +377,12 @@ def submit() -> None:
 @click.option("--email", required=True)
 @click.option("--institution", required=True)
 @click.option("--country", required=True, help="Written under NAVSIM's key 'country / region'.")
+@click.option("--version", "version", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="1: predictions (navtest); 2: first_stage_predictions (16-character original tokens) and "
+                   "second_stage_predictions (17-character synthetic tokens).")
 @_handle_errors
 def submit_navsim(run_dir: Path, out: Path, team: str, authors: str, email: str, institution: str,
-                  country: str) -> None:
+                  country: str, version: str = "1") -> None:
     """Write the NAVSIM v1 leaderboard pickle from a run: every token of the run once, 8 finite poses at
     0.5 s, metadata set; validated, written atomically and read back. It refers to navsim's and nuPlan's
     own classes, so it loads where navsim is installed and lead-bench is not."""
@@ -380,6 +403,10 @@ def submit_navsim(run_dir: Path, out: Path, team: str, authors: str, email: str,
     names = [a.strip() for a in authors.split(",") if a.strip()]
     meta = SubmissionMetadata(team, names if len(names) > 1 else (names[0] if names else ""), email, institution,
                               country)
+    if version == "2":
+        from harness.cli_epdms import write_v2
+
+        return write_v2(out, plans, meta)
     write_submission_v1(out, [plans], meta)
     console.print(f"wrote {out}: {len(plans)} tokens, 1 seed, team {team!r}")
 

@@ -29,7 +29,7 @@ from harness.agents.pdm_closed import PDMClosedConfig, initial_state
 from harness.agents.pdm_closed_observation import build_observation, forecast_timeline
 from harness.agents.pdm_closed_path import DiscretePath, parallel_path
 from harness.agents.pdm_closed_proposals import ProposalGenerator
-from harness.errors import DataError
+from harness.errors import DataError, LeadBenchError
 from harness.scoring_scene import ScoringScene
 from harness.trajectory import Trajectory
 from metrics.epdms import (
@@ -141,6 +141,18 @@ class EPDMSMetricCache:
             scene = replace(scene, pdm_closed_states=states, pdm_closed_times_s=times)
             scene.save(self.scenes.path_of(scene.log_name, token))
         return scene
+
+    def build(self, tokens: Sequence[str]) -> dict[str, str | None]:
+        """Make sure every token's complete scene is stored (``harness.navsim_eval.build_metric_cache``'s
+        protocol); token -> None (ok) or its error."""
+        out: dict[str, str | None] = {}
+        for t in tokens:
+            try:
+                self.get(t)
+                out[t] = None
+            except (LeadBenchError, ValueError) as exc:
+                out[t] = f"{type(exc).__name__}: {exc}"
+        return out
 
 
 # --- simulation and scoring ------------------------------------------------------------------------------
