@@ -499,7 +499,7 @@ def _markdown(df: Any) -> str:
 # --- commands defined in their own modules ---------------------------------------------------------------
 # Each module exposes ``register(groups)`` and adds its commands to the named groups ("main", "run",
 # "score", "submit", ...). Keeping benchmarks in separate modules keeps this file a thin shell.
-_COMMAND_MODULES: tuple[str, ...] = ("harness.cli_carla", "harness.cli_waymo")
+_COMMAND_MODULES: tuple[str, ...] = ("harness.cli_carla", "harness.cli_waymo", "harness.cli_carla_world")
 
 
 def _register_command_modules() -> None:
