@@ -227,7 +227,7 @@ class CarlaReader:
                       if perturbed else (0.0, 0.0))
         cameras = self._cameras(route, frame, perturbed, rig, where) if sensors.cameras else {}
         lidar = self._lidar(route, frame, t_m, r_deg, where) if sensors.lidar else None
-        obs = Observation(cameras=cameras, ego=self._ego(meta, r_deg, where),
+        obs = Observation(cameras=cameras, ego=self._ego(meta, perturbed, where),
                           navigation=self._navigation(meta, t_m, r_deg, where), lidar=lidar)
         future = self._future(meta, t_m, r_deg, sampling or self.sampling, where)
         targets = Targets(future=future)
@@ -276,15 +276,21 @@ class CarlaReader:
         return Lidar(pts.astype(np.float32), LIDAR_CHANNELS, str(path))
 
     @staticmethod
-    def _ego(meta: Mapping[str, Any], r_deg: float, where: str) -> EgoState:
+    def _ego(meta: Mapping[str, Any], perturbed: bool, where: str) -> EgoState:
+        """Speed and IMU acceleration in the car's body frame and the history of its rear-axle poses.
+
+        In a perturbed copy the ego state is only what the car's own sensors report (speed, acceleration) and
+        the history is left out: poses in the perturbed rig's frame would give the recovery offset away, which
+        LEAD's loader never feeds the model either (it passes the speed only).
+        """
         try:
-            v = perturb_vectors(np.array([float(meta["speed"]), 0.0]), r_deg)
-            a = perturb_vectors(np.array([float(meta["accel_x"]), float(meta["accel_y"])]), r_deg)
+            v = np.array([float(meta["speed"]), 0.0])
+            a = np.array([float(meta["accel_x"]), float(meta["accel_y"])])
             past_xy = np.asarray(meta.get("past_positions", np.zeros((1, 2))), dtype=np.float64).reshape(-1, 2)
             past_yaw = np.asarray(meta.get("past_yaws", np.zeros(1)), dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as exc:
             raise DataError(f"{where}: malformed ego state in metas ({exc})") from exc
-        n = min(len(past_xy), len(past_yaw))
+        n = 0 if perturbed else min(len(past_xy), len(past_yaw))
         # LEAD stores the history newest first at 20 Hz, in the current (unperturbed) CARLA frame.
         ticks = np.arange(0, n, HISTORY_STRIDE_TICKS)[:HISTORY_POSES][::-1]
         if len(ticks) == 0:

@@ -521,7 +521,23 @@ def _meta(log: WorldLog, f: int, k: int, tick_t: F64, carla_pose: F64, vel: F64,
         "current_active_scenario_type": None, "previous_active_scenario_type": None,
         "scenario_obstacles_ids": [], "scenario_actors_ids": [], "cut_in_actors_ids": [],
         "world_timestamp_us": int(log.frames[frame10].timestamp_us),
-    }
+    } | _NEUTRAL_META
+
+
+#: The remaining keys LEAD's ``CARLAData.__getitem__`` reads unconditionally, with the values of a drive without
+#: scenario, hazard or special condition (so LEAD's own loader can read these routes).
+_NEUTRAL_META: dict[str, Any] = {
+    "lane_type_str": "Driving", "is_intersection": False, "is_junction": False, "ego_lane_id": -1,
+    "reduce_speed_discontinuous_road": False, "reduce_speed_high_route_curvature": False,
+    "does_emergency_brake_for_pedestrians": False, "construction_obstacle_two_ways_stuck": False,
+    "accident_two_ways_stuck": False, "parked_obstacle_two_ways_stuck": False,
+    "vehicle_opens_door_two_ways_stuck": False, "vehicle_opened_door": False, "vehicle_door_side": None,
+    "rear_danger_8": False, "rear_danger_16": False, "brake_cutin": False,
+    "emergency_brake_for_special_vehicle": False, "num_parking_vehicles_in_proximity": 0,
+    "slower_bad_visibility": False, "slower_clutterness": False, "slower_occluded_junction": False,
+    "stop_sign_close": False, "walker_close": False, "num_dangerous_adversarial": 0, "num_safe_adversarial": 0,
+    "num_ignored_adversarial": 0, "rear_adversarial_id": -1, "scenario_obstacles_convex_hull": [],
+}
 
 
 def write_carla_world(world: Any, root: str | Path, options: CarlaWriteOptions = CarlaWriteOptions(), *,

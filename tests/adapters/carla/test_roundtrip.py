@@ -89,6 +89,15 @@ def test_round_trip_geometry_and_labels(world, roots, rig):
         want = (c * d[0] + s * d[1], -s * d[0] + c * d[1], normalize_angle(p[2] - cur[2]))
         np.testing.assert_allclose(sample.targets.future.poses[k, :2], want[:2], atol=1e-4)
         assert abs(normalize_angle(sample.targets.future.poses[k, 2] - want[2])) < 1e-5
+    # Ego: history every 0.5 s (here t = -0.5 and 0), rear-axle poses; speed and acceleration of the world.
+    ego = sample.observation.ego
+    np.testing.assert_allclose(ego.history_times_s, [-0.5, 0.0])
+    p0 = log.frames[0].ego_pose
+    d = p0[:2] - cur[:2]
+    c, s = np.cos(cur[2]), np.sin(cur[2])
+    np.testing.assert_allclose(ego.history_poses[0, :2], (c * d[0] + s * d[1], -s * d[0] + c * d[1]), atol=1e-4)
+    assert ego.speed_mps == pytest.approx(np.hypot(*log.frames[5].ego_velocity_mps), abs=1e-6)
+    np.testing.assert_allclose(ego.acceleration_mps2, log.frames[5].ego_acceleration_mps2, atol=1e-6)
     # Cameras carry the rig's calibration and slice the stitched image; labels are per camera.
     want_rig = get_rig(rig).scaled(0.2)
     assert list(sample.observation.cameras) == [c.name for c in want_rig.cameras]
@@ -148,6 +157,7 @@ def test_perturbed_copy_labels_follow_the_perturbed_rig(world, roots):
         d = centre[:2] - rear_p
         np.testing.assert_allclose(sample.targets.boxes.center_xyz[k, :2], (c * d[0] + s * d[1], -s * d[0] + c * d[1]),
                                    atol=1e-6)
+    assert sample.observation.ego.history_poses.shape == (1, 3)  # no history that would give the offset away
     # Its images are rendered from that pose: they differ from the normal copy.
     normal = CarlaReader(roots["carla_lb_3cam"], "train").load(ref.token.removesuffix("#perturbed"), CAMERAS_ONLY)
     assert not np.array_equal(normal.observation.cameras["rgb_front"].load_image(),
