@@ -273,13 +273,24 @@ def _pack_polygons(arrays: dict[str, np.ndarray], name: str, polys: np.ndarray) 
     if len(polys) == 0:
         arrays[f"{name}__n"] = np.array(0)
         return
-    geom_type, coords, offsets = shapely.to_ragged_array(np.asarray(polys, dtype=object))
-    if geom_type != shapely.GeometryType.POLYGON:
-        raise ValueError(f"{name}: expected polygons, got {geom_type!r}")
+    coords, offsets = _ragged_polygons(np.asarray(polys, dtype=object), name)
     arrays[f"{name}__n"] = np.array(len(polys))
     arrays[f"{name}__coords"] = coords
     for i, off in enumerate(offsets):
         arrays[f"{name}__off{i}"] = off
+
+
+def _ragged_polygons(polys: np.ndarray, name: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """``shapely.to_ragged_array`` of polygons (same arrays), without copying rings when none has holes."""
+    types = shapely.get_type_id(polys)
+    if np.any(types != shapely.GeometryType.POLYGON):
+        raise ValueError(f"{name}: expected polygons, got geometry types {sorted(set(types.tolist()))}")
+    if np.any(shapely.get_num_interior_rings(polys) != 0) or np.any(shapely.is_empty(polys)):
+        _, coords, offsets = shapely.to_ragged_array(polys)
+        return coords, (offsets[0], offsets[1])
+    ring_ends = np.cumsum(shapely.get_num_coordinates(polys), dtype=np.int32)
+    return (shapely.get_coordinates(polys), (np.concatenate([[0], ring_ends]).astype(np.int32),
+                                             np.arange(len(polys) + 1, dtype=np.int32)))
 
 
 def _unpack_polygons(data: dict[str, np.ndarray], name: str, path: Path) -> np.ndarray:

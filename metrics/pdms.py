@@ -50,6 +50,7 @@ from metrics.pdm_scoring.collisions import (
 from metrics.pdm_scoring.comfort import COMFORT_CHECKS, comfort_checks
 from metrics.pdm_scoring.ego_areas import EgoArea, EgoAreas, MapPolygons, compute_ego_areas
 from metrics.pdm_scoring.geometry import CENTER, X, Y, ego_coords
+from metrics.pdm_scoring.polyline import locate_on_polylines
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -438,12 +439,15 @@ def _progress(scenes: Sequence[ScoringScene], centers: F64, n_props: I64) -> F64
         bad = [s.token for s, n in zip(scenes, lens) if n < 2]
         raise ValueError(f"scenes {bad}: the centerline needs at least 2 points")
     xy = np.concatenate([s.centerline[:, :2] for s in scenes]).astype(np.float64)
-    lines = shapely.linestrings(xy, indices=np.repeat(np.arange(len(scenes)), lens))
-    row_lines = np.repeat(lines, n_props)
-    pts = shapely.points(np.stack([centers[:, 0], centers[:, -1]], axis=1))  # (R, 2)
-    with np.errstate(invalid="ignore"):
-        proj = shapely.line_locate_point(row_lines[:, None], pts)
-    return np.clip(proj[:, 1] - proj[:, 0], a_min=0, a_max=None)
+    row_scene = np.repeat(np.arange(len(scenes)), n_props)
+    # (line, x, y) of every row's first and last centre; proposals of a scene share the first (the initial
+    # state), so each distinct query is located once. Equal to shapely.line_locate_point, bit for bit.
+    query = np.concatenate([np.column_stack([row_scene, centers[:, i]]) for i in (0, -1)])  # (2R, 3)
+    uniq, inverse = np.unique(query, axis=0, return_inverse=True)
+    located = locate_on_polylines(xy, np.concatenate([[0], np.cumsum(lens)]), uniq[:, 0].astype(np.int64),
+                                  uniq[:, 1:])
+    proj = located[inverse.reshape(-1)].reshape(2, -1)
+    return np.clip(proj[1] - proj[0], a_min=0, a_max=None)
 
 
 def _normalised_progress(masked: F64, multi: F64, row_scene: I64, n_scenes: int, cfg: PDMSConfig) -> F64:

@@ -23,6 +23,8 @@ import numpy.typing as npt
 import shapely
 import shapely.ops
 
+from metrics.pdm_scoring.polyline import point_segment_distance
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -178,7 +180,7 @@ class PathBundle:
         valid = seg < self._seg_len.shape[1]
         seg = np.where(valid, seg, 0)
         wp = w[pt][:, None]
-        d = _point_segment_distance(p[pt, 0][:, None], p[pt, 1][:, None], self._a[wp, seg], self._dxy[wp, seg],
+        d = point_segment_distance(p[pt, 0][:, None], p[pt, 1][:, None], self._a[wp, seg], self._dxy[wp, seg],
                                     self._len2[wp, seg], self._b[wp, seg])
         d = np.where(valid, d, np.inf)
         # First minimum per point over its chunks in path order (pairs are sorted by point, then chunk).
@@ -205,17 +207,3 @@ class PathBundle:
 
 #: Segments per bounding-box chunk of a path (project() skips chunks that cannot hold the nearest segment).
 _CHUNK = 32
-
-
-def _point_segment_distance(px: F64, py: F64, a: F64, dxy: F64, len2: F64, b: F64) -> F64:
-    """GEOS ``Distance::pointToSegment`` with its exact expressions, broadcast over points and segments."""
-    ax, ay, bx, by = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
-    dx, dy = dxy[..., 0], dxy[..., 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = ((px - ax) * dx + (py - ay) * dy) / len2
-        s = ((ay - py) * dx - (ax - px) * dy) / len2
-    d_a = np.sqrt((px - ax) * (px - ax) + (py - ay) * (py - ay))
-    d_b = np.sqrt((px - bx) * (px - bx) + (py - by) * (py - by))
-    d = np.where(r <= 0.0, d_a, np.where(r >= 1.0, d_b, np.abs(s) * np.sqrt(len2)))
-    # A zero-length segment measures the distance to its point.
-    return np.where((ax == bx) & (ay == by), d_a, d)
