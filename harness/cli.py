@@ -76,11 +76,19 @@ def list_cmd() -> None:
     table.add_column("kind")
     table.add_column("name")
     table.add_column("what it is")
-    for name, what in (("navsim", "OpenScene/NAVSIM logs + sensor blobs + nuPlan GeoPackage maps"),):
+    adapters = (("navsim", "OpenScene/NAVSIM logs + sensor blobs + nuPlan GeoPackage maps"),
+                ("waymo", "Waymo Open Dataset E2E: E2EDFrame TFRecord shards, cluster JSON, test manifest"),
+                ("carla", "LEAD route folders (CARLA): images, LiDAR .laz, boxes, BEV, metas; leaderboard results"))
+    for name, what in adapters:
         table.add_row("adapter", name, what)
     for name, (_, what) in sorted(AGENTS.items()):
         table.add_row("agent", name, what)
-    for name, what in (("ade/fde", "average / final displacement error against the logged future (m, lower is better)"),):
+    metrics = (("pdms", "NAVSIM v1.1 PDM score (NC, DAC, DDC, TTC, C, EP)"),
+               ("epdms", "NAVSIM v2.2 extended PDM score (adds TLC, LK, HC, EC; human filter; two-stage)"),
+               ("rfs", "Waymo E2E rater feedback score (trust regions at 3 s / 5 s), per-cluster mean"),
+               ("ade/fde", "average / final displacement error against the logged future (m, lower is better)"),
+               ("carla-ds", "CARLA leaderboard driving score = route completion x infraction penalty"))
+    for name, what in metrics:
         table.add_row("metric", name, what)
     out_console.print(table)
 
