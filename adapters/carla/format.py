@@ -215,6 +215,25 @@ def decode_depth(encoded: U8) -> F32:
     return (np.asarray(encoded, dtype=np.float32) / 255.0) * np.float32(DEPTH_MAX_M)
 
 
+def upsample_depth(depth_m: npt.ArrayLike, factor: int = DEPTH_DOWNSAMPLE) -> F32:
+    """LEAD's upsampling of the stored depth (``cv2.resize(..., INTER_LINEAR)`` to ``factor`` x the size).
+
+    OpenCV's bilinear rule for float images: output pixel ``i`` samples the input at ``(i + 0.5) / factor - 0.5``,
+    clamped to the image, with linear weights; separable in rows and columns.
+    """
+    d = np.asarray(depth_m, dtype=np.float32)
+
+    def axis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.clip((np.arange(n * factor) + 0.5) / factor - 0.5, 0.0, n - 1)
+        i0 = np.floor(src).astype(np.int64)
+        return i0, np.minimum(i0 + 1, n - 1), (src - i0).astype(np.float32)
+
+    r0, r1, wr = axis(d.shape[0])
+    c0, c1, wc = axis(d.shape[1])
+    rows = d[r0] * (1 - wr)[:, None] + d[r1] * wr[:, None]
+    return rows[:, c0] * (1 - wc)[None, :] + rows[:, c1] * wc[None, :]
+
+
 def downsample_depth(depth_m: npt.ArrayLike, factor: int = DEPTH_DOWNSAMPLE) -> npt.NDArray[np.float64]:
     """Area-average by ``factor`` (LEAD: ``cv2.resize(..., INTER_AREA)`` to ``w // 4 x h // 4``), far = 50 m."""
     d = np.clip(np.nan_to_num(np.asarray(depth_m, dtype=np.float64), posinf=DEPTH_MAX_M), 0.0, DEPTH_MAX_M)

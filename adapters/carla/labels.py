@@ -189,8 +189,9 @@ def bev_semantics(hdmap: U8, boxes: Sequence[Mapping[str, Any]], meta: Mapping[s
         c, s = np.cos(box_yaw[k]), np.sin(box_yaw[k])
         local = np.array([[ex, ey], [-ex, ey], [-ex, -ey], [ex, -ey]])
         xy = box_xy[k] + local @ np.array([[c, s], [-s, c]])
-        cols = (xy[:, 0] + BEV_HALF_M) * BEV_PX_PER_M
-        rows = (xy[:, 1] + BEV_HALF_M) * BEV_PX_PER_M
+        # LEAD truncates the corners to integers (cv2.boxPoints(...).astype(int32)) before filling.
+        cols = np.trunc((xy[:, 0] + BEV_HALF_M) * BEV_PX_PER_M)
+        rows = np.trunc((xy[:, 1] + BEV_HALF_M) * BEV_PX_PER_M)
         if np.all((cols < 0) | (cols >= size)) or np.all((rows < 0) | (rows >= size)):
             continue
         draw.polygon(np.column_stack([cols, rows]).ravel().tolist(), fill=label + _OCC_OFFSET)

@@ -409,8 +409,8 @@ class CarlaReader:
         if enc.shape != (rig.height // f, rig.width // f):
             raise DataError(f"{where}: depth is {enc.shape}, rig {rig.name} needs {(rig.height // f, rig.width // f)} "
                             f"(1/{f} resolution)", path=path)
-        # LEAD upsamples x4 (bilinear); nearest keeps depth edges sharp. Rows/columns lost to the integer
-        # division are filled from the edge.
-        full = fmt.decode_depth(enc).repeat(f, axis=0).repeat(f, axis=1)
+        # Upsampled x4 as LEAD's loader does (bilinear); rows/columns lost to the integer division are filled from
+        # the edge.
+        full = fmt.upsample_depth(fmt.decode_depth(enc), f)
         full = np.pad(full, ((0, rig.height - full.shape[0]), (0, rig.width - full.shape[1])), mode="edge")
         return {c.name: np.ascontiguousarray(full[:, a:b]) for c, (a, b) in zip(rig.cameras, rig.column_ranges())}
