@@ -193,6 +193,10 @@ def test_object_on_the_left_stays_on_the_left(world, tmp_path):
     vehicle = fmt.SEMANTIC_CLASSES.index("vehicle")
     seen = {n: int((s == vehicle).sum()) for n, s in sample.targets.semantics.items()}
     assert seen["rgb_left"] > 20 and seen["rgb_front"] == 0 and seen["rgb_right"] == 0
+    radar = reader.load_radar(ref).points
+    front_left = radar[radar[:, 4] == 1]  # radar1: front bumper, looking 45 deg to the left
+    assert len(front_left) == 1 and np.allclose(front_left[0, :2], (6.0, 7.0), atol=1e-2)
+    assert not np.any(radar[radar[:, 4] == 2][:, 1] > 0)  # radar2 looks front-right
     bev = sample.targets.bev
     rows, cols = np.nonzero(bev.classes == bev.vocabulary.index("vehicle"))
     ys = bev.extent_m[3] - (cols + 0.5) * bev.resolution_m

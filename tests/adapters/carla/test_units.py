@@ -207,6 +207,15 @@ def test_laz_round_trip_at_lead_precision(tmp_path):
     assert np.abs(xyz - pts).max() <= 0.05 + 1e-6 and np.array_equal(t, time)
 
 
+def test_depth_upsampling_follows_opencv_bilinear():
+    d = np.array([[0.0, 8.0], [4.0, 12.0]], dtype=np.float32)
+    up = fmt.upsample_depth(d, 4)
+    assert up.shape == (8, 8)
+    # Column j samples x = (j + 0.5) / 4 - 0.5 clamped: j = 0, 1 -> 0 (clamped), j = 2 -> 0.125, j = 7 -> 1.
+    np.testing.assert_allclose(up[0, [0, 1, 2, 3, 7]], [0.0, 0.0, 1.0, 3.0, 8.0])
+    np.testing.assert_allclose(up[2, 2], 0.875 * 1.0 + 0.125 * 5.0)
+
+
 def test_depth_and_pickle_codecs(tmp_path):
     d = np.array([[0.0, 10.0, 49.9, 80.0, np.inf]])
     enc = fmt.encode_depth(d)
