@@ -142,9 +142,8 @@ class Rig:
             raise DataError(f"malformed rig file ({type(exc).__name__}: {exc})", path=path) from exc
 
 
-def write_rig_file(route_dir: Path, rig: Rig) -> bytes:
+def rig_file_bytes(rig: Rig) -> bytes:
     """The bytes of ``<route>/rig.json`` (the caller writes them atomically)."""
-    del route_dir
     return (json.dumps(rig.to_json(), indent=1) + "\n").encode()
 
 

@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from adapters.carla import format as fmt
 from adapters.carla.frames import CARLA_REAR_AXLE_M, canonical_points_to_carla
-from adapters.carla.rigs import RIG_FILE, Rig, get_rig, write_rig_file
+from adapters.carla.rigs import RIG_FILE, Rig, get_rig, rig_file_bytes
 from harness.atomic import atomic_write_bytes, atomic_write_text
 from harness.geometry import normalize_angle, se3_from_rt
 from harness.world.model import ObjectStates, WorldLog
@@ -337,7 +337,7 @@ def write_carla_route(log: WorldLog, root: str | Path, options: CarlaWriteOption
         frames = range(0, min(len(frames), options.max_frames))
     renderer = _RouteRenderer(log, rig)
     tps, tp_cmds = _target_points(log, carla_pose)
-    atomic_write_bytes(route / RIG_FILE, write_rig_file(route, rig))
+    atomic_write_bytes(route / RIG_FILE, rig_file_bytes(rig))
     for f in frames:
         k = f * fmt.DATA_SAVE_FREQ
         t = float(tick_t[k])
