@@ -1,0 +1,392 @@
+"""NAVSIM v2 two-stage (navhard) evaluation: metric cache for both stages, scoring, EC, aggregation.
+
+``run_pdm_score.py`` / ``run_pdm_score_from_submission.py`` of navsim ``main`` in one place:
+
+1. metric cache: stage-one scenes from the original logs (4 s scoring scenes, PDM-Closed ranked by v2, as
+   :class:`harness.epdms_eval.EPDMSMetricCache`) and stage-two scenes from the synthetic scene pickles (their
+   history frames plus the 8 extended keyframes, same builder, same PDM-Closed);
+2. per token, ``[PDM-Closed, plan]`` simulated and scored with EPDMS against the traffic policy simulated for
+   the plan (``--traffic reactive``, the official two-stage default: IDM vehicles that react to the
+   simulated ego; ``non-reactive``: log replay); on original scenes the human is simulated and scored
+   against its own reactive traffic for the human filter;
+3. EC within each pair (orig, prev) and (now_2, prev_2), the same value for both frames; final row scores;
+4. :func:`metrics.two_stage.aggregate_two_stage` (Gaussian weights on the planned endpoint, group products).
+
+Failure policy: a token that cannot be loaded, planned or scored scores 0 in every column and is listed with
+its error; a valid token whose EC partner failed gets EC = 0 (the official aggregation would abort).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from adapters.navsim.navhard import (
+    SPLIT_NAME,
+    NavhardSplit,
+    SyntheticScene,
+    read_split,
+    read_synthetic_scene,
+    scoring_frames,
+)
+from adapters.navsim.reader import NavsimReader
+from adapters.navsim.scene_filter import SceneFilter
+from adapters.navsim.scoring_scenes import ScoringSceneCache, build_scoring_scene
+from harness.epdms_eval import V2_HORIZON_S, EPDMSMetricCache, plan_pdm_closed_v2, simulate_plans
+from harness.errors import DataError, LeadBenchError
+from harness.geometry import local_to_global
+from harness.scoring_scene import SCORING_SCENE_VERSION, ScoringScene
+from harness.trajectory import Trajectory
+from metrics.epdms import EPDMS_COLUMNS, EPDMSConfig, EPDMSRow, ec_overlap_steps, final_score, score_rows
+from metrics.epdms_scoring.comfort import two_frame_extended_comfort
+from metrics.traffic_agents import LaneRails, TrafficPolicy, log_replay_objects, reactive_idm_objects
+from metrics.two_stage import TokenTable, TwoStageGroup, TwoStageSummary, aggregate_two_stage
+
+log = logging.getLogger(__name__)
+
+F64 = npt.NDArray[np.float64]
+
+#: navhard's scene filter: 4 history frames, 8 future frames, every frame, route required.
+NAVHARD_FILTER = SceneFilter(num_history_frames=4, num_future_frames=8, frame_interval=1, has_route=True)
+SUMMARY_TOKENS = ("extended_pdm_score_stage_one", "extended_pdm_score_stage_two", "extended_pdm_score_combined")
+#: Columns aggregated per token: the sub-metrics (EC included) and the final score.
+AGGREGATED_COLUMNS = EPDMS_COLUMNS
+
+
+@dataclass(frozen=True)
+class NavhardData:
+    """A data root with ``navsim_logs/test``, ``sensor_blobs/test`` and ``navhard_two_stage/``."""
+
+    data_root: Path
+    maps_root: Path
+
+    @property
+    def split_dir(self) -> Path:
+        return self.data_root / SPLIT_NAME
+
+    def split(self) -> NavhardSplit:
+        return read_split(self.split_dir / f"{SPLIT_NAME}.yaml")
+
+    def synthetic_path(self, token: str) -> Path:
+        return self.split_dir / "synthetic_scene_pickles" / f"{token}.pkl"
+
+    @property
+    def synthetic_sensor_root(self) -> Path:
+        return self.split_dir / "sensor_blobs"
+
+    def reader(self, split: NavhardSplit) -> NavsimReader:
+        return NavsimReader(self.data_root, "test", scene_filter=replace(NAVHARD_FILTER,
+                                                                        tokens=split.stage_one_tokens))
+
+
+class NavhardMetricCache:
+    """Scoring scenes (4 s, PDM-Closed v2 filled in) for stage-one and stage-two tokens, built once and stored."""
+
+    def __init__(self, data: NavhardData, split: NavhardSplit, cache_dir: Path) -> None:
+        self.data = data
+        self.reader = data.reader(split)
+        self.stage_one = EPDMSMetricCache(ScoringSceneCache(cache_dir / "stage_one", self.reader, data.maps_root,
+                                                            horizon_s=V2_HORIZON_S))
+        self.stage_two_dir = cache_dir / "stage_two"
+        self._rails: dict[str, LaneRails] = {}
+
+    def synthetic(self, token: str) -> SyntheticScene:
+        return read_synthetic_scene(self.data.synthetic_path(token))
+
+    def get(self, token: str) -> ScoringScene:
+        if len(token) != 17:
+            return self.stage_one.get(token)
+        path = self.data.synthetic_path(token)
+        if not path.is_file():
+            raise DataError("no synthetic scene pickle", path=path, token=token)
+        st = path.stat()
+        fp = f"v{SCORING_SCENE_VERSION}|synthetic={st.st_size}:{st.st_mtime_ns}|horizon={V2_HORIZON_S:g}"
+        out = self.stage_two_dir / f"{token}.npz"
+        if out.is_file():
+            try:
+                cached = ScoringScene.load(out)
+                if cached.fingerprint == fp:
+                    return cached
+            except DataError:
+                pass
+        scene = self.synthetic(token)
+        frames, cur = scoring_frames(scene)
+        road_map, query = self.stage_one.scenes.map_for(scene.map_name)
+        built = build_scoring_scene(frames, cur, road_map, query, horizon_s=V2_HORIZON_S, fingerprint=fp)
+        states, times = plan_pdm_closed_v2(built)
+        built = replace(built, pdm_closed_states=states, pdm_closed_times_s=times)
+        built.save(out)
+        return built
+
+    def rails(self, location: str) -> LaneRails:
+        if location not in self._rails:
+            self._rails[location] = LaneRails.from_road_map(self.stage_one.scenes.map_for(location)[0])
+        return self._rails[location]
+
+
+# --- scoring -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TwoStageResult:
+    """Per-token rows (``rows``: token, stage, valid, EPDMS columns, weight, error) and the aggregation."""
+
+    rows: tuple[dict[str, Any], ...]
+    summary: TwoStageSummary
+    errors: Mapping[str, str]
+
+
+def _groups(split: NavhardSplit) -> list[TwoStageGroup]:
+    return [TwoStageGroup(g.orig_token, g.prev_token, g.pairs) for g in split.groups]
+
+
+def score_two_stage(
+    split: NavhardSplit,
+    scenes: Mapping[str, ScoringScene],
+    plans: Mapping[str, Trajectory],
+    rails_of: Callable[[str], LaneRails],
+    *,
+    traffic: TrafficPolicy = TrafficPolicy.REACTIVE,
+    config: EPDMSConfig | None = None,
+    errors: Mapping[str, str] | None = None,
+    chunk: int = 256,
+) -> TwoStageResult:
+    """Score every stage-one and stage-two token and aggregate (see the module docstring).
+
+    Args:
+        split: the groups.
+        scenes: token -> scoring scene (tokens absent here fail).
+        plans: token -> the agent's trajectory in the token's ego frame (absent: fail).
+        rails_of: map location -> the lane rails the reactive policy drives on.
+        traffic: the traffic policy for both stages (official: reactive).
+        config: EPDMS configuration (the human filter applies to stage one only).
+        errors: already known failures (token -> reason), e.g. from the metric cache or the agent.
+    """
+    config = config if config is not None else EPDMSConfig()
+    err: dict[str, str] = dict(errors or {})
+    tokens = list(dict.fromkeys(split.stage_one_tokens + split.stage_two_tokens))
+    for t in tokens:
+        if t not in err and t not in scenes:
+            err[t] = "no scoring scene"
+        elif t not in err and t not in plans:
+            err[t] = "no plan"
+    todo = [t for t in tokens if t not in err]
+    rows: dict[str, EPDMSRow] = {}
+    states: dict[str, F64] = {}
+    for lo in range(0, len(todo), chunk):
+        part = todo[lo : lo + chunk]
+        try:
+            got, agent = _score_chunk([scenes[t] for t in part], [plans[t] for t in part], rails_of, traffic, config)
+        except (LeadBenchError, ValueError) as exc:  # isolate the failing token
+            got, agent = [], np.zeros((0, 41, 11))
+            for t in part:
+                try:
+                    r1, a1 = _score_chunk([scenes[t]], [plans[t]], rails_of, traffic, config)
+                    got.append(r1[0])
+                    agent = np.concatenate([agent, a1])
+                except (LeadBenchError, ValueError) as exc1:
+                    err[t] = f"{type(exc1).__name__}: {exc1}"
+            log.debug("chunk failed (%s); scored token by token", exc)
+        for r, a in zip(got, agent, strict=True):
+            rows[r.token] = r
+            states[r.token] = a
+    rows = _with_pair_comfort(split, rows, states, {t: scenes[t].timestamp_us for t in rows})
+    final = dict(zip(rows, final_score(list(rows.values()), config), strict=True))
+    table = _table(tokens, rows, final, scenes, plans)
+    summary = aggregate_two_stage(table, _groups(split))
+    out_rows = []
+    stage_one = set(split.stage_one_tokens)
+    for t in tokens:
+        row: dict[str, Any] = {"token": t, "stage": 1 if t in stage_one else 2, "valid": t in rows}
+        if t in rows:
+            r = rows[t]
+            row.update({c: float(getattr(r, c)) for c in EPDMS_COLUMNS[:-1]})
+            row["score"] = float(final[t])
+            row["human_filtered"] = ",".join(r.filtered)
+        else:
+            row.update({c: float("nan") for c in EPDMS_COLUMNS})
+        row["weight"] = summary.weights.get(t, float("nan"))
+        row["error"] = err.get(t)
+        out_rows.append(row)
+    return TwoStageResult(tuple(out_rows), summary, err)
+
+
+def _score_chunk(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], rails_of: Callable[[str], LaneRails],
+                 traffic: TrafficPolicy, config: EPDMSConfig) -> tuple[list[EPDMSRow], F64]:
+    closed, agent, human = simulate_plans(scenes, plans, with_human=config.human_penalty_filter)
+    if traffic is TrafficPolicy.REACTIVE:
+        objs = [reactive_idm_objects(s, rails_of(s.map_location), a) for s, a in zip(scenes, agent, strict=True)]
+        hobjs = [None if h is None else reactive_idm_objects(s, rails_of(s.map_location), h)
+                 for s, h in zip(scenes, human, strict=True)]
+    else:
+        objs = [log_replay_objects(s) for s in scenes]
+        hobjs = [None] * len(scenes)
+    rows = score_rows(list(scenes), closed, agent, human_states=human, objects=objs, human_objects=hobjs,
+                      config=config)
+    return rows, agent
+
+
+def _with_pair_comfort(split: NavhardSplit, rows: dict[str, EPDMSRow], states: Mapping[str, F64],
+                       start_us: Mapping[str, int]) -> dict[str, EPDMSRow]:
+    """EC of (orig, prev) and of each (now_2, prev_2), set on both frames; 0 when the partner failed."""
+    pairs = [(g.orig_token, g.prev_token) for g in split.groups] + [p for g in split.groups for p in g.pairs]
+    ec: dict[str, float] = {}
+    by_overlap: dict[int, list[tuple[str, str]]] = {}
+    for cur, prev in pairs:
+        if cur in rows and prev in rows:
+            ov = ec_overlap_steps(start_us[cur], start_us[prev])
+            if ov is not None:
+                by_overlap.setdefault(ov, []).append((cur, prev))
+                continue
+        for t in (cur, prev):  # failed partner or a start-time gap outside (0, 0.55) s
+            ec.setdefault(t, 0.0)
+    for ov, items in by_overlap.items():
+        res = two_frame_extended_comfort(np.stack([states[c] for c, _ in items]),
+                                         np.stack([states[p] for _, p in items]), ov)
+        for (c, p), v in zip(items, np.atleast_1d(res.comfortable), strict=True):
+            ec[c] = ec[p] = float(v)
+    return {t: replace(r, two_frame_extended_comfort=ec.get(t, 0.0)) for t, r in rows.items()}
+
+
+def _table(tokens: Sequence[str], rows: Mapping[str, EPDMSRow], final: Mapping[str, float],
+           scenes: Mapping[str, ScoringScene], plans: Mapping[str, Trajectory]) -> TokenTable:
+    n = len(tokens)
+    values = np.zeros((n, len(AGGREGATED_COLUMNS)))
+    valid = np.zeros(n, dtype=bool)
+    end = np.full((n, 2), np.nan)
+    start = np.full((n, 2), np.nan)
+    for i, t in enumerate(tokens):
+        if t in scenes:
+            start[i] = scenes[t].ego_pose[:2]
+        if t in rows:
+            valid[i] = True
+            r = rows[t]
+            values[i] = [float(getattr(r, c)) for c in AGGREGATED_COLUMNS[:-1]] + [float(final[t])]
+            # the planned (not simulated) endpoint: the plan's last pose in the map frame
+            end[i] = local_to_global(plans[t].poses[-1], scenes[t].ego_pose)[:2]
+    return TokenTable(tuple(tokens), AGGREGATED_COLUMNS, values, valid, end, start)
+
+
+def official_frame(result: TwoStageResult) -> pd.DataFrame:
+    """``run_pdm_score.py``'s CSV: ``token, valid, <col>_stage_one.., <col>_stage_two.., score`` per token, then
+    the stage-one, stage-two and combined rows (the combined row's score is the group mean; its sub-metric
+    columns repeat the stage means, as the official script writes them)."""
+    subs = [c for c in AGGREGATED_COLUMNS if c != "score"]
+    cols = ["token", "valid"] + [f"{c}_stage_one" for c in subs] + [f"{c}_stage_two" for c in subs] + ["score"]
+    out = []
+    for r in result.rows:
+        d: dict[str, Any] = {"token": r["token"], "valid": r["valid"], "score": r["score"]}
+        suffix = "_stage_one" if r["stage"] == 1 else "_stage_two"
+        d.update({f"{c}{suffix}": r[c] for c in subs})
+        out.append(d)
+    s = result.summary
+    idx = {c: i for i, c in enumerate(s.columns)}
+    one = {f"{c}_stage_one": s.stage_one[idx[c]] for c in subs}
+    two = {f"{c}_stage_two": s.stage_two[idx[c]] for c in subs}
+    out.append({"token": SUMMARY_TOKENS[0], "valid": not s.failed_tokens, "score": s.stage_one[idx["score"]], **one})
+    out.append({"token": SUMMARY_TOKENS[1], "valid": not s.failed_tokens, "score": s.stage_two[idx["score"]], **two})
+    out.append({"token": SUMMARY_TOKENS[2], "valid": not s.failed_tokens, "score": s.combined[idx["score"]],
+                **one, **two})
+    return pd.DataFrame(out, columns=cols)
+
+
+def summary_metrics(result: TwoStageResult) -> dict[str, Any]:
+    """Stage-one, stage-two and combined values of every column, for ``summary.json``."""
+    s = result.summary
+    return {name: {c: float(v) for c, v in zip(s.columns, getattr(s, name), strict=True)}
+            for name in ("stage_one", "stage_two", "combined")} | {
+        "failed_tokens": list(s.failed_tokens), "group_scores": [float(v) for v in s.group_values[:, -1]]}
+
+
+def write_two_stage(out_dir: Path, result: TwoStageResult, meta: Mapping[str, Any], config: Mapping[str, Any]
+                    ) -> None:
+    """Results directory: rows, failures, official-layout CSV, summary (with counts) and config."""
+    from harness.results import atomic_write_frame, write_results
+
+    n = len(result.rows)
+    failed = sum(1 for r in result.rows if not r["valid"])
+    summary = dict(meta) | {"metrics": summary_metrics(result),
+                            "epdms": float(result.summary.value("combined", "score")) * 100,
+                            "counts": {"expected": n, "scored": n - failed, "failed": failed}}
+    write_results(out_dir, list(result.rows), summary, config)
+    atomic_write_frame(official_frame(result), out_dir / "navsim_two_stage_score.csv")
+    (out_dir / "failed_tokens.json").write_text(json.dumps(dict(result.errors), indent=1) + "\n", encoding="utf-8")
+
+
+# --- the embedded world's navhard split ------------------------------------------------------------------------
+
+
+def build_navhard_world(root: Path, spec: Any, options: Any) -> NavhardSplit:
+    """Build the embedded world (``harness.embedded``) under ``root`` and its two-stage data beside it.
+
+    Args:
+        root: destination (the world's logs, sensors, maps, then ``navhard_two_stage/``).
+        spec: ``EmbeddedWorldSpec``; options: ``NavhardOptions``.
+    """
+    from adapters.navsim.navhard_writer import write_navhard
+    from harness.embedded import build_embedded_world, is_built
+    from harness.world.build import build_world
+
+    if not is_built(root, spec):
+        build_embedded_world(root, spec)
+    split_file = root / SPLIT_NAME / f"{SPLIT_NAME}.yaml"
+    if split_file.is_file():
+        return read_split(split_file)
+    return write_navhard(build_world(spec.config), root, options)
+
+
+def plan_tokens(cache: NavhardMetricCache, agent: Any, tokens: Sequence[str], sampling: Any, *,
+                batch_size: int = 64) -> tuple[dict[str, Trajectory], dict[str, str]]:
+    """The agent's plans for stage-one (from the logs) and stage-two (synthetic) tokens; failures by token."""
+    from adapters.navsim.navhard import synthetic_sample
+    from adapters.navsim.reader import SensorSelection
+    from harness.runner import plan_samples
+
+    needs = agent.sensor_needs()
+    plans: dict[str, Trajectory] = {}
+    errors: dict[str, str] = {}
+    for lo in range(0, len(tokens), batch_size):
+        samples, names = [], []
+        for t in tokens[lo : lo + batch_size]:
+            try:
+                if len(t) == 17:
+                    samples.append(synthetic_sample(cache.synthetic(t), cache.data.synthetic_sensor_root,
+                                                    needs.cameras, needs.lidar))
+                else:
+                    samples.append(cache.reader.load(t, SensorSelection(cameras=needs.cameras, lidar=needs.lidar)))
+                names.append(t)
+            except (LeadBenchError, ValueError) as exc:
+                errors[t] = f"{type(exc).__name__}: {exc}"
+        if not samples:
+            continue
+        try:
+            got = plan_samples(agent, samples, sampling)
+        except (LeadBenchError, ValueError) as exc:
+            errors.update({t: f"agent: {exc}" for t in names})
+            continue
+        for t, p in zip(names, got, strict=True):
+            if p.sampling != sampling:
+                errors[t] = f"agent returned sampling {p.sampling}, asked for {sampling}"
+            else:
+                plans[t] = p
+    return plans, errors
+
+
+def cache_scenes(cache: NavhardMetricCache, tokens: Sequence[str]) -> tuple[dict[str, ScoringScene], dict[str, str]]:
+    """Scoring scenes of ``tokens`` (built on first use); failures by token."""
+    scenes: dict[str, ScoringScene] = {}
+    errors: dict[str, str] = {}
+    for t in tokens:
+        try:
+            scenes[t] = cache.get(t)
+        except (LeadBenchError, ValueError) as exc:
+            errors[t] = f"metric cache: {type(exc).__name__}: {exc}"
+    return scenes, errors
