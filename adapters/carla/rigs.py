@@ -11,18 +11,19 @@ Rigs
                     (0.1, -0.35, 2.25, -54.5), (0.35, 0, 2.25, 0), (0.1, 0.35, 2.25, +54.5) (CARLA frame, y right,
                     yaw clockwise), i.e. left, front, right.
 ``navsim_4cam``     NAVSIM's nuPlan CAM_L0 | CAM_F0 | CAM_R0 | CAM_B0 (target ``NAVSIM_4CAMERAS``), taken from
-                    :func:`harness.world.rig.nuplan_cameras` (the real nuPlan calibration, rear-axle frame).
-                    Like LEAD (``constants.NUPLAN_CAMERA_CALIBRATION``: 480 x 1120 // 4 rendered, 270 kept) each
-                    camera is stored 1120/1080 taller than nuPlan's image with the same K, so the top 1080/4 rows
-                    are nuPlan's view and LEAD's loader's 10-px bottom crop applies unchanged.
-``waymo_front_3cam`` Waymo E2E's FRONT_LEFT | FRONT | FRONT_RIGHT (target ``WAYMO_E2E_2025_3CAMERAS``), from
-                    specs/waymo_e2e.md §1.7 (= LEAD ``constants.WAYMO_E2E_2025_CAMERA_SETTING`` and
-                    ``WAYMO_E2E_INTRINSIC``): 972 wide, 1080 of the calibrated 1440 rows (top part kept, so K is
-                    unchanged). Extrinsics are Waymo's vehicle frame (rear-axle centre), which is canonical.
-                    harness/world/rig_waymo.py (the full Waymo rig) had not landed when this was written, so the
-                    three front cameras are defined here. LEAD's slot dict lists FRONT_RIGHT first, but its
-                    converter (``waymo_e2e_camera_setting_to_carla``) is unpublished; this rig stitches left to
-                    right like the other two, and the rig file records the order actually written.
+                    :func:`harness.world.rig.nuplan_cameras` (the real nuPlan calibration, rear-axle frame),
+                    raised by 0.45 - 0.36 m so the cameras keep their height above the road on CARLA's lower
+                    rear axle. Like LEAD (``constants.NUPLAN_CAMERA_CALIBRATION``: 480 x 1120 // 4 rendered, 270
+                    kept) each camera is stored 1120/1080 taller than nuPlan's image with the same K, so the top
+                    1080/4 rows are nuPlan's view and LEAD's loader's 10-px bottom crop applies unchanged.
+``waymo_front_3cam`` Waymo E2E's FRONT_LEFT | FRONT | FRONT_RIGHT (target ``WAYMO_E2E_2025_3CAMERAS``), taken
+                    from :func:`harness.world.rig_waymo.waymo_cameras` (specs/waymo_e2e.md §1.7, LEAD's
+                    ``WAYMO_E2E_INTRINSIC`` and mounts, origin on the ground there). Stored 972 x 1440 as LEAD
+                    renders them (``height`` 1440, ``cropped_height`` 1080): c_v = 719 is the centre of 1440
+                    rows, the only principal point a CARLA camera has, and LEAD's loader keeps the top 1080.
+                    LEAD's slot dict lists FRONT_RIGHT first, but its converter
+                    (``waymo_e2e_camera_setting_to_carla``) is unpublished; this rig stitches left to right
+                    like the other two, and the rig file records the order actually written.
 
 Rig file
 --------
@@ -196,48 +197,38 @@ def _lb_3cam() -> Rig:
     return Rig("carla_lb_3cam", TargetDataset.CARLA_LEADERBOARD2_3CAMERAS, cams)
 
 
+def _lift(ego_from_camera: F64, dz_m: float) -> F64:
+    out = np.array(ego_from_camera, dtype=np.float64)
+    out[2, 3] += dz_m
+    return out
+
+
 def _navsim_4cam() -> Rig:
-    from harness.world.rig import NUPLAN_IMAGE_HEIGHT, nuplan_cameras
+    from harness.world.rig import NUPLAN_LIDAR_ORIGIN_HEIGHT_M, nuplan_cameras
 
     by_name = {c.name: c for c in nuplan_cameras(0.25)}
     stored_h = round(1120 * 0.25)  # LEAD renders 1120 // 4 rows and keeps the top 1080 // 4
-    assert by_name["CAM_F0"].height == round(NUPLAN_IMAGE_HEIGHT * 0.25)
-    cams = tuple(RigCamera(n, by_name[n].width, stored_h, by_name[n].intrinsics, by_name[n].lidar_from_camera)
-                 for n in ("CAM_L0", "CAM_F0", "CAM_R0", "CAM_B0"))
+    # nuPlan's rear axle is 0.45 m above the road, CARLA's 0.36 m: keep the cameras' height above the road.
+    dz = NUPLAN_LIDAR_ORIGIN_HEIGHT_M - float(CARLA_REAR_AXLE_M[2])
+    cams = tuple(RigCamera(n, by_name[n].width, stored_h, by_name[n].intrinsics,
+                           _lift(by_name[n].lidar_from_camera, dz)) for n in ("CAM_L0", "CAM_F0", "CAM_R0", "CAM_B0"))
     return Rig("navsim_4cam", TargetDataset.NAVSIM_4CAMERAS, cams)
 
 
-#: specs/waymo_e2e.md §1.7 (LEAD ``WAYMO_E2E_INTRINSIC``): f_u, f_v, c_u, c_v of the front cameras.
-WAYMO_FRONT_INTRINSIC = (1112.17806333, 1112.04114501, 488.128479, 719.15600586)
-#: specs/waymo_e2e.md §1.7 (LEAD ``WAYMO_E2E_2025_CAMERA_SETTING``): camera -> vehicle, Waymo camera axes
-#: (x forward, y left, z up).
-WAYMO_FRONT_EXTRINSICS: dict[str, tuple[tuple[float, ...], ...]] = {
-    "FRONT_LEFT": ((0.70549636, -0.70869903, -0.00026687, 1.44509995), (0.70868651, 0.70547806, 0.00679447, 0.15270001),
-                   (-0.00462506, -0.00498361, 0.99996268, 1.80649996), (0.0, 0.0, 0.0, 1.0)),
-    "FRONT": ((0.99998026, -0.00215741, 0.00378466, 1.51909995), (0.00214115, 0.99997577, 0.0045841, 0.0258),
-              (-0.00379113, -0.00457491, 0.9999674, 1.80649996), (0.0, 0.0, 0.0, 1.0)),
-    "FRONT_RIGHT": ((0.70908528, 0.70508644, 0.00506919, 1.48150003), (-0.7050955, 0.70909768, -0.00009787, -0.1163),
-                    (-0.00366141, -0.00350169, 0.99996981, 1.80649996), (0.0, 0.0, 0.0, 1.0)),
-}
-WAYMO_FRONT_WIDTH, WAYMO_FRONT_HEIGHT = 972, 1080
-#: Waymo camera axes (x forward, y left, z up) from OpenCV axes (x right, y down, z forward).
-_WAYMO_FROM_OPENCV = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-
-
-def _orthonormal(r: F64) -> F64:
-    u, _, vt = np.linalg.svd(r)
-    return u @ vt
+#: LEAD's Waymo-rig render height (``constants.WAYMO_E2E_2025_CAMERA_SETTING``: height 1440, cropped_height 1080).
+WAYMO_RENDER_HEIGHT = 1440
 
 
 def _waymo_front_3cam() -> Rig:
-    fu, fv, cu, cv = WAYMO_FRONT_INTRINSIC
-    k = np.array([[fu, 0.0, cu], [0.0, fv, cv], [0.0, 0.0, 1.0]])
-    cams = []
-    for name in ("FRONT_LEFT", "FRONT", "FRONT_RIGHT"):
-        e = np.array(WAYMO_FRONT_EXTRINSICS[name])
-        rot = _orthonormal(e[:3, :3]) @ _WAYMO_FROM_OPENCV
-        cams.append(RigCamera(name, WAYMO_FRONT_WIDTH, WAYMO_FRONT_HEIGHT, k, se3_from_rt(rot, e[:3, 3])))
-    return Rig("waymo_front_3cam", TargetDataset.WAYMO_E2E_2025_3CAMERAS, tuple(cams))
+    from harness.world.rig_waymo import waymo_cameras
+
+    by_name = {c.name: c for c in waymo_cameras(1.0)}
+    # harness/world/rig_waymo.py puts Waymo's vehicle-frame origin on the ground; the canonical CARLA sample's
+    # rear axle is 0.36 m above it.
+    dz = -float(CARLA_REAR_AXLE_M[2])
+    return Rig("waymo_front_3cam", TargetDataset.WAYMO_E2E_2025_3CAMERAS, tuple(
+        RigCamera(n, by_name[n].width, WAYMO_RENDER_HEIGHT, by_name[n].intrinsics, _lift(by_name[n].lidar_from_camera, dz))
+        for n in ("FRONT_LEFT", "FRONT", "FRONT_RIGHT")))
 
 
 _BUILDERS = {"carla_lb_3cam": _lb_3cam, "navsim_4cam": _navsim_4cam, "waymo_front_3cam": _waymo_front_3cam}

@@ -54,7 +54,9 @@ def test_navsim_rig_reuses_nuplan_calibration_with_leads_taller_render():
     nup = {c.name: c for c in nuplan_cameras(0.25)}
     assert [c.name for c in rig.cameras] == ["CAM_L0", "CAM_F0", "CAM_R0", "CAM_B0"]
     for cam in rig.cameras:
-        np.testing.assert_array_equal(cam.ego_from_camera, nup[cam.name].lidar_from_camera)
+        want = nup[cam.name].lidar_from_camera.copy()
+        want[2, 3] += 0.45 - 0.36  # same height above the road on CARLA's lower rear axle
+        np.testing.assert_allclose(cam.ego_from_camera, want, atol=1e-12)
         np.testing.assert_array_equal(cam.intrinsics, nup[cam.name].intrinsics)
         assert (cam.width, cam.height) == (480, 280)  # LEAD: 1920 // 4 x 1120 // 4, 10 rows cropped at load
     assert _axis_yaw_deg(rig.cameras[0].ego_from_camera) > 50 and abs(_axis_yaw_deg(rig.cameras[3].ego_from_camera)) > 170
@@ -64,10 +66,12 @@ def test_waymo_front_rig_matches_spec():
     rig = get_rig("waymo_front_3cam")
     yaws = [_axis_yaw_deg(c.ego_from_camera) for c in rig.cameras]
     assert [c.name for c in rig.cameras] == ["FRONT_LEFT", "FRONT", "FRONT_RIGHT"]
-    assert yaws == pytest.approx([45.1, 0.12, -44.8], abs=0.1)
-    np.testing.assert_allclose(rig.cameras[1].ego_from_camera[:3, 3], (1.5191, 0.0258, 1.8065), atol=1e-4)
-    assert rig.cameras[1].intrinsics[0, 2] == pytest.approx(488.128479)
-    assert (rig.width, rig.height) == (3 * 972, 1080)
+    assert yaws == pytest.approx([45.1, 0.1, -44.8], abs=1e-9)
+    # Waymo's mount is 1.806 m above the road; the canonical CARLA origin (rear axle) is 0.36 m above it.
+    np.testing.assert_allclose(rig.cameras[1].ego_from_camera[:3, 3], (1.519, 0.026, 1.806 - 0.36), atol=1e-9)
+    assert rig.cameras[1].intrinsics[0, 2] == pytest.approx(488.128)
+    assert rig.cameras[1].intrinsics[1, 2] == pytest.approx(719.156)  # ~ the centre of LEAD's 1440-row render
+    assert (rig.width, rig.height) == (3 * 972, 1440)
 
 
 def test_rig_json_round_trip_scaling_and_lookup():
