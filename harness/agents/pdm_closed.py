@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.agents.base import SensorNeeds
+from harness.agents.pdm_closed_joint import JointUnroll
 from harness.agents.pdm_closed_observation import PDMObservation, build_observation, forecast_timeline
 from harness.agents.pdm_closed_path import DiscretePath, parallel_path
 from harness.agents.pdm_closed_proposals import IDMParameters, ProposalGenerator, ProposalUnroll
@@ -185,14 +186,12 @@ def run_pdm_closed(
 
 @dataclass(frozen=True)
 class _Prepared:
-    """One scene's planner inputs up to the unrolled proposals (before simulation and scoring)."""
+    """One scene's planner inputs up to its proposal generator (before the unroll)."""
 
     obs: PDMObservation
     initial: EgoInitialState
     target: F64
     generator: ProposalGenerator
-    unroll: ProposalUnroll
-    proposals: F64
 
 
 def _prepare(scene: ScoringScene, speed_limit_mps: float | None, cfg: PDMClosedConfig,
@@ -211,8 +210,7 @@ def _prepare(scene: ScoringScene, speed_limit_mps: float | None, cfg: PDMClosedC
         proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
         leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA,
     )
-    unroll = generator.generate()
-    return _Prepared(obs, initial, target, generator, unroll, unroll.states[:, : cfg.proposal_steps + 1].copy())
+    return _Prepared(obs, initial, target, generator)
 
 
 def _run_batch(
@@ -229,22 +227,27 @@ def _run_batch(
     prepared = [_prepare(s, speed_limit_mps, cfg, carried_collided) for s in scenes]
     if not prepared:
         return []
-    counts = [p.proposals.shape[0] for p in prepared]
+    joint = JointUnroll([p.generator for p in prepared])
+    joint.generate()
+    proposals = [p.generator.unroll.states[:, : cfg.proposal_steps + 1].copy() for p in prepared]
+    counts = [len(p) for p in proposals]
     initial = EgoInitialState.stack([p.initial for p in prepared])[np.repeat(np.arange(len(prepared)), counts)]
-    simulated_all = simulate(np.concatenate([p.proposals for p in prepared]), initial, step_s=cfg.step_s)
+    simulated_all = simulate(np.concatenate(proposals), initial, step_s=cfg.step_s)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     simulated = [simulated_all[bounds[i]:bounds[i + 1]] for i in range(len(prepared))]
     objects = [forecast_timeline(p.obs, cfg.observation_steps + 1) for p in prepared]
     all_scores = score_batch(list(scenes), simulated, objects=objects, config=cfg.scorer)
     times_s = np.arange(cfg.trajectory_steps + 1) * int(cfg.step_s * 1e6) / 1e6
+    bests = [int(np.argmax(scores.score)) for scores in all_scores]
+    extended = joint.extend(bests)
     out = []
-    for p, sim, obj, scores in zip(prepared, simulated, objects, all_scores, strict=True):
-        best = int(np.argmax(scores.score))
-        states = p.generator.extend(best).copy()
+    for p, props, sim, obj, scores, best, ext in zip(prepared, proposals, simulated, objects, all_scores, bests,
+                                                     extended, strict=True):
+        states = ext.copy()
         # The cache stores nuPlan EgoStates built from these rear-axle poses: report them as EgoState does.
         states[:, :3] = nuplan_rear_axle_roundtrip(states[:, :3], PACIFICA.rear_axle_to_center)
-        out.append(PDMClosedResult(states, times_s.copy(), p.proposals, sim, scores, best, p.target,
-                                   p.generator.lateral, p.generator.policy, p.obs, obj, p.unroll))
+        out.append(PDMClosedResult(states, times_s.copy(), props, sim, scores, best, p.target,
+                                   p.generator.lateral, p.generator.policy, p.obs, obj, p.generator.unroll))
     return out
 
 

@@ -1,0 +1,240 @@
+"""PDM-Closed's IDM unroll for many scenes at once: the proposals of every scene advance in one array.
+
+:class:`~harness.agents.pdm_closed_proposals.ProposalGenerator` unrolls one scene's 15 proposals with a
+Python loop over the 40 steps; most of a step's cost is the fixed overhead of its numpy calls. Here the
+generators of many scenes (each already built: paths, corridors, forecast candidates) are stacked, padded
+to the longest path and the largest observation, and stepped together:
+
+- path interpolation: a vectorised binary search replaces the per-path ``searchsorted`` (same index: the
+  first vertex whose arc length is not below the query), then the same arithmetic;
+- leaders: the per-scene candidate arrays side by side (padding never intersects a corridor), the same
+  pruning, distances and tie rules; a tie is settled by the scene's own generator;
+- the leader record shared by the proposals of one path within an update (an official quirk) is kept per
+  (scene, path) group.
+
+Every element sees the same arithmetic as in its own generator, so each scene's unroll equals
+``ProposalGenerator.generate`` / ``extend`` bit for bit; the results are written back into the generators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from harness.agents.pdm_closed_observation import ego_footprint_rings
+from harness.agents.pdm_closed_proposals import LENGTH_REAR, PROGRESS, VELOCITY, ProposalGenerator
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+class JointUnroll:
+    """The proposals of several scenes' generators, unrolled together.
+
+    Args:
+        generators: one built generator per scene, all with the same IDM parameters, step, horizons, update
+            rate, vehicle and forecast resolution.
+
+    Raises:
+        ValueError: generators configured differently.
+    """
+
+    def __init__(self, generators: Sequence[ProposalGenerator]) -> None:
+        gens = list(generators)
+        if not gens:
+            raise ValueError("JointUnroll: need at least one generator")
+        g0 = gens[0]
+        for g in gens[1:]:
+            if (g.idm_params, g.dt_s, g.proposal_steps, g.trajectory_steps, g.update_rate, g.vehicle,
+                    g.obs.resolution_steps, g.obs.num_maps) != (
+                    g0.idm_params, g0.dt_s, g0.proposal_steps, g0.trajectory_steps, g0.update_rate, g0.vehicle,
+                    g0.obs.resolution_steps, g0.obs.num_maps):
+                raise ValueError("JointUnroll: all generators must share one configuration")
+        self.gens = gens
+        n_rows = np.array([len(g.lateral) for g in gens])
+        self.row_offset = np.concatenate([[0], np.cumsum(n_rows)])
+        self.scene = np.repeat(np.arange(len(gens)), n_rows)
+        n_paths = np.array([len(g.paths) for g in gens])
+        path_offset = np.concatenate([[0], np.cumsum(n_paths)])
+        self.path = np.concatenate([g.lateral + path_offset[i] for i, g in enumerate(gens)])
+        self.local_lateral = np.concatenate([g.lateral for g in gens])
+        # Paths padded to the longest (arc length +inf, poses 0 beyond a path's end).
+        k = np.array([g._progress.shape[1] for g in gens])
+        kmax = int(k.max())
+        self.path_vertices = np.repeat(k, n_paths)
+        self.progress = np.full((len(self.path_vertices), kmax), np.inf)
+        self.states_path = np.zeros((len(self.path_vertices), kmax, 3))
+        for i, g in enumerate(gens):
+            sl = slice(path_offset[i], path_offset[i + 1])
+            self.progress[sl, : k[i]] = g._progress
+            self.states_path[sl, : k[i]] = g._states
+        self.length = np.concatenate([g._length for g in gens])
+        # Forecast candidates, sample-major, padded to the largest observation (padding is never inside).
+        n_obs = np.array([len(g.obs.tokens) for g in gens])
+        nmax = max(int(n_obs.max()), 1)
+        n_maps = g0.obs.num_maps
+        total = int(n_rows.sum())
+        self.inside = np.zeros((n_maps, total, nmax), dtype=bool)
+        self.cand_progress = np.full((n_maps, total, nmax), np.nan)
+        self.bounds = np.full((n_maps, len(gens), nmax, 4), np.nan)
+        self.polys = np.full((n_maps, len(gens), nmax), None, dtype=object)
+        self.is_red = np.zeros((len(gens), nmax), dtype=bool)
+        self.is_agent = np.zeros((len(gens), nmax), dtype=bool)
+        self.obj_heading = np.zeros((len(gens), nmax))
+        self.obj_speed = np.zeros((len(gens), nmax))
+        for i, g in enumerate(gens):
+            rows, n = slice(self.row_offset[i], self.row_offset[i + 1]), n_obs[i]
+            self.inside[:, rows, :n] = np.moveaxis(g._inside_rows, 1, 0)
+            self.cand_progress[:, rows, :n] = np.moveaxis(g._progress_rows, 1, 0)
+            self.bounds[:, i, :n] = g.bounds
+            self.polys[:, i, :n] = g.polys
+            self.is_red[i, :n] = g.obs.is_red_light
+            self.is_agent[i, :n] = g.obs.is_agent
+            self.obj_heading[i, :n] = g.obs.center_pose[:, 2]
+            self.obj_speed[i, :n] = g.obs.speed
+        # The unroll arrays of all scenes, stacked (step 0 as each generator set it).
+        self.states = np.concatenate([g.unroll.states for g in gens])
+        self.idm = np.concatenate([g.unroll.idm for g in gens])
+        self.leader = np.concatenate([g.unroll.leader for g in gens])
+        self.target_velocity = np.concatenate([g.unroll.target_velocity for g in gens])
+
+    # --- one step -------------------------------------------------------------------------------------
+
+    def _searchsorted(self, path: I64, d: F64) -> I64:
+        """``np.searchsorted(progress[path], d)`` (side left) per row: the first vertex with arc length >= d."""
+        lo = np.zeros(len(d), dtype=np.int64)
+        hi = np.full(len(d), self.progress.shape[1], dtype=np.int64)
+        active = lo < hi
+        while active.any():
+            mid = (lo + hi) // 2
+            ge = self.progress[path, np.minimum(mid, self.progress.shape[1] - 1)] >= d
+            hi = np.where(active & ge, mid, hi)
+            lo = np.where(active & ~ge, mid + 1, lo)
+            active = lo < hi
+        return lo
+
+    def _interpolate(self, rows: I64, distances_m: F64) -> F64:
+        """``ProposalGenerator.interpolate`` for global rows."""
+        path = self.path[rows]
+        d = np.minimum(np.maximum(distances_m, 1e-5), self.length[path])
+        hi = self._searchsorted(path, d)
+        hi = np.minimum(np.maximum(hi, 1), self.path_vertices[path] - 1)
+        lo = hi - 1
+        x_lo = self.progress[path, lo]
+        y_lo = self.states_path[path, lo]
+        slope = (self.states_path[path, hi] - y_lo) / (self.progress[path, hi] - x_lo)[:, None]
+        out = slope * (d - x_lo)[:, None] + y_lo
+        out[:, 2] = np.arctan2(np.sin(out[:, 2]), np.cos(out[:, 2]))
+        out[np.isnan(out)] = 0.0
+        return out
+
+    def _leader_speed(self, scene: I64, obj: I64, ego_heading: F64) -> F64:
+        rel = self.obj_heading[scene, obj] - ego_heading
+        rel = np.arctan2(np.sin(rel), np.cos(rel))
+        return np.where(self.is_agent[scene, obj], self.obj_speed[scene, obj] * np.cos(rel), 0.0)
+
+    def _update_leaders(self, rows: I64, group_start: I64, step: int) -> None:
+        g0 = self.gens[0]
+        if step % g0.update_rate != 0:
+            self.leader[rows, step] = self.leader[rows, step - 1]
+            return
+        j = g0.obs.map_index(step)
+        n_rows = len(rows)
+        scene = self.scene[rows]
+        x_prev = self.idm[rows, step - 1, PROGRESS]
+        ahead = self.inside[j, rows] & (self.cand_progress[j, rows] > x_prev[:, None])
+        has_ahead = ahead.any(axis=1)
+        out = np.zeros((n_rows, 3))
+        out[:, PROGRESS] = self.length[self.path[rows]]
+        sets_speed = np.zeros(n_rows, dtype=bool)
+        lead_speed = np.zeros(n_rows)
+        if has_ahead.any():
+            pose = self.states[rows, step - 1, :3]
+            rings = ego_footprint_rings(pose, g0.vehicle)
+            r, c = np.nonzero(ahead)
+            # The generator's pruning (it never drops the nearest candidate nor one tied with it).
+            ego_lo, ego_hi = rings[r].min(axis=1), rings[r].max(axis=1)
+            obj = self.bounds[j, scene[r], c]
+            gap = np.maximum(np.maximum(obj[:, :2] - ego_hi, ego_lo - obj[:, 2:]), 0.0)
+            lower = np.sqrt(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1])
+            vx = rings[r, 0] - obj[:, :2]
+            upper_pair = np.sqrt(vx[:, 0] * vx[:, 0] + vx[:, 1] * vx[:, 1]) + np.hypot(obj[:, 2] - obj[:, 0],
+                                                                                       obj[:, 3] - obj[:, 1])
+            upper = np.full(n_rows, np.inf)
+            np.minimum.at(upper, r, upper_pair)
+            keep = lower <= upper[r] * (1.0 + 1e-9) + 1e-9
+            r, c = r[keep], c[keep]
+            ego_polys = shapely.polygons(rings)
+            dist = np.full(ahead.shape, np.inf)
+            dist[r, c] = shapely.distance(ego_polys[r], self.polys[j, scene[r], c])
+            nearest = dist.argmin(axis=1)
+            dmin = dist[np.arange(n_rows), nearest]
+            at_min = dist == dmin[:, None]
+            n_tied = at_min.sum(axis=1)
+            n_other = n_tied - (at_min & self.is_red[scene]).sum(axis=1)
+            for i in np.flatnonzero(has_ahead & (n_other > 0) & (n_tied > 1)):
+                # Equally near leaders: settled by the scene's own generator, as it would alone.
+                gen = self.gens[int(scene[i])]
+                tied = np.flatnonzero(dist[i] == dmin[i])
+                outcome = np.where(gen.obs.is_red_light[tied], np.nan, gen._leader_speed(tied, pose[i, 2]))
+                if not np.array_equal(outcome, np.full_like(outcome, outcome[0]), equal_nan=True):
+                    nearest[i] = tied[np.argmin(gen._tie_order(int(self.local_lateral[rows[i]]), j)[tied])]
+            out[has_ahead, PROGRESS] = x_prev[has_ahead] + dmin[has_ahead]
+            sets_speed = has_ahead & ~self.is_red[scene, nearest]
+            lead_speed = self._leader_speed(scene, nearest, pose[:, 2])
+        # The leader record shared within a (scene, path) group (see ProposalGenerator.update_leaders).
+        idx = np.arange(n_rows)
+        last_speed = np.maximum.accumulate(np.where(sets_speed, idx, -1))
+        out[:, VELOCITY] = np.where(last_speed >= group_start, lead_speed[np.maximum(last_speed, 0)], 0.0)
+        last_free = np.maximum.accumulate(np.where(~has_ahead, idx, -1))
+        out[:, LENGTH_REAR] = np.where(last_free >= group_start, g0.vehicle.length / 2, 0.0)
+        self.leader[rows, step] = out
+
+    def _step(self, rows: I64, group_start: I64, step: int) -> None:
+        self._update_leaders(rows, group_start, step)
+        self.idm[rows, step] = self.gens[0].idm_params.propagate(
+            self.idm[rows, step - 1], self.leader[rows, step], self.target_velocity[rows], self.gens[0].dt_s)
+        self.states[rows, step, :3] = self._interpolate(rows, self.idm[rows, step, PROGRESS])
+
+    @staticmethod
+    def _group_start(keys: I64) -> I64:
+        """Position of the first row of each row's run of equal keys (rows sorted by key)."""
+        idx = np.arange(len(keys))
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        return np.maximum.accumulate(np.where(first, idx, 0))
+
+    # --- unrolling ------------------------------------------------------------------------------------
+
+    def generate(self) -> None:
+        """Every proposal of every scene over the proposal horizon; written into each generator's unroll."""
+        rows = np.arange(len(self.scene))
+        start = self._group_start(self.path)
+        g0 = self.gens[0]
+        with np.errstate(all="ignore"):
+            for t in range(1, g0.proposal_steps + 1):
+                self._step(rows, start, t)
+        self._write_back(rows, slice(0, g0.proposal_steps + 1))
+
+    def extend(self, proposals: Sequence[int]) -> list[F64]:
+        """Each scene's chosen proposal on to the trajectory horizon; returns their ``(T_traj + 1, 11)`` states
+        (as ``ProposalGenerator.extend``, whose arrays are updated too)."""
+        rows = self.row_offset[:-1] + np.asarray(proposals, dtype=np.int64)
+        start = np.arange(len(rows))  # one proposal per (scene, path): each row its own group
+        g0 = self.gens[0]
+        with np.errstate(all="ignore"):
+            for t in range(g0.proposal_steps + 1, g0.trajectory_steps + 1):
+                self._step(rows, start, t)
+        self._write_back(rows, slice(g0.proposal_steps + 1, g0.trajectory_steps + 1))
+        return [self.states[r] for r in rows]
+
+    def _write_back(self, rows: I64, steps: slice) -> None:
+        for r in rows.tolist():
+            i = int(self.scene[r])
+            gen, p = self.gens[i], r - int(self.row_offset[i])
+            gen.unroll.states[p, steps] = self.states[r, steps]
+            gen.unroll.idm[p, steps] = self.idm[r, steps]
+            gen.unroll.leader[p, steps] = self.leader[r, steps]
