@@ -193,10 +193,12 @@ def run() -> None:
               help="pdms: NAVSIM v1.1 PDMS; epdms: NAVSIM v2.2 one-stage EPDMS (non-reactive traffic).")
 @click.option("--human-filter", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="EPDMS only: NAVSIM v2's human filter (off reports the agent's own sub-scores).")
+@click.option("--traffic", type=click.Choice(["reactive", "non-reactive"]), default=None,
+              help="EPDMS traffic agents (default: reactive for --split navhard_two_stage, else non-reactive).")
 @_handle_errors
 def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent_name: str, out: Path | None,
                cache_dir: Path | None, batch_size: int, workers: int, engine: str, ray_address: str | None,
-               resume: bool, metric: str = "pdms", human_filter: str = "on") -> None:
+               resume: bool, metric: str = "pdms", human_filter: str = "on", traffic: str | None = None) -> None:
     """Run AGENT on a NAVSIM split and score it with NAVSIM v1.1's PDM score (PDMS).
 
     Prints NC, DAC, DDC, TTC, C, EP and PDMS (x100, mean over valid tokens) and writes per-token rows with
@@ -207,6 +209,16 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
     from harness.runner import RunCallbacks, run_navsim
 
     data_root, maps_root = _data_roots(data_root, maps_root)
+    if split == "navhard_two_stage":  # NAVSIM v2 two-stage (harness/cli_navhard.py)
+        from harness.cli_navhard import run_two_stage
+
+        if metric != "epdms":
+            raise ConfigError("--split navhard_two_stage is scored with --metric epdms")
+        out = out or Path("runs") / f"navsim-{Path(agent_name).stem}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
+        return run_two_stage(data_root, maps_root, _resolve_agent(agent_name, data_root), out,
+                             cache_dir or _metric_cache_dir(data_root, split), traffic=traffic or "reactive",
+                             human_filter=human_filter == "on", batch_size=batch_size,
+                             config={"data_root": str(data_root), "maps_root": str(maps_root), "agent": agent_name})
     reader = NavsimReader(data_root, split)
     agent = _resolve_agent(agent_name, data_root)
     _check_maps(reader, maps_root)
@@ -324,6 +336,14 @@ def score_navsim(submission: Path, data_root: Path | None, maps_root: Path | Non
     from submissions.navsim import read_submission
 
     sub = read_submission(submission)
+    if sub.version == 2 and metric == "epdms":  # two-stage navhard scoring (harness/cli_navhard.py)
+        from harness.cli_navhard import score_v2_submission
+
+        data_root, maps_root = _data_roots(data_root, maps_root)
+        out = out or Path("runs") / f"navsim-submission-{submission.stem}-{datetime.now():%Y%m%d-%H%M%S}"
+        return score_v2_submission(sub, data_root, maps_root, out, _metric_cache_dir(data_root, "navhard_two_stage"),
+                                   traffic="reactive", human_filter=human_filter == "on",
+                                   config={"submission": str(submission), "team_name": sub.metadata.team_name})
     if sub.version != 1:
         raise ConfigError(f"{submission} is a v{sub.version} submission; PDMS scores v1 files (predictions)")
     if len(sub.predictions) != 1:
@@ -507,7 +527,8 @@ def _markdown(df: Any) -> str:
 # --- commands defined in their own modules ---------------------------------------------------------------
 # Each module exposes ``register(groups)`` and adds its commands to the named groups ("main", "run",
 # "score", "submit", ...). Keeping benchmarks in separate modules keeps this file a thin shell.
-_COMMAND_MODULES: tuple[str, ...] = ("harness.cli_carla", "harness.cli_waymo", "harness.cli_carla_world")
+_COMMAND_MODULES: tuple[str, ...] = ("harness.cli_carla", "harness.cli_waymo", "harness.cli_carla_world",
+                                     "harness.cli_navhard")
 
 
 def _register_command_modules() -> None:
