@@ -26,6 +26,17 @@ import torch.nn.functional as F
 
 from harness.model.io import BoxPrediction, BoxTarget, LossWeights, ModelTargets, TFv6Config, TFv6Prediction
 
+_CLASS_CACHE: dict[tuple[str, tuple[float, ...]], torch.Tensor] = {}
+
+
+def _classes(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """The target-speed classes as a device tensor, made once per device (no host-to-device copy per step,
+    which also keeps the losses capturable in a CUDA graph after one eager step)."""
+    key = (str(device), tuple(values))
+    if key not in _CLASS_CACHE:
+        _CLASS_CACHE[key] = torch.tensor(values, dtype=torch.float32, device=device)
+    return _CLASS_CACHE[key]
+
 
 def masked_mean(per_sample: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean of ``per_sample (B,)`` over ``valid (B,)`` samples; 0 when none is valid (no host sync)."""
@@ -121,7 +132,7 @@ def _losses(pred: TFv6Prediction, targets: ModelTargets, cfg: TFv6Config,
             fde = (pred.route_m[:, -1] - rt[:, -1]).abs().mean(1)
             out["route"] = masked_mean(ade + fde, targets.route_valid)
         if pred.target_speed_logits is not None and targets.target_speed_mps is not None:
-            classes = torch.tensor(cfg.target_speed_classes_mps, device=pred.target_speed_logits.device)
+            classes = _classes(cfg.target_speed_classes_mps, pred.target_speed_logits.device)
             label = two_hot(targets.target_speed_mps, classes, targets.brake)
             ce = -(label * F.log_softmax(pred.target_speed_logits.float(), dim=-1)).sum(-1)
             out["target_speed"] = masked_mean(ce, targets.target_speed_valid)

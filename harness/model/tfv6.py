@@ -61,6 +61,7 @@ class TFv6Backbone(nn.Module):
         s5 = self.bev_sizes[-1]
         self.top_up1 = Resample(s5, (2 * s5[0], 2 * s5[1]), "bilinear")
         self.top_up2 = Resample((2 * s5[0], 2 * s5[1]), cfg.grid_shape, "bilinear")
+        self.channels_last = True  # convolutions in channels-last layout (False: the benchmark's baseline)
         mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("img_scale", 1.0 / (255.0 * std), persistent=False)
@@ -84,18 +85,19 @@ class TFv6Backbone(nn.Module):
         if (h, w) != (cfg.image_height, cfg.image_width):
             raise ValueError(f"TFv6: images are {h}x{w}, the config expects {cfg.image_height}x{cfg.image_width}")
         dt = self._dtype(img.device)
-        # ImageNet normalisation, cast and channels-last in one pass
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        # ImageNet normalisation, then one cast to the compute dtype and layout
         x_img = torch.addcmul(self.img_shift, img.to(self.img_scale.dtype), self.img_scale)
-        x_img = x_img.to(dtype=dt, memory_format=torch.channels_last)
+        x_img = x_img.to(dtype=dt, memory_format=fmt)
         if cfg.latent:
-            x_bev = self.latent_grid.to(dtype=dt, memory_format=torch.channels_last)  # batch 1, broadcast
+            x_bev = self.latent_grid.to(dtype=dt, memory_format=fmt)  # batch 1, broadcast at the first fusion
         else:
             if inputs.lidar_bev is None:
                 raise ValueError("TFv6: the config is not latent, so ModelInputs.lidar_bev is required")
             want = (b, cfg.lidar_channels, cfg.bev_height_px, cfg.bev_width_px)
             if tuple(inputs.lidar_bev.shape) != want:
                 raise ValueError(f"TFv6: lidar_bev is {tuple(inputs.lidar_bev.shape)}, expected {want}")
-            x_bev = inputs.lidar_bev.to(dtype=dt, memory_format=torch.channels_last)
+            x_bev = inputs.lidar_bev.to(dtype=dt, memory_format=fmt)
         x_img = self.image_encoder.forward_stem(x_img)
         x_bev = self.bev_encoder.forward_stem(x_bev)
         for i in range(4):
@@ -117,7 +119,10 @@ class TFv6Backbone(nn.Module):
         ob = self.image_to_bev[i](out[:, ah * aw:]).reshape(b, bh, bw, -1)
         oi = oi.to(x_img.dtype).permute(0, 3, 1, 2)  # channels-last views
         ob = ob.to(x_bev.dtype).permute(0, 3, 1, 2)
-        return x_img + self.up_image[i](oi), x_bev + self.up_bev[i](ob)
+        ui, ub = self.up_image[i](oi), self.up_bev[i](ob)
+        if not self.channels_last:
+            ui, ub = ui.contiguous(), ub.contiguous()
+        return x_img + ui, x_bev + ub
 
     def top_down(self, bev_features: torch.Tensor) -> torch.Tensor:
         """(B, C5b, h5, w5) -> the perception grid (B, bev_feature_channels, *grid_shape)."""
