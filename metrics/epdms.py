@@ -45,6 +45,7 @@ from metrics.epdms_scoring.comfort import (
 from metrics.epdms_scoring.history import history_states
 from metrics.epdms_scoring.map_metrics import (
     RedLights,
+    centerline_deviation,
     driving_direction_v2,
     lane_keeping,
     points_in_polygons,
@@ -525,7 +526,7 @@ def _score_chunk(inp: _Inputs, cfg: EPDMSConfig) -> list[EPDMSScores]:
         compliance_threshold_m=cfg.driving_direction_compliance_threshold_m,
         violation_threshold_m=cfg.driving_direction_violation_threshold_m)
     lines = _centerlines(scenes)
-    deviation = shapely.distance(shapely.points(centers), lines[row_scene][:, None])
+    deviation = centerline_deviation(centers, row_scene, lines, cfg.lane_keeping_deviation_limit_m)
     lk, lk_step = lane_keeping(deviation, center_in_inter, limit_m=cfg.lane_keeping_deviation_limit_m,
                                steps_required=int(np.ceil(cfg.lane_keeping_horizon_window_s / cfg.step_s)))
     progress_raw = _progress(lines, centers, row_scene)

@@ -152,3 +152,46 @@ def lane_keeping(deviation_m: F64, skip: B, *, limit_m: float, steps_required: i
     lk = np.where(failed.any(axis=1), 0.0, 1.0)
     step = np.where(failed.any(axis=1), np.argmax(failed, axis=1), -1)
     return lk, step
+
+
+#: Clip margin of the centerline around a scene's ego centres (must exceed the LK limit).
+_LK_CLIP_MARGIN_M = 1.0
+#: Distances this close to the LK limit are recomputed on the unclipped centerline.
+_LK_RECHECK_M = 1e-6
+
+
+def centerline_deviation(centers: F64, row_scene: I64, lines: npt.NDArray[np.object_], limit_m: float) -> F64:
+    """Distance of each centre to its scene's centerline, exact wherever it decides ``> limit_m``.
+
+    The centerline is clipped to its scene's box of centres widened by 1 m (long centerlines make GEOS's
+    point-line distance slow). A centre within 1 m of the centerline has its nearest point inside that box,
+    so its distance is unchanged up to the rounding of the clip's new vertices; a farther one gets a distance
+    above 1 m or infinity. Distances within 1e-6 m of the limit are recomputed on the full line, so the
+    comparison with the limit is always the official one (``Point.distance(centerline)``).
+
+    Args:
+        centers: ``(R, T, 2)``; row_scene ``(R,)``; lines ``(S,)`` centerline linestrings; limit_m: 0.5 m.
+
+    Returns:
+        ``(R, T)`` metres (infinite for centres more than 1 m away from a clipped-away centerline).
+    """
+    n_scenes = len(lines)
+    lo = np.full((n_scenes, 2), np.inf)
+    hi = np.full((n_scenes, 2), -np.inf)
+    np.minimum.at(lo, row_scene, centers.min(axis=1))
+    np.maximum.at(hi, row_scene, centers.max(axis=1))
+    clipped = np.empty(n_scenes, dtype=object)
+    for s in range(n_scenes):
+        if np.isfinite(lo[s]).all():
+            box = (*(lo[s] - _LK_CLIP_MARGIN_M), *(hi[s] + _LK_CLIP_MARGIN_M))
+            clipped[s] = shapely.clip_by_rect(lines[s], *box)
+        else:
+            clipped[s] = lines[s]
+    pts = shapely.points(centers)
+    dist = shapely.distance(pts, clipped[row_scene][:, None])
+    dist = np.where(np.isnan(dist), np.inf, dist)
+    near = np.abs(dist - limit_m) <= _LK_RECHECK_M
+    if near.any():
+        r, t = np.nonzero(near)
+        dist[r, t] = shapely.distance(pts[r, t], lines[row_scene[r]])
+    return dist

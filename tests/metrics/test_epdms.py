@@ -359,3 +359,19 @@ def test_scoring_is_deterministic_and_batching_changes_nothing(seed):
     for x, y in zip(one, both):
         for name in (*RANGES, "ego_progress", "pdm_score", "progress_raw"):
             np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_clipped_centerline_deviation_decides_like_the_full_line(seed):
+    from metrics.epdms_scoring.map_metrics import centerline_deviation
+
+    rng = np.random.default_rng(seed)
+    s = np.linspace(0.0, 400.0, 2001)
+    line = shapely.linestrings(np.stack([s, 5.0 * np.sin(s / 30.0)], -1) + 6e5)
+    centers = rng.uniform(0.0, 60.0, (3, 41, 2)) + 6e5
+    centers[0, :, 1] = 5.0 * np.sin((centers[0, :, 0] - 6e5) / 30.0) + 6e5 + rng.uniform(-0.6, 0.6, 41)
+    got = centerline_deviation(centers, np.zeros(3, np.int64), np.array([line], dtype=object), 0.5)
+    full = shapely.distance(shapely.points(centers), line)
+    np.testing.assert_array_equal(got > 0.5, full > 0.5)
+    np.testing.assert_allclose(got[full <= 1.0], full[full <= 1.0], rtol=0, atol=1e-9)
