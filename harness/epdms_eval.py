@@ -79,36 +79,54 @@ def plan_pdm_closed_v2(scene: ScoringScene, *, config: PDMClosedConfig = _CLOSED
     Returns:
         ``(51, 11)`` rear-axle states (t = 0..5 s) and ``(51,)`` times in seconds, as ``plan_pdm_closed``.
     """
+    return plan_pdm_closed_v2_batch([scene], config=config)[0]
+
+
+def plan_pdm_closed_v2_batch(scenes: Sequence[ScoringScene], *, config: PDMClosedConfig = _CLOSED
+                             ) -> list[tuple[F64, F64]]:
+    """:func:`plan_pdm_closed_v2` of many scenes: proposals simulated and scored in one batch (each scene's
+    result equals the scene planned alone)."""
     cfg = config
-    if scene.centerline.shape[0] < 2:
-        raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
-    obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
-                            resolution_steps=cfg.forecast_resolution_steps, horizon_steps=cfg.observation_steps)
-    paths = [DiscretePath(scene.centerline)]
-    paths += [DiscretePath(parallel_path(scene.centerline, off)) for off in cfg.lateral_offsets_m]
-    initial = initial_state(scene)
-    limit = scene.start_lane_speed_limit_mps
-    limit = None if limit is None or not np.isfinite(limit) else float(limit)
-    generator = ProposalGenerator(
-        paths, obs, initial.rear_axle_pose_global()[:2], float(scene.ego_velocity_xy[0]),
-        cfg.idm.target_velocities(limit), cfg.idm, proposal_steps=cfg.proposal_steps,
-        trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
-        leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA,
-    )
-    unroll = generator.generate()
-    proposals = unroll.states[:, : cfg.proposal_steps + 1].copy()
-    simulated = simulate(proposals, initial, step_s=cfg.step_s)
-    objects = forecast_timeline(obs, cfg.proposal_steps + 1)
+    prepared = []
+    for scene in scenes:
+        if scene.centerline.shape[0] < 2:
+            raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
+        obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
+                                resolution_steps=cfg.forecast_resolution_steps,
+                                horizon_steps=cfg.observation_steps)
+        paths = [DiscretePath(scene.centerline)]
+        paths += [DiscretePath(parallel_path(scene.centerline, off)) for off in cfg.lateral_offsets_m]
+        initial = initial_state(scene)
+        limit = scene.start_lane_speed_limit_mps
+        limit = None if limit is None or not np.isfinite(limit) else float(limit)
+        generator = ProposalGenerator(
+            paths, obs, initial.rear_axle_pose_global()[:2], float(scene.ego_velocity_xy[0]),
+            cfg.idm.target_velocities(limit), cfg.idm, proposal_steps=cfg.proposal_steps,
+            trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
+            leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA,
+        )
+        proposals = generator.generate().states[:, : cfg.proposal_steps + 1].copy()
+        prepared.append((obs, initial, generator, proposals))
+    if not prepared:
+        return []
+    counts = [p[3].shape[0] for p in prepared]
+    initial = EgoInitialState.stack([p[1] for p in prepared])[np.repeat(np.arange(len(prepared)), counts)]
+    simulated_all = simulate(np.concatenate([p[3] for p in prepared]), initial, step_s=cfg.step_s)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
     n_steps = cfg.proposal_steps + 1
-    lights = RedLights(np.asarray(obs.light_polygons, dtype=object),
-                       np.ones((n_steps, len(obs.light_polygons)), dtype=bool))
-    scores = score_batch([scene], [simulated], objects=[objects], red_lights=[lights], histories=[None],
-                         config=EPDMSConfig(human_penalty_filter=False))[0]
-    best = int(np.argmax(scores.pdm_score))
-    states = generator.extend(best).copy()
-    states[:, :3] = nuplan_rear_axle_roundtrip(states[:, :3], PACIFICA.rear_axle_to_center)
+    objects = [forecast_timeline(p[0], n_steps) for p in prepared]
+    lights = [RedLights(np.asarray(p[0].light_polygons, dtype=object),
+                        np.ones((n_steps, len(p[0].light_polygons)), dtype=bool)) for p in prepared]
+    scores = score_batch(list(scenes), [simulated_all[bounds[i]:bounds[i + 1]] for i in range(len(prepared))],
+                         objects=objects, red_lights=lights, histories=[None] * len(prepared),
+                         config=EPDMSConfig(human_penalty_filter=False))
     times_s = np.arange(cfg.trajectory_steps + 1) * int(cfg.step_s * 1e6) / 1e6
-    return states, times_s
+    out = []
+    for p, sc in zip(prepared, scores, strict=True):
+        states = p[2].extend(int(np.argmax(sc.pdm_score))).copy()
+        states[:, :3] = nuplan_rear_axle_roundtrip(states[:, :3], PACIFICA.rear_axle_to_center)
+        out.append((states, times_s.copy()))
+    return out
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class EPDMSCacheSpec:
 class EPDMSMetricCache:
     """4 s scoring scenes with PDM-Closed's v2 reference filled in, built on first use and stored."""
 
+    PLAN_CHUNK = 32
+
     def __init__(self, scenes: ScoringSceneCache) -> None:
         if abs(scenes.horizon_s - V2_HORIZON_S) > 1e-9:
             raise ValueError(f"the EPDMS cache needs {V2_HORIZON_S} s scenes, got {scenes.horizon_s} s")
@@ -144,14 +164,32 @@ class EPDMSMetricCache:
 
     def build(self, tokens: Sequence[str]) -> dict[str, str | None]:
         """Make sure every token's complete scene is stored (``harness.navsim_eval.build_metric_cache``'s
-        protocol); token -> None (ok) or its error."""
+        protocol); token -> None (ok) or its error. PDM-Closed plans ``PLAN_CHUNK`` scenes at a time."""
         out: dict[str, str | None] = {}
+        todo: list[ScoringScene] = []
         for t in tokens:
             try:
-                self.get(t)
-                out[t] = None
+                scene = self.scenes.get(t)
             except (LeadBenchError, ValueError) as exc:
                 out[t] = f"{type(exc).__name__}: {exc}"
+                continue
+            out[t] = None
+            if scene.pdm_closed_states.shape[0] == 0:
+                todo.append(scene)
+        for lo in range(0, len(todo), self.PLAN_CHUNK):
+            chunk = todo[lo : lo + self.PLAN_CHUNK]
+            try:
+                planned = plan_pdm_closed_v2_batch(chunk)
+            except (LeadBenchError, ValueError):
+                planned = None  # plan one by one to name the failing scene
+            for i, scene in enumerate(chunk):
+                try:
+                    states, times = planned[i] if planned is not None else plan_pdm_closed_v2(scene)
+                except (LeadBenchError, ValueError) as exc:
+                    out[scene.token] = f"{type(exc).__name__}: {exc}"
+                    continue
+                done = replace(scene, pdm_closed_states=states, pdm_closed_times_s=times)
+                done.save(self.scenes.path_of(scene.log_name, scene.token))
         return out
 
 
