@@ -528,7 +528,7 @@ def _markdown(df: Any) -> str:
 # Each module exposes ``register(groups)`` and adds its commands to the named groups ("main", "run",
 # "score", "submit", ...). Keeping benchmarks in separate modules keeps this file a thin shell.
 _COMMAND_MODULES: tuple[str, ...] = ("harness.cli_carla", "harness.cli_waymo", "harness.cli_carla_world",
-                                     "harness.cli_navhard")
+                                     "harness.cli_navhard", "harness.cli_report")
 
 
 def _register_command_modules() -> None:
