@@ -703,13 +703,17 @@ def with_two_frame_comfort(
     states: Sequence[F64],
     start_times_us: Sequence[int],
     predecessors: dict[str, str],
+    *,
+    both_frames: bool = False,
 ) -> list[EPDMSRow]:
-    """Sets EC of every row with a predecessor (one-stage: only the later frame of each pair gets it).
+    """Sets EC of every row with a predecessor.
 
     Args:
         rows: the scored rows; states: their agent's simulated ``(41, 11)`` states; start_times_us: their
             scene timestamps.
-        predecessors: ``token -> previous token`` (``one_stage_predecessors``).
+        predecessors: ``token -> previous token`` (``one_stage_predecessors``, or a two-stage group's pairs).
+        both_frames: also give the previous frame the pair's EC (``SceneAggregator`` in two-stage mode);
+            the one-stage script sets it on the later frame only.
     """
     index = {r.token: i for i, r in enumerate(rows)}
     cur_idx, prev_idx, overlaps = [], [], []
@@ -729,4 +733,6 @@ def with_two_frame_comfort(
         ec = two_frame_extended_comfort(cur, prev, ov).comfortable
         for k, v in zip(sel, ec):
             out[cur_idx[k]] = replace(out[cur_idx[k]], two_frame_extended_comfort=float(v))
+            if both_frames:
+                out[prev_idx[k]] = replace(out[prev_idx[k]], two_frame_extended_comfort=float(v))
     return out

@@ -221,6 +221,8 @@ def test_one_stage_pairs_consecutive_tokens_and_sets_ec_on_the_later_one():
     out = with_two_frame_comfort(rows, [prev, cur], [0, 500_000], pred)
     assert math.isnan(out[0].two_frame_extended_comfort)
     assert out[1].two_frame_extended_comfort == 0.0
+    both = with_two_frame_comfort(rows, [prev, cur], [0, 500_000], pred, both_frames=True)
+    assert [r.two_frame_extended_comfort for r in both] == [0.0, 0.0]
 
 
 # --- rows, human filter, final score -----------------------------------------------------------------------
