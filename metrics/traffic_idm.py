@@ -15,6 +15,8 @@ in its circumscribed disc), so the prefilter never changes a result.
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,6 +167,16 @@ def _starting_segments(rails: LaneRails, poses: F64, est_m: float) -> tuple[I64,
     return rail, progress, snapped
 
 
+_CORNERS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+
+
+def _box(pose: F64, length: float, width: float) -> shapely.Polygon:
+    """An oriented box polygon (corners FL, RL, RR, FR) from a centre pose, metres."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    lx, ly = _CORNERS[:, 0] * (length / 2), _CORNERS[:, 1] * (width / 2)
+    return shapely.polygons(np.stack([pose[0] + c * lx - s * ly, pose[1] + s * lx + c * ly], -1))
+
+
 def _rear_axle_centred_box(state: F64) -> shapely.Polygon:
     """The ego box of ``build_ego_state_from_simulated_ego_states``: Pacifica centred on the rear axle."""
     c = box_corners(state[None, :3], np.array([PACIFICA.half_length]), np.array([PACIFICA.half_width]))
@@ -212,6 +224,7 @@ class _Paths:
         self.keys = self.prog + np.concatenate(owner) * self._BIG
         self.start = self.prog[self.first]
         self.end = self.prog[self.last]
+        self._lists: tuple[list[float], ...] | None = None
         # suffix bounds of each path (for the bounding box of a path-to-go)
         self.sx_min, self.sx_max = self.x.copy(), self.x.copy()
         self.sy_min, self.sy_max = self.y.copy(), self.y.copy()
@@ -223,6 +236,20 @@ class _Paths:
 
     def clamp(self, a: I64, p: F64) -> F64:
         return np.minimum(np.maximum(p, self.start[a]), self.end[a])
+
+    def pose1(self, a: int, p: float) -> tuple[float, float, float]:
+        """``poses`` for one agent and one progress, in plain floats (the same arithmetic)."""
+        if self._lists is None:
+            self._lists = (self.prog.tolist(), self.x.tolist(), self.y.tolist(), self.h.tolist())
+        prog, xs, ys, hs = self._lists
+        f, la = int(self.first[a]), int(self.last[a])
+        hi = min(max(bisect.bisect_left(prog, p, f, la + 1), f + 1), la)
+        lo = hi - 1
+        dx = prog[hi] - prog[lo]
+        t = p - prog[lo]
+        h = (hs[hi] - hs[lo]) / dx * t + hs[lo]
+        return ((xs[hi] - xs[lo]) / dx * t + xs[lo], (ys[hi] - ys[lo]) / dx * t + ys[lo],
+                (h + math.pi) % (2 * math.pi) - math.pi)
 
     def poses(self, a: I64, p: F64) -> F64:
         """``(n, 3)`` x, y, heading at progress ``p`` (within the path) of agents ``a``."""
@@ -256,8 +283,8 @@ class _Paths:
         later = np.flatnonzero(self.prog[f : la + 1] > p) + f
         if not len(later):
             return np.stack([self.x[la - 1 : la + 1], self.y[la - 1 : la + 1]], -1)
-        pt = self.poses(np.array([a]), np.array([p]))[0, :2]
-        return np.concatenate([pt[None], np.stack([self.x[later], self.y[later]], -1)])
+        x, y, _ = self.pose1(a, p)
+        return np.concatenate([[[x, y]], np.stack([self.x[later], self.y[later]], -1)])
 
     def trimmed(self, a: int, s: float, e: float) -> F64:
         """``trim_path(s, e)`` of one agent as an ``(n, 2)`` polyline (s, e clamped, s <= e)."""
@@ -270,9 +297,10 @@ class _Paths:
         if not len(tail):
             return np.stack([self.x[f : f + 2], self.y[f : f + 2]], -1)
         i0, i1 = int(front[0]) + f, int(tail[-1]) + f
-        ends = self.poses(np.array([a, a]), np.array([s, e]))[:, :2]
+        xs, ys, _ = self.pose1(a, s)
+        xe, ye, _ = self.pose1(a, e)
         mid = np.stack([self.x[i0 : i1 + 1], self.y[i0 : i1 + 1]], -1)
-        return np.concatenate([ends[:1], mid, ends[1:]])
+        return np.concatenate([[[xs, ys]], mid, [[xe, ye]]])
 
 
 # --- the simulation ----------------------------------------------------------------------------------------
@@ -334,6 +362,8 @@ class IDMScene:
         # the width, and the box at fp_pose; at first only the snapped box
         self.fp_se = np.full((self.n, 2), np.nan)
         self.fp_pose = snapped[ag].copy()
+        self.cur_pose = self.paths.poses(np.arange(self.n), self.paths.clamp(np.arange(self.n), self.progress)
+                                         ) if agents else np.zeros((0, 3))
         self._fp_shape: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]] = {}
         self.fp_disks = np.zeros((self.n, 2, 3))  # (centre x, y, radius) of the path part and of the box
         if agents:
@@ -365,9 +395,7 @@ class IDMScene:
             if not np.isnan(s):
                 line = shapely.LineString(self.paths.trimmed(a, float(s), float(e)))
                 part = shapely.buffer(line, self.width[a] / 2, cap_style="flat")
-            ai = np.array([a])
-            box = polygons(box_corners(self.fp_pose[ai], self.length[ai] / 2, self.width[ai] / 2))[0]
-            got = (part, box)
+            got = (part, _box(self.fp_pose[a], float(self.length[a]), float(self.width[a])))
             self._fp_shape[a] = got
         return got
 
@@ -377,12 +405,16 @@ class IDMScene:
         assert self.paths is not None
         s = self.paths.clamp(a, self.progress[a] - self.length[a] / 2)
         e = self.paths.clamp(a, self.progress[a] + self.length[a] / 2 + self.speed[a] * self.p.headway_s)
-        pose = self.poses(a)
-        mid = self.paths.poses(a, (s + e) / 2)
+        both = self.paths.poses(np.concatenate([a, a]), np.concatenate([self.paths.clamp(a, self.progress[a]),
+                                                                         (s + e) / 2]))
+        pose, mid = both[: len(a)], both[len(a) :]
         self.fp_se[a, 0], self.fp_se[a, 1] = s, e
         self.fp_pose[a] = pose
-        self.fp_disks[a, 0] = np.stack([mid[:, 0], mid[:, 1], (e - s) / 2 + self.width[a] / 2], -1)
-        self.fp_disks[a, 1] = np.stack([pose[:, 0], pose[:, 1], np.hypot(self.length[a], self.width[a]) / 2], -1)
+        self.cur_pose[a] = pose
+        self.fp_disks[a, 0, 0], self.fp_disks[a, 0, 1] = mid[:, 0], mid[:, 1]
+        self.fp_disks[a, 0, 2] = (e - s) / 2 + self.width[a] / 2
+        self.fp_disks[a, 1, 0], self.fp_disks[a, 1, 1] = pose[:, 0], pose[:, 1]
+        self.fp_disks[a, 1, 2] = np.hypot(self.length[a], self.width[a]) / 2
         for i in a:
             self._fp_shape.pop(int(i), None)
 
@@ -484,26 +516,21 @@ class IDMScene:
         hits = shapely.intersects(geoms, buffer)
         if not hits.any():
             return  # free road: the update already written stands
-        hit_owner = np.array(part_owner)[hits]
-        own = [g for g in self._shape(a) if g is not None]
+        po = np.array(part_owner)[hits]
+        own = np.array([g for g in self._shape(a) if g is not None], dtype=object)
         # distance between the agent's occupancy geometry and each intersecting entry (unions: min over parts)
-        cand = np.unique(hit_owner)
+        d = shapely.distance(own[:, None], geoms[hits][None, :]).min(axis=0)
+        cand, inv = np.unique(po, return_inverse=True)
         dist = np.full(len(cand), np.inf)
-        po = np.array(part_owner)
-        for c_i, b in enumerate(cand):
-            theirs = geoms[po == b]
-            dist[c_i] = min(float(shapely.distance(g, theirs).min()) for g in own)
+        np.minimum.at(dist, inv, d)
         j = int(np.argmin(dist))
         b, gap = int(cand[j]), float(dist[j])
         if b == -1:
             lead_v, rel = float(np.hypot(ego[3], ego[4])), float(ego[2]) - heading
         else:
-            bi = np.array([b])
-            moved = b < a
-            v_b = self.speed[b] if moved else self._v_old[b]
-            p_b = self.progress[bi] if moved else self._p_old[bi]
-            lead_v = float(v_b)
-            rel = float(paths.poses(bi, paths.clamp(bi, p_b))[0, 2]) - heading
+            # agents before a have moved (their pose and speed are new), the others not yet
+            lead_v = float(self.speed[b] if b < a else self._v_old[b])
+            rel = float(self.cur_pose[b, 2]) - heading
         lead = lead_v * float(np.cos(_principal(rel)))
         self._idm(np.array([a]), np.array([lead]), np.array([gap]), np.array([0.0]))
 
