@@ -81,14 +81,14 @@ def _draw_bev(ax, e: SceneExplanation) -> None:
         shapes = [_bev(s.xy) for s in e.map_shapes if s.kind == kind]
         if shapes:
             face, edge, z = _MAP_STYLE[kind]
-            ax.add_collection(PolyCollection(shapes, facecolors=face, edgecolors=edge, linewidths=0.6, zorder=z))
+            ax.add_collection(PolyCollection(shapes, facecolors=face, edgecolors=edge, linewidths=0.6, zorder=z), autolim=False)
     route = [_bev(s.xy) for s in e.map_shapes if s.on_route]
     if route:
-        ax.add_collection(PolyCollection(route, facecolors="#cfe3f7", edgecolors="none", alpha=0.5, zorder=0.15))
+        ax.add_collection(PolyCollection(route, facecolors="#cfe3f7", edgecolors="none", alpha=0.5, zorder=0.15), autolim=False)
     reds = [_bev(s.xy) for s in e.map_shapes if s.kind == "red_light"]
     if reds:
         ax.add_collection(PolyCollection(reds, facecolors="#ff9999", edgecolors="#cc0000", alpha=0.45,
-                                         linewidths=0.8, zorder=0.3, label="red light connector"))
+                                         linewidths=0.8, zorder=0.3, label="red light connector"), autolim=False)
     ax.plot(*_bev(e.centerline_xy).T, color="#6baed6", lw=1.0, ls=":", zorder=0.5, label="route centerline")
 
     n_t = e.ego_footprints_xy.shape[0]
@@ -101,10 +101,10 @@ def _draw_bev(ax, e: SceneExplanation) -> None:
                 polys.append(_bev(obj.corners_xy[t]))
                 colours.append(np.append(base[:3], 0.85 - 0.7 * t / max(n_t - 1, 1)))
     if polys:
-        ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors=colours, linewidths=0.5, zorder=2))
+        ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors=colours, linewidths=0.5, zorder=2), autolim=False)
     ego = [_bev(e.ego_footprints_xy[t]) for t in steps]
     ax.add_collection(PolyCollection(ego, facecolors="none", edgecolors="#444444", linewidths=0.6, alpha=0.6,
-                                     zorder=3))
+                                     zorder=3), autolim=False)
     ax.plot(*_bev(e.pdm_closed_xy).T, color="#2ca02c", lw=1.6, ls="--", zorder=4, label="PDM-Closed")
     if e.human_xy is not None:
         ax.plot(*_bev(e.human_xy).T, color="#8c564b", lw=1.6, ls="-.", zorder=4, label="human")
@@ -113,7 +113,7 @@ def _draw_bev(ax, e: SceneExplanation) -> None:
     for h in e.highlights:
         col = RULE_COLOURS[h.rule]
         ax.add_collection(PolyCollection([_bev(p) for p in h.polygons_xy], facecolors=col, edgecolors=col,
-                                         alpha=0.35, linewidths=1.5, zorder=7))
+                                         alpha=0.35, linewidths=1.5, zorder=7), autolim=False)
         ax.plot([], [], color=col, lw=6, alpha=0.5, label=f"{h.rule} @ t={h.steps[0] / 10:.1f}s")
         if len(h.points_xy):
             ax.scatter(*_bev(h.points_xy).T, marker="x", color=col, s=28, zorder=8)
@@ -205,7 +205,7 @@ def draw_waymo(e: WaymoExplanation, *, dpi: int = 90) -> bytes:
         ax.add_collection(PolyCollection([_bev(r.corners_xy)], facecolors=col, edgecolors=col,
                                          alpha=0.18 if r.contains_prediction else 0.08,
                                          linewidths=1.6 if r.contains_prediction else 0.8,
-                                         linestyles="-" if r.horizon_s == 5 else "--"))
+                                         linestyles="-" if r.horizon_s == 5 else "--"), autolim=False)
     ax.plot(*_bev(np.vstack([[0, 0], e.prediction_xy])).T, "o-", color="#d62728", ms=3, lw=1.5, label="prediction")
     for h, idx in ((3, 11), (5, 19)):
         ax.scatter(*_bev(e.prediction_xy[idx]), marker="*", s=120, color="#d62728", zorder=5)

@@ -290,6 +290,7 @@ def _contains(geoms: npt.NDArray[np.object_], xy: F64) -> B:
     cand = ((xy[None, :, 0] > b[:, None, 0]) & (xy[None, :, 0] < b[:, None, 2])
             & (xy[None, :, 1] > b[:, None, 1]) & (xy[None, :, 1] < b[:, None, 3]))
     n, q = np.nonzero(cand)
+    shapely.prepare(geoms)  # a cache on the geometry objects; the predicate is unchanged
     out[n, q] = shapely.contains_xy(geoms[n], xy[q, 0], xy[q, 1])
     return out
 
