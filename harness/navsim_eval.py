@@ -9,6 +9,7 @@ per token and reused; ``build_metric_cache`` spreads it over Ray (or local proce
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -224,26 +225,90 @@ def pdm_closed_reference(scene: ScoringScene) -> np.ndarray:
 
 
 def score_plans(
-    scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], *, config: PDMSConfig | None = None
+    scenes: Sequence[ScoringScene],
+    plans: Sequence[Trajectory],
+    *,
+    config: PDMSConfig | None = None,
+    workers: int = 1,
 ) -> list[ProposalScores]:
     """Simulate and score ``[PDM-Closed, plan]`` for each scene; proposal 1 of each result is the agent.
 
+    With ``workers > 1`` (and the fork start method, i.e. Linux) the scenes are split into contiguous parts
+    scored by forked processes that inherit them: only part bounds and results cross process boundaries,
+    never the scenes. Every scene's result is the same as scored serially (scenes are scored independently).
+
     Raises:
         ValueError: a plan with non-finite poses (Trajectory already forbids it) or wrong shapes.
+        DataError: a scene without PDM-Closed's trajectory.
     """
     if len(scenes) != len(plans):
         raise ValueError(f"score_plans: {len(scenes)} scenes but {len(plans)} plans")
     if not scenes:
         return []
-    init = EgoInitialState.stack([initial_state(s) for s in scenes])
-    refs = np.empty((len(scenes), 2, 41, 11))
-    for i, (scene, plan) in enumerate(zip(scenes, plans, strict=True)):
-        refs[i, 0] = pdm_closed_reference(scene)
-        refs[i, 1] = reference_states_from_local_poses(plan.poses, plan.sampling.interval_s, init[i])
+    for s in scenes:
+        if s.pdm_closed_states.shape[0] < 2:
+            raise DataError("scoring scene has no PDM-Closed trajectory (metric cache incomplete)", token=s.token)
+    if workers > 1 and len(scenes) >= 2 * workers and "fork" in multiprocessing.get_all_start_methods():
+        return _score_forked(scenes, plans, config, workers)
+    return _score_serial(scenes, plans, config)
+
+
+#: What forked scoring workers inherit: (scenes, plans, config), set only while their pool runs.
+_FORK_PAYLOAD: tuple[Sequence[ScoringScene], Sequence[Trajectory], PDMSConfig | None] | None = None
+
+
+def _score_forked(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], config: PDMSConfig | None,
+                  workers: int) -> list[ProposalScores]:
+    global _FORK_PAYLOAD
+    bounds = np.linspace(0, len(scenes), workers + 1).round().astype(int).tolist()
+    parts = list(zip(bounds[:-1], bounds[1:], strict=True))
+    _FORK_PAYLOAD = (scenes, plans, config)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_score_part, parts))
+    finally:
+        _FORK_PAYLOAD = None
+    return [r for part in results for r in part]
+
+
+def _score_part(bounds: tuple[int, int]) -> list[ProposalScores]:
+    if _FORK_PAYLOAD is None:
+        raise RuntimeError("scoring worker started without its scenes (not forked from score_plans)")
+    scenes, plans, config = _FORK_PAYLOAD
+    lo, hi = bounds
+    return _score_serial(scenes[lo:hi], plans[lo:hi], config)
+
+
+def _score_serial(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], config: PDMSConfig | None
+                  ) -> list[ProposalScores]:
+    n = len(scenes)
+    # One batched initial state (the fields of ``initial_state(scene)``, validated once).
+    init = EgoInitialState(np.stack([s.ego_pose for s in scenes]), np.stack([s.ego_velocity_xy for s in scenes]),
+                           np.stack([s.ego_acceleration_xy for s in scenes]),
+                           np.array([s.timestamp_us for s in scenes], dtype=np.int64))
+    refs = np.empty((n, 2, 41, 11))
+    # Reference states in batches of scenes whose trajectories have the same shape (row-wise arithmetic, so
+    # each row equals the scene computed alone).
+    for idx in _groups([s.pdm_closed_states.shape[0] for s in scenes]):
+        closed = [scenes[i] for i in idx]
+        start_us = np.array([s.timestamp_us for s in closed], dtype=np.int64)
+        knots_us = start_us[:, None] + np.round(np.stack([s.pdm_closed_times_s for s in closed]) * 1e6).astype(
+            np.int64)
+        refs[idx, 0] = sample_reference(np.stack([s.pdm_closed_states for s in closed]), knots_us, start_us)
+    for idx in _groups([(p.poses.shape, p.sampling.interval_s) for p in plans]):
+        poses = np.stack([plans[i].poses for i in idx])
+        refs[idx, 1] = reference_states_from_local_poses(poses, plans[idx[0]].sampling.interval_s, init[idx])
     # One batched simulation for all scenes and both proposals.
-    flat_init = EgoInitialState.stack([init[i] for i in range(len(scenes)) for _ in range(2)])
-    simulated = simulate(refs.reshape(-1, 41, 11), flat_init).reshape(len(scenes), 2, 41, 11)
+    simulated = simulate(refs.reshape(-1, 41, 11), init[np.repeat(np.arange(n), 2)]).reshape(n, 2, 41, 11)
     return score_batch(list(scenes), list(simulated), config=config or PDMSConfig())
+
+
+def _groups(keys: Sequence[Any]) -> list[np.ndarray]:
+    """Indices of equal keys, grouped (first-appearance order)."""
+    out: dict[Any, list[int]] = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return [np.array(v, dtype=np.int64) for v in out.values()]
 
 
 def agent_row(token: str, scores: ProposalScores) -> dict[str, Any]:

@@ -438,16 +438,36 @@ def _progress(scenes: Sequence[ScoringScene], centers: F64, n_props: I64) -> F64
     if np.any(lens < 2):
         bad = [s.token for s, n in zip(scenes, lens) if n < 2]
         raise ValueError(f"scenes {bad}: the centerline needs at least 2 points")
-    xy = np.concatenate([s.centerline[:, :2] for s in scenes]).astype(np.float64)
-    row_scene = np.repeat(np.arange(len(scenes)), n_props)
+    # Scenes of one route share their centerline: each distinct line is prepared once.
+    line_of, lines = _distinct_lines([s.centerline[:, :2] for s in scenes])
+    row_line = np.repeat(line_of, n_props)
     # (line, x, y) of every row's first and last centre; proposals of a scene share the first (the initial
     # state), so each distinct query is located once. Equal to shapely.line_locate_point, bit for bit.
-    query = np.concatenate([np.column_stack([row_scene, centers[:, i]]) for i in (0, -1)])  # (2R, 3)
+    query = np.concatenate([np.column_stack([row_line, centers[:, i]]) for i in (0, -1)])  # (2R, 3)
     uniq, inverse = np.unique(query, axis=0, return_inverse=True)
-    located = locate_on_polylines(xy, np.concatenate([[0], np.cumsum(lens)]), uniq[:, 0].astype(np.int64),
-                                  uniq[:, 1:])
+    located = locate_on_polylines(np.concatenate(lines).astype(np.float64),
+                                  np.concatenate([[0], np.cumsum([len(v) for v in lines])]),
+                                  uniq[:, 0].astype(np.int64), uniq[:, 1:])
     proj = located[inverse.reshape(-1)].reshape(2, -1)
     return np.clip(proj[1] - proj[0], a_min=0, a_max=None)
+
+
+def _distinct_lines(lines: Sequence[F64]) -> tuple[I64, list[F64]]:
+    """Index of each line among the distinct ones (equal vertices), and the distinct lines."""
+    distinct: list[F64] = []
+    by_key: dict[tuple[int, float, float, float, float], list[int]] = {}
+    index = np.empty(len(lines), dtype=np.int64)
+    for i, v in enumerate(lines):
+        key = (len(v), float(v[0, 0]), float(v[0, 1]), float(v[-1, 0]), float(v[-1, 1]))
+        for j in by_key.get(key, []):
+            if np.array_equal(distinct[j], v):
+                index[i] = j
+                break
+        else:
+            by_key.setdefault(key, []).append(len(distinct))
+            index[i] = len(distinct)
+            distinct.append(v)
+    return index, distinct
 
 
 def _normalised_progress(masked: F64, multi: F64, row_scene: I64, n_scenes: int, cfg: PDMSConfig) -> F64:

@@ -82,3 +82,27 @@ def test_a_broken_log_is_reported_not_dropped(small_world_root, cache_dir, tmp_p
     failed = rows[~rows["valid"]]
     assert failed["error"].str.contains("annotations").all()
     assert (tmp_path / "out" / "failures.csv").is_file()
+
+
+def test_scoring_batched_and_forked_equals_one_scene_at_a_time(small_world_root, tmp_path):
+    from harness.navsim_eval import score_plans
+    from harness.runner import plan_samples
+    from harness.trajectory import NAVSIM_SAMPLING
+
+    reader = NavsimReader(small_world_root, "test")
+    refs = reader.index()[:12]
+    spec = CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / "mc")
+    by_log: dict[str, list[str]] = {}
+    for r in refs:
+        by_log.setdefault(r.log_id, []).append(r.token)
+    assert not any(build_metric_cache(spec, by_log).values())
+    cache = spec.open()
+    scenes = [cache.get(r.token) for r in refs]
+    plans = plan_samples(build_agent("cv"), [reader.load(r) for r in refs], NAVSIM_SAMPLING)
+    alone = [score_plans([s], [p])[0] for s, p in zip(scenes, plans, strict=True)]
+    for got in (score_plans(scenes, plans), score_plans(scenes, plans, workers=2)):
+        assert len(got) == len(alone)
+        for a, b in zip(alone, got, strict=True):
+            assert a.row(0) == b.row(0) and a.row(1) == b.row(1)
+            np.testing.assert_array_equal(a.ego_areas, b.ego_areas)
+            np.testing.assert_array_equal(a.progress_raw, b.progress_raw)

@@ -363,3 +363,28 @@ def test_agent_plans_from_scenes_in_the_ego_frame():
     assert traj.poses.shape == (8, 3)
     with pytest.raises(ConfigError, match="scene_provider"):
         agent.plan_from_samples([], NAVSIM_SAMPLING)
+
+
+def test_batch_of_scenes_equals_each_scene_alone(small_world_root, tmp_path):
+    from adapters.navsim.reader import NavsimReader
+    from adapters.navsim.scoring_scenes import ScoringSceneCache
+    from harness.agents.pdm_closed import PDMClosedConfig, _prepare, _run_batch, run_pdm_closed
+
+    reader = NavsimReader(small_world_root, "test")
+    cache = ScoringSceneCache(tmp_path / "scenes", reader, small_world_root / "maps")
+    refs = reader.index()
+    scenes = [cache.get(r.token) for r in refs[:: max(1, len(refs) // 10)]]
+    for alone, joint in zip([run_pdm_closed(s) for s in scenes], _run_batch(scenes), strict=True):
+        np.testing.assert_array_equal(alone.states, joint.states)
+        np.testing.assert_array_equal(alone.simulated, joint.simulated)
+        np.testing.assert_array_equal(alone.unroll.idm[:, :41], joint.unroll.idm[:, :41])
+        np.testing.assert_array_equal(alone.unroll.leader[:, :41], joint.unroll.leader[:, :41])
+        np.testing.assert_array_equal(alone.scores.score, joint.scores.score)
+        assert alone.best == joint.best
+    # The joint unroll equals each scene's own generator stepping alone (ProposalGenerator.generate/extend).
+    for scene, joint in zip(scenes, _run_batch(scenes), strict=True):
+        gen = _prepare(scene, None, PDMClosedConfig(), ()).generator
+        unroll = gen.generate()
+        np.testing.assert_array_equal(unroll.states[:, :41], joint.unroll.states[:, :41])
+        np.testing.assert_array_equal(unroll.leader[:, :41], joint.unroll.leader[:, :41])
+        np.testing.assert_array_equal(gen.extend(joint.best), joint.unroll.states[joint.best])
