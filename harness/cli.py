@@ -195,10 +195,13 @@ def run() -> None:
               help="EPDMS only: NAVSIM v2's human filter (off reports the agent's own sub-scores).")
 @click.option("--traffic", type=click.Choice(["reactive", "non-reactive"]), default=None,
               help="EPDMS traffic agents (default: reactive for --split navhard_two_stage, else non-reactive).")
+@click.option("--ckpt", "ckpts", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="--agent tfv6: a checkpoint of `lead-bench train` (repeat for an ensemble).")
 @_handle_errors
 def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent_name: str, out: Path | None,
                cache_dir: Path | None, batch_size: int, workers: int, engine: str, ray_address: str | None,
-               resume: bool, metric: str = "pdms", human_filter: str = "on", traffic: str | None = None) -> None:
+               resume: bool, metric: str = "pdms", human_filter: str = "on", traffic: str | None = None,
+               ckpts: tuple[Path, ...] = ()) -> None:
     """Run AGENT on a NAVSIM split and score it with NAVSIM v1.1's PDM score (PDMS).
 
     Prints NC, DAC, DDC, TTC, C, EP and PDMS (x100, mean over valid tokens) and writes per-token rows with
@@ -220,7 +223,7 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
                              human_filter=human_filter == "on", batch_size=batch_size,
                              config={"data_root": str(data_root), "maps_root": str(maps_root), "agent": agent_name})
     reader = NavsimReader(data_root, split)
-    agent = _resolve_agent(agent_name, data_root)
+    agent = _resolve_agent(agent_name, data_root, ckpts)
     _check_maps(reader, maps_root)
     out = out or Path("runs") / f"navsim-{Path(agent_name).stem}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
     cache_dir = cache_dir or _metric_cache_dir(data_root, split)
@@ -269,13 +272,21 @@ def _metric_cache_dir(data_root: Path, split: str) -> Path:
     return cache_root() / "metric-cache" / f"{key}-{split}"
 
 
-def _resolve_agent(name: str, data_root: Path) -> Any:
-    """An agent by registry name or checkpoint path; `mlp` trains (once, cached) on DATA_ROOT's train split."""
+def _resolve_agent(name: str, data_root: Path, ckpts: tuple[Path, ...] = ()) -> Any:
+    """An agent by registry name or checkpoint path; `mlp` trains (once, cached) on DATA_ROOT's train split;
+    `tfv6` runs the --ckpt checkpoint(s)."""
     import hashlib
 
     from adapters.navsim.reader import NavsimReader
     from harness.agents import build_agent
     from harness.runner import train_mlp_on_split
+
+    if name == "tfv6":
+        if not ckpts:
+            raise ConfigError("--agent tfv6 needs --ckpt PATH (repeat it for an ensemble)")
+        return build_agent("tfv6", checkpoint=list(ckpts), source="navsim")
+    if ckpts:
+        raise ConfigError(f"--ckpt is for --agent tfv6, not {name}")
 
     if name.endswith(".pt") or Path(name).is_file():
         return build_agent("mlp", checkpoint=Path(name))
@@ -528,7 +539,8 @@ def _markdown(df: Any) -> str:
 # Each module exposes ``register(groups)`` and adds its commands to the named groups ("main", "run",
 # "score", "submit", ...). Keeping benchmarks in separate modules keeps this file a thin shell.
 _COMMAND_MODULES: tuple[str, ...] = ("harness.cli_carla", "harness.cli_waymo", "harness.cli_carla_world",
-                                     "harness.cli_navhard", "harness.cli_report")
+                                     "harness.cli_navhard", "harness.cli_report",
+                                     "harness.cli_train")
 
 
 def _register_command_modules() -> None:

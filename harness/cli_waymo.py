@@ -22,7 +22,7 @@ from harness.errors import ConfigError
 
 DATA_ROOT_ENV = "WAYMO_E2E_DATA_ROOT"
 #: Agents that fit Waymo frames (the registry's others need NAVSIM inputs or checkpoints).
-WAYMO_AGENTS = ("cv", "human")
+WAYMO_AGENTS = ("cv", "human", "tfv6")
 
 
 def _data_root(data_root: Path | None) -> Path:
@@ -103,9 +103,12 @@ def register(groups: dict[str, click.Group]) -> None:
               help="Results directory (default: runs/waymo-AGENT-SPLIT-TIME).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Frames per agent call.")
+@click.option("--ckpt", "ckpts", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="--agent tfv6: a checkpoint of `lead-bench train` (repeat for an ensemble).")
 @handle_errors
 def run_waymo_cmd(data_root: Path | None, files: str | None, skip_corrupt: bool, clusters_path: Path | None,
-                  split: str, agent_name: str, manifest: Path | None, out: Path | None, batch_size: int) -> None:
+                  split: str, agent_name: str, manifest: Path | None, out: Path | None, batch_size: int,
+                  ckpts: tuple[Path, ...] = ()) -> None:
     """Run AGENT on a WOD-E2E split. On val: Rater Feedback Score per frame, per scenario cluster and as the
     leaderboard's mean of cluster means, ADE@3s/@5s against the top-rated rater. On test: predictions for
     the manifest's frames, for `lead-bench submit waymo`. Exit code 1 if any frame failed."""
@@ -125,7 +128,9 @@ def run_waymo_cmd(data_root: Path | None, files: str | None, skip_corrupt: bool,
                               "(--manifest)")
         required = required_frame_names(read_test_manifest(manifest_file))
     reader = _reader(root, split, files, skip_corrupt)
-    agent = build_agent(agent_name)
+    if (agent_name == "tfv6") != bool(ckpts):
+        raise ConfigError("--agent tfv6 needs --ckpt PATH (repeatable); other agents take no --ckpt")
+    agent = build_agent(agent_name, checkpoint=list(ckpts), source="waymo") if ckpts else build_agent(agent_name)
     out = out or Path("runs") / f"waymo-{agent_name}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
     config = {"benchmark": "waymo", "data_root": str(root), "split": split, "agent": agent_name,
               "files": files, "skip_corrupt": skip_corrupt, "batch_size": batch_size,

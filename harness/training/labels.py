@@ -1,0 +1,176 @@
+"""Dense training labels on the model's BEV raster and perception grid, from canonical boxes, rasters and
+points (all in the ego frame after augmentation).
+
+Raster convention (:mod:`harness.model.io`): row 0 is the far front (x max), column 0 the far left (y max);
+a cell ``(r, c)`` of size ``cell_m`` spans ``x in (x_max - (r + 1) cell, x_max - r cell]`` and likewise in y.
+Continuous grid coordinates are ``rho = (x_max - x) / cell`` (rows) and ``gamma = (y_max - y) / cell``
+(columns): a box's centre cell is ``(floor(rho), floor(gamma))`` and its offset the fractional parts.
+
+CenterNet targets follow LEAD (``get_centernet_labels``, spec §2.1): a Gaussian peak per box with CornerNet's
+radius for ``min_overlap = 0.1`` (at least 2 cells), half length and half width in metres, the heading as one of
+12 bins (bin k centred on ``k * 30 deg``) plus its residual, the box speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from harness.types import BEVRaster, Boxes3D
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+#: Canonical box class -> class index of a source's CenterNet head (LEAD's label spaces, spec §1.4).
+#: CARLA (``TransfuserBoundingBoxClass`` with the sim-to-real remap SPECIAL/PARKING -> VEHICLE): VEHICLE 0,
+#: WALKER 1, TRAFFIC_LIGHT 2, STOP_SIGN 3, SPECIAL 4, OBSTACLE 5, PARKING 6, BIKER 7. NAVSIM: vehicles only.
+BOX_HEAD_CLASSES: Mapping[str, Mapping[str, int]] = {
+    "carla": {"vehicle": 0, "pedestrian": 1, "traffic_light": 2, "stop_sign": 3, "traffic_cone": 5,
+              "czone_sign": 5, "bicycle": 7},
+    "navsim": {"vehicle": 0},
+    "waymo": {"vehicle": 0},
+}
+#: The lidar histogram's height window and saturation (LEAD ``rasterize_lidar``).
+LIDAR_Z_RANGE_M = (-4.0, 10.0)
+LIDAR_MAX_PER_PIXEL = 5.0
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster over ``extent_m = (x_min, x_max, y_min, y_max)`` with square cells of ``cell_m``."""
+
+    extent_m: tuple[float, float, float, float]
+    cell_m: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        x0, x1, y0, y1 = self.extent_m
+        return round((x1 - x0) / self.cell_m), round((y1 - y0) / self.cell_m)
+
+    def cell_centres(self) -> tuple[F64, F64]:
+        """x and y (m) of every cell centre, each ``(rows, cols)``."""
+        h, w = self.shape
+        x = self.extent_m[1] - (np.arange(h) + 0.5) * self.cell_m
+        y = self.extent_m[3] - (np.arange(w) + 0.5) * self.cell_m
+        return np.broadcast_to(x[:, None], (h, w)), np.broadcast_to(y[None, :], (h, w))
+
+    def continuous(self, xy: F64) -> tuple[F64, F64]:
+        """(rho, gamma) continuous grid coordinates of points (N, 2)."""
+        return (self.extent_m[1] - xy[:, 0]) / self.cell_m, (self.extent_m[3] - xy[:, 1]) / self.cell_m
+
+
+def gaussian_radius(length_cells: F64, width_cells: F64, min_overlap: float = 0.1) -> F64:
+    """CornerNet's radius so that a box shifted by it still overlaps the original by ``min_overlap`` (the
+    smallest of its three cases), vectorised."""
+    h, w = np.asarray(length_cells, np.float64), np.asarray(width_cells, np.float64)
+    b1 = h + w
+    c1 = w * h * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + np.sqrt(b1**2 - 4 * c1)) / 2
+    b2 = 2 * (h + w)
+    c2 = (1 - min_overlap) * w * h
+    r2 = (b2 + np.sqrt(b2**2 - 16 * c2)) / 2
+    a3 = 4 * min_overlap
+    b3 = -2 * min_overlap * (h + w)
+    c3 = (min_overlap - 1) * w * h
+    r3 = (b3 + np.sqrt(b3**2 - 4 * a3 * c3)) / 2
+    return np.minimum(np.minimum(r1, r2), r3)
+
+
+def angle_to_class(yaw_rad: F64, num_bins: int) -> tuple[npt.NDArray[np.int64], F64]:
+    """Heading bin (bin k centred on ``k * 2 pi / num_bins``) and the residual to its centre."""
+    per = 2 * np.pi / num_bins
+    shifted = np.mod(np.mod(np.asarray(yaw_rad, np.float64), 2 * np.pi) + per / 2, 2 * np.pi)
+    cls = np.minimum(np.floor(shifted / per).astype(np.int64), num_bins - 1)
+    return cls, shifted - (cls * per + per / 2)
+
+
+@dataclass(frozen=True)
+class BoxLabels:
+    """CenterNet targets of one sample (see :class:`harness.model.io.BoxTarget`, without the batch axis)."""
+
+    heatmap: F32  # (C, h, w)
+    size_m: F32  # (2, h, w)
+    offset: F32  # (2, h, w)
+    yaw_class: npt.NDArray[np.int64]  # (h, w)
+    yaw_res: F32  # (1, h, w)
+    center_mask: F32  # (h, w)
+    velocity_mps: F32  # (1, h, w)
+    num_boxes: float
+
+
+def box_labels(centre_xy: F64, size_lw: F64, yaw_rad: F64, speed_mps: F64, classes: npt.NDArray[np.int64],
+               grid: Grid, num_classes: int, num_yaw_bins: int, min_radius: int = 2) -> BoxLabels:
+    """CenterNet targets of boxes already in the (augmented) ego frame; boxes off the grid are left out."""
+    h, w = grid.shape
+    heat = np.zeros((num_classes, h, w), np.float32)
+    size = np.zeros((2, h, w), np.float32)
+    off = np.zeros((2, h, w), np.float32)
+    yaw_c = np.zeros((h, w), np.int64)
+    yaw_r = np.zeros((1, h, w), np.float32)
+    mask = np.zeros((h, w), np.float32)
+    vel = np.zeros((1, h, w), np.float32)
+    rho, gam = grid.continuous(np.asarray(centre_xy, np.float64).reshape(-1, 2))
+    r, c = np.floor(rho).astype(np.int64), np.floor(gam).astype(np.int64)
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w) & (classes >= 0) & (classes < num_classes)
+    idx = np.nonzero(inside)[0]
+    if idx.size:
+        lw = np.asarray(size_lw, np.float64)[idx] / grid.cell_m
+        rad = np.maximum(min_radius, gaussian_radius(lw[:, 0], lw[:, 1]).astype(np.int64))
+        bins, res = angle_to_class(np.asarray(yaw_rad)[idx], num_yaw_bins)
+        for j, k in enumerate(idx):  # one small Gaussian stamp per box (tens of boxes per sample)
+            rk, ck, radk = int(r[k]), int(c[k]), int(rad[j])
+            sigma = (2 * radk + 1) / 6.0
+            ys, xs = np.arange(-radk, radk + 1), np.arange(-radk, radk + 1)
+            g = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma * sigma))
+            r0, r1 = max(0, rk - radk), min(h, rk + radk + 1)
+            c0, c1 = max(0, ck - radk), min(w, ck + radk + 1)
+            patch = g[r0 - rk + radk: r1 - rk + radk, c0 - ck + radk: c1 - ck + radk]
+            hm = heat[classes[k]]
+            hm[r0:r1, c0:c1] = np.maximum(hm[r0:r1, c0:c1], patch)
+            size[:, rk, ck] = np.asarray(size_lw[k], np.float64) / 2.0
+            off[:, rk, ck] = (rho[k] - rk, gam[k] - ck)
+            yaw_c[rk, ck] = bins[j]
+            yaw_r[0, rk, ck] = res[j]
+            vel[0, rk, ck] = speed_mps[k]
+            mask[rk, ck] = 1.0
+    return BoxLabels(heat, size, off, yaw_c, yaw_r, mask, vel, float(mask.sum()))
+
+
+def head_classes(boxes: Boxes3D, head: str) -> npt.NDArray[np.int64]:
+    """Class index of each box in ``head``'s label space, -1 for classes that head does not label."""
+    table = BOX_HEAD_CLASSES.get(head, {})
+    return np.array([table.get(n, -1) for n in boxes.class_names], dtype=np.int64)
+
+
+def resample_raster(raster: BEVRaster, grid: Grid, original_from_augmented: F64 | None) -> npt.NDArray[np.int64]:
+    """A BEV class raster on ``grid`` (nearest cell; -1 where the source raster has no cell)."""
+    x, y = grid.cell_centres()
+    if original_from_augmented is not None:
+        m = original_from_augmented
+        x, y = m[0, 0] * x + m[0, 1] * y + m[0, 3], m[1, 0] * x + m[1, 1] * y + m[1, 3]
+    x0, x1, y0, y1 = raster.extent_m
+    res = raster.resolution_m
+    rows = np.floor((x1 - x) / res).astype(np.int64)
+    cols = np.floor((y1 - y) / res).astype(np.int64)
+    hs, ws = raster.classes.shape
+    ok = (rows >= 0) & (rows < hs) & (cols >= 0) & (cols < ws)
+    out = np.full(x.shape, -1, np.int64)
+    out[ok] = raster.classes[rows[ok], cols[ok]]
+    return out
+
+
+def lidar_histogram(points_xyz: F64, grid: Grid, channels: int = 1) -> F32:
+    """LEAD's LiDAR BEV input: point counts per cell for z in [-4, 10] m, clipped at 5, divided by 5;
+    ``(channels, rows, cols)`` with the same histogram in every channel."""
+    h, w = grid.shape
+    p = np.asarray(points_xyz, np.float64)
+    keep = (p[:, 2] >= LIDAR_Z_RANGE_M[0]) & (p[:, 2] <= LIDAR_Z_RANGE_M[1])
+    rho, gam = grid.continuous(p[keep, :2])
+    r, c = np.floor(rho).astype(np.int64), np.floor(gam).astype(np.int64)
+    ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    counts = np.bincount(r[ok] * w + c[ok], minlength=h * w).reshape(h, w).astype(np.float32)
+    hist = np.minimum(counts, LIDAR_MAX_PER_PIXEL) / LIDAR_MAX_PER_PIXEL
+    return np.broadcast_to(hist, (channels, h, w)).copy()

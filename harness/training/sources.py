@@ -1,0 +1,87 @@
+"""Open each training source's reader and wrap it as a :class:`~harness.training.data.SourceData`.
+
+Data roots are passed in (the CLI resolves them from options, the environment or the embedded world); this
+module reads no environment. Every source yields canonical samples with the rig's cameras attached; only the
+CARLA adapter provides perception labels beyond NAVSIM's boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.training.config import TrainConfig
+from harness.training.data import SourceData
+from harness.trajectory import TrajectorySampling
+
+#: Training rig -> the CARLA writer's rig that renders those cameras.
+CARLA_WRITER_RIG = {"navsim_4cam": "navsim_4cam", "navsim_3cam": "navsim_4cam", "waymo_front_3cam": "waymo_front_3cam",
+                    "carla_lb_3cam": "carla_lb_3cam"}
+
+
+@dataclass(frozen=True)
+class SourceRoots:
+    """Resolved data roots (directories) per source."""
+
+    navsim: Path | None = None
+    waymo: Path | None = None
+    carla: Path | None = None
+
+
+def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | None = None,
+                augment: bool = True) -> SourceData:
+    """The training dataset of one source (``split`` defaults to the config's training split)."""
+    spec = cfg.input_spec()
+    rig = spec.rig(source)
+    aug = cfg.augment if augment else None
+    d = cfg.data
+    if source == "navsim":
+        from adapters.navsim.reader import NavsimReader, SensorSelection
+
+        root = _need(roots.navsim, "navsim")
+        reader = NavsimReader(root, split or d.navsim_split)
+        sel = SensorSelection(cameras=rig.cameras, lidar=not cfg.model.latent)
+        return SourceData(source, reader.index(), lambda ref: reader.load(ref, sel), spec, aug, d.cache_images)
+    if source == "waymo":
+        from adapters.waymo.reader import WaymoReader
+
+        root = _need(roots.waymo, "waymo")
+        wreader = WaymoReader(root, split or d.waymo_split)
+        entries = wreader.entries()
+        refs = [r for r in wreader.index() if entries[r.token].has_future]
+        if not cfg.model.latent:
+            raise ConfigError("Waymo E2E has no LiDAR; train with model.latent=true")
+        return SourceData(source, refs, lambda ref: wreader.load(ref, cameras=rig.cameras), spec, aug,
+                          d.cache_images)
+    if source == "carla":
+        from adapters.carla.reader import CarlaReader, CarlaSensors
+
+        root = _need(roots.carla, "carla")
+        horizon = TrajectorySampling(cfg.model.num_waypoints, cfg.waypoint_interval_s)
+        creader = CarlaReader(root, split or d.carla_split, sampling=horizon)
+        sensors = CarlaSensors(cameras=True, lidar=not cfg.model.latent, labels=True)
+        return SourceData(source, creader.index(), lambda ref: creader.load(ref, sensors), spec, aug, d.cache_images)
+    raise ConfigError(f"unknown source {source!r}")
+
+
+def open_sources(cfg: TrainConfig, roots: SourceRoots) -> list[SourceData]:
+    return [open_source(s, cfg, roots) for s in cfg.data.sources]
+
+
+def _need(root: Path | None, source: str) -> Path:
+    if root is None or not Path(root).is_dir():
+        raise ConfigError(f"no data root for source {source} ({root}); pass --{source}-root or set data.{source}_root")
+    return Path(root)
+
+
+def roots_from_config(cfg: TrainConfig, defaults: Mapping[str, Path | None]) -> SourceRoots:
+    """Roots from the config where set, else ``defaults`` (the CLI's embedded world)."""
+    d = cfg.data
+
+    def pick(name: str) -> Path | None:
+        v = getattr(d, f"{name}_root")
+        return Path(v) if v else defaults.get(name)
+
+    return SourceRoots(pick("navsim"), pick("waymo"), pick("carla"))

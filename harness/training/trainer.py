@@ -1,0 +1,354 @@
+"""The TFv6 training loop: mixed sources, AdamW with cosine restarts, bf16 autocast on GPU, optional
+``torch.compile``, gradient clipping, exact resume, DDP under torchrun, CSV/TensorBoard logs, and validation
+with the benchmarks' own metrics (PDMS, RFS) on held-out splits.
+
+Checkpoints (``<out>/checkpoints/step_NNNNNNN.pt``, written atomically, the newest ``keep_checkpoints`` kept)
+hold only tensors and plain values and load with ``torch.load(weights_only=True)``: the model, optimiser and
+scheduler states, the step, the sampler's identity (sources, lengths, epoch length, seed; batches are a pure
+function of the step) and the torch RNG states. Resuming from one reproduces the uninterrupted run's next
+steps exactly on the same device. ``<out>/model.pt`` is the final model with its configuration (what
+``lead-bench run ... --agent tfv6 --ckpt`` reads).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from harness.agents.tfv6 import load_checkpoint
+from harness.atomic import atomic_write_text, temp_path
+from harness.errors import ConfigError
+from harness.model.io import TFv6Config
+from harness.model.losses import tfv6_losses
+from harness.model.tfv6 import TFv6
+from harness.training.config import TrainConfig, dump_yaml
+from harness.training.data import (
+    MixedBatchSampler,
+    MixedData,
+    MixPlan,
+    SourceData,
+    default_steps_per_epoch,
+    make_collate,
+    seed_worker,
+)
+
+log = logging.getLogger(__name__)
+CKPT_KIND = "lead-bench/tfv6-train"
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Process layout under torchrun (rank 0 of 1 when run directly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Where validation runs: NAVSIM split scored with PDMS, Waymo split scored with RFS (each optional)."""
+
+    navsim_root: Path | None = None
+    maps_root: Path | None = None
+    metric_cache_dir: Path | None = None
+    waymo_root: Path | None = None
+    waymo_clusters: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    final_losses: dict[str, float]
+    model_path: Path
+    val: dict[str, float] = field(default_factory=dict)
+
+
+def build_model(cfg: TFv6Config) -> TFv6:
+    return TFv6(cfg)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    o = cfg.optim
+    if o.schedule == "restarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=steps_per_epoch, T_mult=o.t_mult,
+                                                                    eta_min=o.min_lr)
+    if o.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_steps, eta_min=o.min_lr)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.precision == "fp32" or (cfg.precision == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+class _Logger:
+    """CSV always (``metrics.csv``, one row per logged step; new keys append columns), TensorBoard if present."""
+
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.path = out_dir / "metrics.csv"
+        self.enabled = enabled
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+
+    def write(self, step: int, values: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        rows: list[dict[str, Any]] = []
+        if self.path.exists():
+            with self.path.open(newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        rows.append({"step": step, **values})
+        cols: list[str] = []
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+        tmp = temp_path(self.path)
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, self.path)
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    ckpts = sorted((out_dir / "checkpoints").glob("step_*.pt"))
+    return ckpts[-1] if ckpts else None
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validation: Validation | None = None,
+          resume: Path | None = None, dist: DistInfo = DistInfo(), device: str = "auto",
+          on_step: Callable[[int, dict[str, float]], None] | None = None,
+          on_log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train TFv6 on ``sources`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        cfg: the resolved configuration.
+        out_dir: run directory (config.yaml, metrics.csv, checkpoints/, model.pt, val/).
+        sources: one dataset per ``cfg.data.sources`` entry, same order.
+        validation: held-out splits for PDMS / RFS (None: losses only).
+        resume: a checkpoint to continue from.
+        dist: torchrun layout (DDP when ``world_size > 1``).
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        on_step: called after every step with the step number and its scalar losses (progress bars).
+        on_log: called with human-readable log lines.
+    """
+    say = on_log or log.info
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if [s.source for s in sources] != list(cfg.data.sources):
+        raise ConfigError(f"sources {[s.source for s in sources]} do not match data.sources {cfg.data.sources}")
+    if cfg.batch_size % dist.world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} does not split evenly over {dist.world_size} processes")
+    dev = _device(device, dist)
+    if dist.world_size > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=dist.rank,
+                                             world_size=dist.world_size)
+    main_proc = dist.rank == 0
+    torch.manual_seed(cfg.seed + 1000 * dist.rank)  # LEAD offsets per-worker seeds by rank * 1000
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    model = build_model(cfg.model).to(dev)
+    if dev.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                            amsgrad=cfg.optim.amsgrad)
+    lengths = tuple(len(s) for s in sources)
+    spe = cfg.steps_per_epoch or default_steps_per_epoch(lengths, cfg.batch_size)
+    sched = make_scheduler(opt, cfg, spe)
+    plan = MixPlan(tuple(cfg.data.sources), lengths, cfg.batch_size // dist.world_size, spe, cfg.data.ratios,
+                   cfg.data.sim_to_real)
+
+    start = 0
+    if resume is not None:
+        ck = load_checkpoint(resume)
+        if ck.get("kind") != CKPT_KIND:
+            raise ConfigError(f"{resume} is a model-only checkpoint; resume needs a training checkpoint")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start = int(ck["step"])
+        MixedBatchSampler(plan, seed=cfg.seed).check_state(ck["sampler"])
+        rng = ck["rng"]
+        torch.set_rng_state(rng["torch"][dist.rank] if isinstance(rng["torch"], list) else rng["torch"])
+        if dev.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"][dist.rank] if isinstance(rng["cuda"], list) else rng["cuda"], dev)
+        say(f"resumed from {resume} at step {start}")
+    if main_proc:
+        atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
+
+    fwd: torch.nn.Module = model
+    if dist.world_size > 1:
+        fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                                        broadcast_buffers=False)
+    if cfg.compile:
+        fwd = torch.compile(fwd)  # the compiled module is the one used (LEAD discards it, spec §7.19)
+
+    sampler = MixedBatchSampler(plan, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, start_step=start,
+                                max_steps=cfg.max_steps, augment=True)
+    spec = cfg.input_spec()
+    loader = DataLoader(MixedData(sources), batch_sampler=sampler, collate_fn=make_collate(spec),
+                        num_workers=cfg.data.num_workers, worker_init_fn=seed_worker,
+                        pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
+                        prefetch_factor=4 if cfg.data.num_workers > 0 else None)
+    logger = _Logger(out_dir, main_proc)
+    amp = _autocast_dtype(cfg, dev)
+    say(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {dev} "
+        f"({'bf16 autocast' if amp else 'fp32'}{', compiled' if cfg.compile else ''}, {dist.world_size} process(es)); "
+        f"sources {dict(zip(plan.sources, lengths))}, {spe} steps per epoch, steps {start}..{cfg.max_steps}")
+
+    model.train()
+    step = start
+    last: dict[str, float] = {}
+    val: dict[str, float] = {}
+    acc: dict[str, float] = {}
+    n_acc = 0
+    t_data = t_comp = 0.0
+    t0 = time.perf_counter()
+    for inputs, targets, _srcs in loader:
+        t1 = time.perf_counter()
+        inputs, targets = inputs.to(dev), targets.to(dev)
+        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+            pred = fwd(inputs)
+        losses = tfv6_losses(pred, targets, cfg.model)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if cfg.optim.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
+        opt.step()
+        sched.step()
+        step += 1
+        t2 = time.perf_counter()
+        t_data += t1 - t0
+        t_comp += t2 - t1
+        t0 = t2
+        scalars = {k: float(v.detach()) for k, v in losses.items()} if (
+            on_step is not None or step % cfg.log_every == 0 or step == cfg.max_steps) else {}
+        for k, v in scalars.items():
+            acc[k] = acc.get(k, 0.0) + v
+        n_acc += bool(scalars)
+        last = scalars or last
+        if on_step is not None:
+            on_step(step, scalars)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            row = {f"train/{k}": v / max(1, n_acc) for k, v in acc.items()}
+            row.update({"lr": sched.get_last_lr()[0], "epoch": step / spe,
+                        "samples_per_s": cfg.batch_size * cfg.log_every / max(1e-9, t_data + t_comp),
+                        "data_fraction": t_data / max(1e-9, t_data + t_comp)})
+            logger.write(step, row)
+            acc, n_acc, t_data, t_comp = {}, 0, 0.0, 0.0
+        if main_proc and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+            _checkpoint(out_dir, step, model, opt, sched, sampler, cfg, dev, dist)
+        if validation is not None and cfg.val.every_steps and step % cfg.val.every_steps == 0 \
+                and step < cfg.max_steps and main_proc:
+            val = validate(model, cfg, validation, out_dir / "val" / f"step_{step:07d}", dev, say)
+            logger.write(step, val)
+            model.train()
+    model_path = out_dir / "model.pt"
+    if main_proc:
+        _checkpoint(out_dir, step, model, opt, sched, sampler, cfg, dev, dist)
+        _save(model_path, {"kind": "lead-bench/tfv6", "step": step, "model": model.state_dict(),
+                           "train_config": cfg.to_dict()})
+        if validation is not None:
+            val = validate(model, cfg, validation, out_dir / "val" / f"step_{step:07d}", dev, say)
+            logger.write(step, val)
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+    return TrainResult(step, last, model_path, val)
+
+
+def _device(device: str, dist: DistInfo) -> torch.device:
+    if device == "auto":
+        return torch.device(f"cuda:{dist.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    d = torch.device(device)
+    if d.type == "cuda" and d.index is None:
+        d = torch.device(f"cuda:{dist.local_rank}")
+    return d
+
+
+def _checkpoint(out_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
+                sampler: MixedBatchSampler, cfg: TrainConfig, dev: torch.device, dist: DistInfo) -> Path:
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if dev.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(dev)
+    if dist.world_size > 1:  # every rank's generator state, so each rank resumes its own stream
+        states: list[Any] = [None] * dist.world_size
+        torch.distributed.all_gather_object(states, rng["torch"])
+        rng["torch"] = states
+    sched_state = {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"}
+    path = out_dir / "checkpoints" / f"step_{step:07d}.pt"
+    _save(path, {"kind": CKPT_KIND, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched_state, "sampler": sampler.state_dict(), "rng": rng,
+                 "train_config": cfg.to_dict()})
+    for old in sorted((out_dir / "checkpoints").glob("step_*.pt"))[:-cfg.keep_checkpoints]:
+        old.unlink()
+    return path
+
+
+def validate(model: torch.nn.Module, cfg: TrainConfig, v: Validation, out_dir: Path, dev: torch.device,
+             say: Callable[[str], None]) -> dict[str, float]:
+    """PDMS on the NAVSIM validation split and RFS on the Waymo one (where configured and present)."""
+    from harness.agents.tfv6 import TFv6Agent
+
+    model.eval()
+    spec = cfg.input_spec()
+    out: dict[str, float] = {}
+    if cfg.val.navsim and v.navsim_root is not None and v.maps_root is not None and v.metric_cache_dir is not None:
+        from adapters.navsim.reader import NavsimReader
+        from harness.runner import run_navsim
+
+        agent = TFv6Agent.from_models([model], spec, "navsim", dev, cfg.val.batch_size)
+        summary = run_navsim(NavsimReader(v.navsim_root, cfg.val.navsim_split), agent, out_dir / "navsim",
+                             maps_root=v.maps_root, cache_dir=v.metric_cache_dir, batch_size=cfg.val.batch_size,
+                             config={"benchmark": "navsim", "agent": "tfv6", "split": cfg.val.navsim_split})
+        s = summary.metrics["score"]
+        out["val/pdms"] = 100 * s if math.isfinite(s) else float("nan")
+        out["val/navsim_ade_m"] = summary.metrics["ade_m"]
+        out["val/navsim_failed"] = float(summary.failed)
+        say(f"validation PDMS {out['val/pdms']:.2f} on {summary.scored}/{summary.expected} {cfg.val.navsim_split} "
+            f"tokens ({summary.failed} failed)")
+    if cfg.val.waymo and v.waymo_root is not None:
+        from adapters.waymo.reader import WaymoReader
+        from harness.waymo_runner import run_waymo
+
+        agent = TFv6Agent.from_models([model], spec, "waymo", dev, cfg.val.batch_size)
+        ws = run_waymo(WaymoReader(v.waymo_root, cfg.val.waymo_split), agent, out_dir / "waymo",
+                       clusters=v.waymo_clusters, batch_size=cfg.val.batch_size,
+                       config={"benchmark": "waymo", "agent": "tfv6", "split": cfg.val.waymo_split})
+        if ws.scores is not None:
+            rfs = ws.scores.mean_of_clusters_rfs
+            out["val/rfs"] = float(rfs if rfs is not None else ws.scores.frame_mean_rfs)
+            out["val/rfs_frame_mean"] = float(ws.scores.frame_mean_rfs)
+            say(f"validation RFS {out['val/rfs']:.3f} on {ws.scored}/{ws.expected} {cfg.val.waymo_split} frames "
+                f"({ws.failed} failed)")
+    return out

@@ -1,0 +1,104 @@
+"""Canonical samples -> model inputs/targets on the small embedded world (NAVSIM and Waymo rigs)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from adapters.navsim.reader import NavsimReader, SensorSelection
+from harness.errors import DataError
+from harness.model.io import TFv6Config
+from harness.training.inputs import (
+    AugmentSpec,
+    InputSpec,
+    collate,
+    encode_observation,
+    encode_sample,
+    encode_targets,
+)
+from harness.training.views import ViewAugment
+from harness.trajectory import Trajectory, TrajectorySampling
+from harness.types import BEVRaster
+
+CFG = TFv6Config.preset("tiny", image_width=192, num_waypoints=10)
+SPEC = InputSpec(CFG, {"navsim": "navsim_3cam", "waymo": "waymo_front_3cam", "carla": "navsim_3cam"})
+
+
+@pytest.fixture(scope="module")
+def sample(small_world_root):
+    reader = NavsimReader(small_world_root, "train")
+    refs = reader.index()
+    return reader.load(refs[len(refs) // 2], SensorSelection(cameras=("CAM_L0", "CAM_F0", "CAM_R0")))
+
+
+def test_observation_encoding(sample):
+    enc = encode_observation(sample.observation, "navsim", SPEC)
+    assert enc.image.shape == (3, 64, 192) and enc.image.dtype == np.uint8
+    assert enc.image[:, :40].std() > 0  # the cameras are drawn, not black
+    assert enc.speed_mps == pytest.approx(sample.observation.ego.velocity_mps[0])
+    assert enc.command.sum() == 1
+    # past poses at -2.0, -1.5, -1.0, -0.5 s: NAVSIM keeps 1.5 s of history, so the oldest is missing
+    assert enc.past_valid.tolist() == [False, True, True, True]
+    hist = sample.observation.ego.history_poses
+    np.testing.assert_allclose(enc.past_poses[1:], hist[:-1], atol=1e-5)
+    assert np.all(enc.past_poses[0] == 0)
+
+
+def test_missing_rig_camera_is_an_error(sample):
+    with pytest.raises(DataError, match="needs camera CAM_B0"):
+        encode_observation(sample.observation, "navsim", replace(SPEC, rigs={"navsim": "navsim_4cam"}))
+
+
+def test_waypoints_resampled_with_a_validity_mask(sample):
+    t = encode_targets(sample, "navsim", replace(SPEC, model=replace(CFG, num_waypoints=12)))
+    fut = sample.targets.future
+    assert fut.sampling.time_horizon_s == pytest.approx(5.0)  # the world's scenes log 10 frames at 0.5 s
+    assert t.waypoints_valid.tolist() == [True] * 10 + [False] * 2  # 12 waypoints asked, 5 s logged
+    np.testing.assert_allclose(t.waypoints[:10], fut.xy, atol=1e-5)
+    np.testing.assert_allclose(t.headings[:10], fut.poses[:, 2], atol=1e-5)
+    assert np.all(t.waypoints[10:] == 0)
+    assert "navsim" in t.boxes and "navsim" not in t.bev  # NAVSIM samples carry boxes, no BEV raster
+
+
+def test_augmentation_moves_targets_like_the_ego(sample):
+    aug = ViewAugment(0.8, np.deg2rad(4.0))
+    plain, moved = encode_targets(sample, "navsim", SPEC), encode_targets(sample, "navsim", SPEC, aug)
+    np.testing.assert_allclose(moved.waypoints, aug.points_xy(plain.waypoints), atol=1e-5)
+    np.testing.assert_allclose(moved.headings, plain.headings - np.deg2rad(4.0), atol=1e-5)
+    obs = encode_observation(sample.observation, "navsim", SPEC, aug)
+    v = sample.observation.ego.velocity_mps
+    assert obs.speed_mps == pytest.approx(aug.vectors_xy(v)[0])
+
+
+def test_encode_sample_is_deterministic_for_a_seed(sample):
+    aug = AugmentSpec(view_prob=1.0, colour_prob=1.0)
+    a = encode_sample(sample, SPEC, aug, np.random.default_rng(5))
+    b = encode_sample(sample, SPEC, aug, np.random.default_rng(5))
+    c = encode_sample(sample, SPEC, aug, np.random.default_rng(6))
+    np.testing.assert_array_equal(a.obs.image, b.obs.image)
+    np.testing.assert_array_equal(a.targets.waypoints, b.targets.waypoints)
+    assert not np.array_equal(a.targets.waypoints, c.targets.waypoints)
+
+
+def test_collate_masks_labels_a_source_lacks(sample):
+    cfg = replace(CFG, bev_semantic_classes=(("navsim", 7), ("carla", 3)), box_classes=(("navsim", 1),))
+    spec = replace(SPEC, model=cfg)
+    grid = np.zeros((64, 64), np.uint8)
+    grid[:32] = 2
+    carla_like = replace(sample, meta=replace(sample.meta, source=type(sample.meta.source)("carla")),
+                         targets=replace(sample.targets, bev=BEVRaster(grid, ("a", "b", "c"), 0.5,
+                                                                       (-16.0, 16.0, -16.0, 16.0)), boxes=None))
+    short = replace(sample, targets=replace(sample.targets, future=Trajectory(
+        sample.targets.future.poses[:2], TrajectorySampling(2, 0.5))))
+    items = [encode_sample(s, spec) for s in (sample, carla_like, short)]
+    inputs, targets = collate(items, cfg)
+    assert inputs.images.shape == (3, 3, 64, 192)
+    assert targets.bev_semantic["carla"].valid.tolist() == [False, True, False]
+    assert "navsim" not in targets.bev_semantic  # no NAVSIM sample has a raster: no target at all
+    assert targets.boxes["navsim"].valid.tolist() == [True, False, True]
+    assert targets.waypoints_valid.sum(1).tolist() == [10, 10, 2]
+    bev = targets.bev_semantic["carla"].classes[1]
+    assert (bev[:32] == 2).all() and (bev[32:] == 0).all()
+    assert (targets.bev_semantic["carla"].classes[0] == -1).all()
