@@ -176,3 +176,20 @@ def test_report_of_a_waymo_run(small_world_root, tmp_path):
     assert rules["outside every trust region (floored at 4)"].scenes == int((~rows["fully_inside_trust_region"]
                                                                              .astype(bool)).sum())
     assert "RFS" in path.read_text(encoding="utf-8")
+
+
+def test_report_of_a_carla_run(tmp_path):
+    from tests.metrics.carla_results import three_routes
+
+    src = tmp_path / "three.json"
+    src.write_text(json.dumps(three_routes()))
+    res = CliRunner().invoke(main, ["run", "carla", "--results", str(src), "--out", str(tmp_path / "carla")])
+    assert res.exit_code in (0, 1), res.output
+    path, rep = write_report(tmp_path / "carla", tmp_path / "c.html", worst=2, n_boot=200)
+    assert rep.benchmark == "carla" and rep.main_metric == "driving_score"
+    assert all(w.picture is None and "no per-scene pictures" in w.note for w in rep.worst)
+    rows = pd.read_parquet(tmp_path / "carla" / "rows.parquet")
+    rules = {r.column: r for r in rep.rules}
+    scored = rows[rows["error"].isna()]
+    assert rules["collisions_vehicle"].scenes == int((scored["collisions_vehicle"].fillna(0) > 0).sum()) > 0
+    assert "driving_score" in path.read_text(encoding="utf-8") or "DS" in path.read_text(encoding="utf-8")
