@@ -69,9 +69,10 @@ def draw_navsim(e: SceneExplanation, *, dpi: int = 90) -> bytes:
     main = outer[-1].subgridspec(1, 2, width_ratios=[1.25, 1.0], wspace=0.08)
     ax = fig.add_subplot(main[0])
     _draw_bev(ax, e)
-    right = main[1].subgridspec(2, 1, height_ratios=[1.0, 1.15], hspace=0.25)
+    right = main[1].subgridspec(3, 1, height_ratios=[1.0, 0.42, 1.0], hspace=0.3)
     _draw_panel(fig.add_subplot(right[0]), e)
-    _draw_comfort(fig.add_subplot(right[1]), e)
+    _draw_reasons(fig.add_subplot(right[1]), e)
+    _draw_comfort(fig.add_subplot(right[2]), e)
     fig.suptitle(e.title, fontsize=12)
     return _png(fig, dpi)
 
@@ -110,10 +111,10 @@ def _draw_bev(ax, e: SceneExplanation) -> None:
         ax.plot(*_bev(e.human_xy).T, color="#8c564b", lw=1.6, ls="-.", zorder=4, label="human")
     ax.plot(*_bev(e.simulated_xy).T, color="#111111", lw=1.4, zorder=5, label="simulated ego")
     ax.plot(*_bev(e.submitted_xy).T, "o-", color="#1f77b4", ms=3.5, lw=1.2, zorder=6, label="submitted")
-    for h in e.highlights:
+    for z, h in enumerate(sorted(e.highlights, key=lambda h: -list(RULE_COLOURS).index(h.rule))):
         col = RULE_COLOURS[h.rule]
         ax.add_collection(PolyCollection([_bev(p) for p in h.polygons_xy], facecolors=col, edgecolors=col,
-                                         alpha=0.35, linewidths=1.5, zorder=7), autolim=False)
+                                         alpha=0.45, linewidths=1.5, zorder=7 + 0.1 * z), autolim=False)
         ax.plot([], [], color=col, lw=6, alpha=0.5, label=f"{h.rule} @ t={h.steps[0] / 10:.1f}s")
         if len(h.points_xy):
             ax.scatter(*_bev(h.points_xy).T, marker="x", color=col, s=28, zorder=8)
@@ -173,12 +174,15 @@ def _draw_panel(ax, e: SceneExplanation) -> None:
     ax.set_xlim(0, 2.1)
     ax.set_xticks([0, 0.5, 1.0])
     ax.tick_params(labelsize=7)
+    ax.set_title("sub-scores (recomputed; the run's value in brackets)", fontsize=9)
+
+
+def _draw_reasons(ax, e: SceneExplanation) -> None:
     lines = [f"• {r}" for r in e.reasons] or ["• no rule broken"]
     if e.at_fault_reason and not any(e.at_fault_reason in r for r in e.reasons):
         lines.insert(0, f"• {e.at_fault_reason}")
-    text = "\n".join(_wrap(x, 95) for x in lines[:6])
-    ax.text(0.0, -0.12, text, transform=ax.transAxes, va="top", fontsize=7.5)
-    ax.set_title("sub-scores (recomputed; the run's value in brackets)", fontsize=9)
+    ax.axis("off")
+    ax.text(0.0, 1.0, "\n".join(_wrap(x, 100) for x in lines[:6]), transform=ax.transAxes, va="top", fontsize=7.5)
 
 
 def _wrap(text: str, width: int) -> str:

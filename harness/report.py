@@ -34,12 +34,10 @@ from harness.compare import METRIC_COLUMNS, SHORT_NAMES, Run, bootstrap_mean_ci,
 MAIN_SCORE = {"navsim": "score", "waymo": "rfs", "carla": "driving_score"}
 _EXTRA_SHORT = {"traffic_light_compliance": "TLC", "lane_keeping": "LK", "history_comfort": "HC",
                 "two_frame_extended_comfort": "EC", "fully_inside_trust_region": "inside TR"}
-#: NAVSIM sub-scores in display order (PDMS and EPDMS), and those that multiply the score (a 0 zeroes it).
+#: NAVSIM sub-scores in display order (PDMS and EPDMS).
 NAVSIM_RULES = ("no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
                 "traffic_light_compliance", "time_to_collision_within_bound", "comfort", "lane_keeping",
                 "history_comfort", "two_frame_extended_comfort", "ego_progress")
-MULTIPLIERS = {"no_at_fault_collisions", "drivable_area_compliance", "driving_direction_compliance",
-               "traffic_light_compliance"}
 
 #: Renders explain pictures of some rows: ``[(token, row)] -> [(png or None, note)]``.
 PictureSource = Callable[[Sequence[tuple[str, dict[str, Any]]]], list[tuple[bytes | None, str]]]
