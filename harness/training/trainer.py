@@ -190,6 +190,7 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
                    cfg.data.sim_to_real)
 
     start = 0
+    ck: dict[str, Any] | None = None
     if resume is not None:
         ck = load_checkpoint(resume)
         if ck.get("kind") != CKPT_KIND:
@@ -199,11 +200,6 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
         sched.load_state_dict(ck["scheduler"])
         start = int(ck["step"])
         MixedBatchSampler(plan, seed=cfg.seed).check_state(ck["sampler"])
-        rng = ck["rng"]
-        torch.set_rng_state(rng["torch"][dist.rank] if isinstance(rng["torch"], list) else rng["torch"])
-        if dev.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"][dist.rank] if isinstance(rng["cuda"], list) else rng["cuda"], dev)
-        say(f"resumed from {resume} at step {start}")
     if main_proc:
         atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
 
@@ -221,6 +217,13 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
                         num_workers=cfg.data.num_workers, worker_init_fn=seed_worker,
                         pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
                         prefetch_factor=4 if cfg.data.num_workers > 0 else None)
+    batches = iter(loader)  # creating the iterator draws from torch's RNG, so restore the RNG after it
+    if ck is not None:
+        rng = ck["rng"]
+        torch.set_rng_state(rng["torch"][dist.rank] if isinstance(rng["torch"], list) else rng["torch"])
+        if dev.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"][dist.rank] if isinstance(rng["cuda"], list) else rng["cuda"], dev)
+        say(f"resumed from {resume} at step {start}")
     logger = _Logger(out_dir, main_proc)
     amp = _autocast_dtype(cfg, dev)
     say(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {dev} "
@@ -235,7 +238,7 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
     n_acc = 0
     t_data = t_comp = 0.0
     t0 = time.perf_counter()
-    for inputs, targets, _srcs in loader:
+    for inputs, targets, _srcs in batches:
         t1 = time.perf_counter()
         inputs, targets = inputs.to(dev), targets.to(dev)
         with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
