@@ -190,13 +190,35 @@ def build_metric_cache(
         return results
     if ray_address is not None:
         raise LeadBenchError("--ray-address needs Ray: pip install -c constraints.txt -e '.[ray]'")
-    log.warning("Ray is not installed; caching with %d local processes instead", workers)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for job, res in zip(jobs, pool.map(_cache_log_in_pool, jobs), strict=True):
-            results.update(res)
-            if on_log_done:
-                on_log_done(len(job[1]))
+    log.info("caching %d logs with %d local processes", len(jobs), workers)
+    context = None
+    if "fork" in multiprocessing.get_all_start_methods():
+        # Workers forked from here inherit the parsed logs and the maps: read once, not once per worker.
+        context = multiprocessing.get_context("fork")
+        _WORKER_CACHE.clear()
+        _WORKER_CACHE[spec] = _preloaded(spec, [job[1] for job in jobs])
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            for job, res in zip(jobs, pool.map(_cache_log_in_pool, jobs), strict=True):
+                results.update(res)
+                if on_log_done:
+                    on_log_done(len(job[1]))
+    finally:
+        _WORKER_CACHE.clear()
     return results
+
+
+def _preloaded(spec: CacheSpec, token_lists: Sequence[Sequence[str]]) -> MetricCache:
+    """The spec's cache with the split's logs parsed and the maps of the given tokens' locations read."""
+    cache = spec.open()
+    for tokens in token_lists:
+        if tokens:
+            try:
+                frames, current = cache.scenes.reader.scene_frames(tokens[0])
+                cache.scenes.map_for(frames[current].map_location)
+            except LeadBenchError:
+                continue  # the worker reports it for each token
+    return cache
 
 
 def _try_ray() -> Any:

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from harness.agents.base import SensorNeeds
 from harness.agents.pdm_closed_joint import JointUnroll
 from harness.agents.pdm_closed_observation import PDMObservation, build_observation, forecast_timeline
-from harness.agents.pdm_closed_path import DiscretePath, parallel_path
+from harness.agents.pdm_closed_path import DiscretePath, PathBundle, parallel_path
 from harness.agents.pdm_closed_proposals import IDMParameters, ProposalGenerator, ProposalUnroll
 from harness.errors import ConfigError, DataError
 from harness.geometry import global_to_local
@@ -195,22 +195,43 @@ class _Prepared:
 
 
 def _prepare(scene: ScoringScene, speed_limit_mps: float | None, cfg: PDMClosedConfig,
-             carried_collided: Collection[str]) -> _Prepared:
+             carried_collided: Collection[str], shared_paths: _SharedPaths | None = None) -> _Prepared:
     if scene.centerline.shape[0] < 2:
         raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
     obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
                             resolution_steps=cfg.forecast_resolution_steps, horizon_steps=cfg.observation_steps,
                             carried_collided=carried_collided)
-    paths = [DiscretePath(scene.centerline)]
-    paths += [DiscretePath(parallel_path(scene.centerline, off)) for off in cfg.lateral_offsets_m]
+    paths, bundle = _lateral_paths(scene.centerline, cfg.lateral_offsets_m, shared_paths)
     initial = initial_state(scene)
     target = cfg.idm.target_velocities(_speed_limit_of(scene, speed_limit_mps))
     generator = ProposalGenerator(
         paths, obs, initial.rear_axle_pose_global()[:2], float(scene.ego_velocity_xy[0]), target, cfg.idm,
         proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
-        leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA,
+        leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA, bundle=bundle,
     )
     return _Prepared(obs, initial, target, generator)
+
+
+#: Lateral paths already built in a batch: centerline key -> [(centerline, offsets, paths, bundle)].
+_SharedPaths = dict[tuple[int, float, float, float, float], list[tuple[F64, tuple[float, ...], list[DiscretePath],
+                                                                       PathBundle]]]
+
+
+def _lateral_paths(centerline: F64, offsets_m: tuple[float, ...], shared: _SharedPaths | None
+                   ) -> tuple[list[DiscretePath], PathBundle]:
+    """The centerline and its parallel paths, reused from ``shared`` when a scene of the batch had the same
+    centerline (a route's scenes usually do); paths are read-only to the planner."""
+    key = (len(centerline), float(centerline[0, 0]), float(centerline[0, 1]), float(centerline[-1, 0]),
+           float(centerline[-1, 1]))
+    for line, offs, paths, bundle in (shared or {}).get(key, []):
+        if offs == offsets_m and np.array_equal(line, centerline):
+            return paths, bundle
+    paths = [DiscretePath(centerline)]
+    paths += [DiscretePath(parallel_path(centerline, off)) for off in offsets_m]
+    bundle = PathBundle(paths)
+    if shared is not None:
+        shared.setdefault(key, []).append((centerline, offsets_m, paths, bundle))
+    return paths, bundle
 
 
 def _run_batch(
@@ -224,7 +245,8 @@ def _run_batch(
     and scored in one ``score_batch`` call (each scene's EP still normalised over its own 15 proposals); the
     per-row arithmetic is the same, so every result equals the scene planned alone."""
     cfg = config
-    prepared = [_prepare(s, speed_limit_mps, cfg, carried_collided) for s in scenes]
+    shared: _SharedPaths = {}
+    prepared = [_prepare(s, speed_limit_mps, cfg, carried_collided, shared) for s in scenes]
     if not prepared:
         return []
     joint = JointUnroll([p.generator for p in prepared])

@@ -149,7 +149,9 @@ class PathBundle:
     def __init__(self, paths: list[DiscretePath]) -> None:
         if len({len(p.progress) for p in paths}) != 1:
             raise ValueError("PathBundle: all paths must have the same number of vertices")
-        for name in ("progress", "_a", "_b", "_dxy", "_len2", "_seg_len", "_chunk_lo", "_chunk_hi", "_chunk_first"):
+        self.num_paths = len(paths)
+        for name in ("progress", "states", "_a", "_b", "_dxy", "_len2", "_seg_len", "_chunk_lo", "_chunk_hi",
+                     "_chunk_first"):
             setattr(self, name, np.stack([getattr(p, name) for p in paths]))
 
     def project(self, which: npt.ArrayLike, points_xy: npt.ArrayLike) -> F64:

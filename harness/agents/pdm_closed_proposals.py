@@ -155,6 +155,7 @@ class ProposalGenerator:
         proposal_steps / trajectory_steps: 40 and 50 steps of ``dt_s`` = 0.1 s.
         leading_agent_update_rate: leaders are searched every this many steps (2).
         vehicle: ego parameters.
+        bundle: ``PathBundle(paths)`` if already built (scenes with the same centerline share it).
     """
 
     def __init__(
@@ -171,6 +172,7 @@ class ProposalGenerator:
         dt_s: float = 0.1,
         leading_agent_update_rate: int = 2,
         vehicle: VehicleParameters = PACIFICA,
+        bundle: PathBundle | None = None,
     ) -> None:
         if len({len(p.progress) for p in paths}) != 1:
             raise ValueError("ProposalGenerator: all paths must have the same number of vertices")
@@ -191,10 +193,12 @@ class ProposalGenerator:
         self.unroll = ProposalUnroll(np.zeros((p, t, STATE_SIZE)), np.zeros((p, t, 2)), np.zeros((p, t, 3)),
                                      self.lateral, self.policy, tv[self.policy])
         # Stacked path arrays: one interpolation call serves proposals on different paths.
-        self._progress = np.stack([path.progress for path in paths])
-        self._states = np.stack([path.states for path in paths])
+        if bundle is not None and bundle.num_paths != len(paths):
+            raise ValueError(f"ProposalGenerator: a bundle of {bundle.num_paths} paths for {len(paths)} paths")
+        self._bundle = bundle or PathBundle(paths)
+        self._progress = self._bundle.progress
+        self._states = self._bundle.states
         self._length = np.array([path.length for path in paths])
-        self._bundle = PathBundle(paths)
         ego_xy = np.asarray(ego_rear_axle_xy, dtype=np.float64)
         self.start_progress = self._bundle.project(np.arange(n_lat), np.broadcast_to(ego_xy, (n_lat, 2)))
         u = self.unroll
