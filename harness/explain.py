@@ -328,6 +328,14 @@ def _run_config(run_dir: Path) -> dict[str, Any]:
         raise DataError(f"cannot read the run's configuration ({exc})", path=path) from exc
 
 
+def _run_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the run's summary ({exc})", path=path) from exc
+
+
 def _run_row(run_dir: Path, token: str) -> dict[str, Any]:
     path = run_dir / "rows.parquet"
     try:
@@ -354,6 +362,10 @@ class NavsimRunScenes:
         cfg = _run_config(self.run_dir)
         if cfg.get("benchmark") != "navsim":
             raise DataError(f"not a NAVSIM run (benchmark {cfg.get('benchmark')!r})", path=self.run_dir)
+        summary = _run_summary(self.run_dir)
+        if summary.get("metric") == "epdms" or "EPDMS" in str(summary.get("scorer", "")):
+            raise DataError("explain draws PDMS v1.1 runs; this is an EPDMS run (its explanation is not built yet)",
+                            path=self.run_dir)
         missing = [k for k in ("data_root", "maps_root", "cache_dir") if not cfg.get(k)]
         if missing:
             raise DataError(f"config.json lacks {missing}; explain needs the run's data roots", path=self.run_dir)

@@ -175,3 +175,17 @@ def test_explain_waymo_trust_regions_and_horizon_scores(small_world_root, tmp_pa
     assert on_rater.fully_inside and on_rater.score == pytest.approx(e.rater_scores.max())
     write_png(draw_waymo(on_rater), tmp_path / "on_rater.png")
     _check_png(tmp_path / "on_rater.png")
+
+
+def test_explain_refuses_an_epdms_run(navsim_run, tmp_path):
+    import json
+    import shutil
+
+    run = tmp_path / "epdms"
+    shutil.copytree(navsim_run, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(metric="epdms", scorer="navsim-v2.2 EPDMS")
+    (run / "summary.json").write_text(json.dumps(summary))
+    token = str(pd.read_parquet(run / "rows.parquet")["token"].iloc[0])
+    res = CliRunner().invoke(main, ["explain", "navsim", "--run", str(run), "--token", token])
+    assert res.exit_code == 2 and "EPDMS" in res.output
