@@ -6,6 +6,8 @@ Layout under the output directory (NAVSIM's own, so ``--data-root DIR --maps-roo
     sensor_blobs/{train,test}/<log>/CAM_*/…jpg, MergedPointCloud/…pcd
     maps/nuplan-maps-v1.0.json, maps/<location>/<version>/map.gpkg
     waymo/                WOD-E2E shards and side files (adapters/waymo/world_writer.py; --data-root DIR/waymo)
+    carla/                a small LEAD-format portion (adapters/carla/writer.py; CarlaReader(DIR/carla, "train")):
+                          see EmbeddedCarlaOptions
     world.json            written last: the config and format version; its presence marks a complete build
 """
 
@@ -20,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.carla.writer import CarlaWriteOptions, write_carla_world
 from adapters.navsim.map_writer import write_nuplan_maps
 from adapters.navsim.writer import NavsimWriteOptions, write_navsim_log
 from adapters.waymo.world_writer import WaymoWriteOptions, write_waymo_world
@@ -30,12 +33,36 @@ from harness.world.model import WorldLog
 log = logging.getLogger(__name__)
 
 #: Bump when the on-disk output of the embedded world changes, so stale caches are rebuilt.
-WORLD_FORMAT_VERSION = 1
+WORLD_FORMAT_VERSION = 2
 MARKER = "world.json"
 #: Sub-directory of the Waymo E2E data (the bucket's flat layout).
 WAYMO_DIR = "waymo"
 #: Waymo writer sources outside harness/world and adapters/navsim that shape the written files.
 WAYMO_WRITER_FILES = ("world_writer.py", "world_raters.py", "schema.py", "tfrecord.py", "labels.py", "layout.py")
+#: Sub-directory of the LEAD/CARLA portion (``<root>/carla/data/...``, ``<root>/carla/splits/<split>.txt``).
+CARLA_DIR = "carla"
+#: CARLA writer sources outside harness/world that shape the written files.
+CARLA_WRITER_FILES = ("writer.py", "timeline.py", "format.py", "frames.py", "rigs.py")
+
+
+@dataclass(frozen=True)
+class EmbeddedCarlaOptions:
+    """The embedded world's simulator data: a small LEAD route-folder copy of some of its logs.
+
+    Small on purpose, so that it adds seconds, not minutes, to a build (a full-size copy of every frame and
+    rig costs 1-5 min; ``lead-bench world carla`` writes that). The defaults give each train log as one route
+    with the CARLA leaderboard 3-camera rig at half LEAD's size (3 x 192 x 192), every 16th 4 Hz frame (one per
+    4 s, so a 30 s route's whole drive is covered) up to 8 frames, all labels (boxes, BEV, image semantics,
+    depth, LiDAR, radar), no perturbed copies: 32 labelled frames in the default world, about 5-10 s of build.
+
+    Args:
+        write: the CARLA writer's options (rig, camera scale, frame stride and limit, perturbed copies).
+        splits: world splits whose logs are written; the reader's split names are the same.
+    """
+
+    write: CarlaWriteOptions = CarlaWriteOptions(rig="carla_lb_3cam", camera_scale=0.5, perturbed=False,
+                                                 frame_stride=16, max_frames=8)
+    splits: tuple[str, ...] = ("train",)
 
 
 @dataclass(frozen=True)
@@ -45,11 +72,12 @@ class EmbeddedWorldSpec:
     config: WorldConfig = WorldConfig()
     navsim: NavsimWriteOptions = NavsimWriteOptions()
     waymo: WaymoWriteOptions = WaymoWriteOptions()
+    carla: EmbeddedCarlaOptions | None = EmbeddedCarlaOptions()
 
     def to_json(self) -> dict[str, Any]:
         return {"format_version": WORLD_FORMAT_VERSION, "generator": generator_digest(),
                 "config": asdict(self.config), "navsim": asdict(self.navsim),
-                "waymo": asdict(self.waymo)}
+                "waymo": asdict(self.waymo), "carla": None if self.carla is None else asdict(self.carla)}
 
 
 def generator_digest() -> str:
@@ -64,11 +92,13 @@ def generator_digest() -> str:
         for f in sorted(Path(pkg.__path__[0]).glob("*.py")):
             h.update(f.name.encode())
             h.update(f.read_bytes())
+    import adapters.carla
     import adapters.waymo
 
-    for name in WAYMO_WRITER_FILES:
-        h.update(name.encode())
-        h.update((Path(adapters.waymo.__path__[0]) / name).read_bytes())
+    for pkg, names in ((adapters.waymo, WAYMO_WRITER_FILES), (adapters.carla, CARLA_WRITER_FILES)):
+        for name in names:
+            h.update(name.encode())
+            h.update((Path(pkg.__path__[0]) / name).read_bytes())
     return h.hexdigest()
 
 
@@ -118,6 +148,13 @@ def build_embedded_world(
                              "map_location": world.road_map.location}
     write_waymo_world(world, root / WAYMO_DIR, camera_scale=spec.navsim.camera_scale, options=spec.waymo,
                       workers=workers)
+    if spec.carla is not None:
+        unknown = [s for s in spec.carla.splits if s not in world.splits]
+        if unknown:
+            raise ValueError(f"EmbeddedCarlaOptions.splits: {unknown} are not world splits {sorted(world.splits)}")
+        names = [n for s in spec.carla.splits for n in world.splits[s]]
+        if names:
+            write_carla_world(world, root / CARLA_DIR, spec.carla.write, logs=names)
     atomic_write_text(root / MARKER, json.dumps(meta, indent=2) + "\n")
     log.info("embedded world written to %s: %d logs (%s)", root, len(jobs),
              ", ".join(f"{k}: {len(v)}" for k, v in world.splits.items()))

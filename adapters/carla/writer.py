@@ -82,6 +82,9 @@ class CarlaWriteOptions:
         jpeg_quality: RGB JPEG quality (LEAD: 30 for its leaderboard data).
         perturbed: also write the ``*_perturbated`` copies.
         max_frames: write at most this many 4 Hz frames per route (None: all).
+        frame_stride: write every ``frame_stride``-th 4 Hz frame (1: all, as LEAD). Files keep LEAD's frame
+            numbers (``0000``, ``0010``, ...), so tokens and times stay those of the full route; each frame's
+            meta carries its own 20 Hz past and future, so a strided route reads like a full one.
         lidar_sweeps: world frames (10 Hz) accumulated into each ``.laz``; ``time`` = age in 20 Hz ticks.
         annotation_radius_m: boxes farther than this from the ego are not written (LEAD's ``bb_save_radius``).
     """
@@ -93,6 +96,15 @@ class CarlaWriteOptions:
     max_frames: int | None = None
     lidar_sweeps: int = 1
     annotation_radius_m: float = 64.0
+    frame_stride: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.camera_scale <= 1.0:
+            raise ValueError(f"CarlaWriteOptions.camera_scale must be in (0, 1], got {self.camera_scale}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"CarlaWriteOptions.max_frames must be >= 1 or None, got {self.max_frames}")
+        if self.frame_stride < 1 or self.lidar_sweeps < 1:
+            raise ValueError(f"CarlaWriteOptions.frame_stride and lidar_sweeps must be >= 1, got {self}")
 
 
 def route_name(log: WorldLog) -> str:
@@ -250,9 +262,9 @@ def write_carla_route(log: WorldLog, root: str | Path, options: CarlaWriteOption
     rear, vel, acc = tl.ego(tick_t)
     centre = _centre_pose(rear)
     carla_pose = _carla_world(centre)
-    frames = range(0, (n_ticks - 1) // fmt.DATA_SAVE_FREQ + 1)
+    frames = range(0, (n_ticks - 1) // fmt.DATA_SAVE_FREQ + 1, options.frame_stride)
     if options.max_frames is not None:
-        frames = range(0, min(len(frames), options.max_frames))
+        frames = frames[:options.max_frames]
     renderer = _RouteRenderer(log, rig)
     tps, tp_cmds = _target_points(log, carla_pose)
     atomic_write_bytes(route / RIG_FILE, rig_file_bytes(rig))
@@ -464,17 +476,19 @@ def write_carla_world(world: Any, root: str | Path, options: CarlaWriteOptions =
     """Write every log of a :class:`harness.world.build.World` (or those named in ``logs``) under ``root``.
 
     Writes ``<root>/data/<scenario>/<route>/...`` and ``<root>/splits/<split>.txt`` (route paths relative to
-    ``root``, one per line); returns ``root``.
+    ``root``, one per line) for every split with at least one written route; returns ``root``.
     """
     out = Path(root)
     wanted = set(logs) if logs is not None else None
+    if wanted is not None and (unknown := wanted - {wl.name for wl in world.logs}):
+        raise ValueError(f"write_carla_world: logs not in the world: {sorted(unknown)}")
     split_of = {n: s for s, names in world.splits.items() for n in names}
-    lines: dict[str, list[str]] = {s: [] for s in world.splits}
+    lines: dict[str, list[str]] = {}
     for wl in world.logs:
         if wanted is not None and wl.name not in wanted:
             continue
         route = write_carla_route(wl, out, options)
-        lines[split_of[wl.name]].append(route.relative_to(out).as_posix())
+        lines.setdefault(split_of[wl.name], []).append(route.relative_to(out).as_posix())
         if on_log_done is not None:
             on_log_done(wl.name)
     for split, routes in lines.items():
