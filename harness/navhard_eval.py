@@ -157,7 +157,8 @@ def score_two_stage(
     traffic: TrafficPolicy = TrafficPolicy.REACTIVE,
     config: EPDMSConfig | None = None,
     errors: Mapping[str, str] | None = None,
-    chunk: int = 256,
+    chunk: int = 64,
+    workers: int = 1,
 ) -> TwoStageResult:
     """Score every stage-one and stage-two token and aggregate (see the module docstring).
 
@@ -169,6 +170,8 @@ def score_two_stage(
         traffic: the traffic policy for both stages (official: reactive).
         config: EPDMS configuration (the human filter applies to stage one only).
         errors: already known failures (token -> reason), e.g. from the metric cache or the agent.
+        chunk: tokens simulated and scored together.
+        workers: processes (forked: they inherit the scenes and plans); 1 scores in this process.
     """
     config = config if config is not None else EPDMSConfig()
     err: dict[str, str] = dict(errors or {})
@@ -181,20 +184,23 @@ def score_two_stage(
     todo = [t for t in tokens if t not in err]
     rows: dict[str, EPDMSRow] = {}
     states: dict[str, F64] = {}
-    for lo in range(0, len(todo), chunk):
-        part = todo[lo : lo + chunk]
-        try:
-            got, agent = _score_chunk([scenes[t] for t in part], [plans[t] for t in part], rails_of, traffic, config)
-        except (LeadBenchError, ValueError) as exc:  # isolate the failing token
-            got, agent = [], np.zeros((0, 41, 11))
-            for t in part:
-                try:
-                    r1, a1 = _score_chunk([scenes[t]], [plans[t]], rails_of, traffic, config)
-                    got.append(r1[0])
-                    agent = np.concatenate([agent, a1])
-                except (LeadBenchError, ValueError) as exc1:
-                    err[t] = f"{type(exc1).__name__}: {exc1}"
-            log.debug("chunk failed (%s); scored token by token", exc)
+    parts = [todo[lo : lo + chunk] for lo in range(0, len(todo), chunk)]
+    global _FORKED
+    rails = {loc: rails_of(loc) for loc in {scenes[t].map_location for t in todo}}
+    _FORKED = (scenes, plans, rails, traffic, config)
+    try:
+        if workers > 1 and len(parts) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                outcomes = list(pool.map(_score_part, parts))
+        else:
+            outcomes = [_score_part(part) for part in parts]
+    finally:
+        _FORKED = None
+    for got, agent, part_err in outcomes:
+        err.update(part_err)
         for r, a in zip(got, agent, strict=True):
             rows[r.token] = r
             states[r.token] = a
@@ -217,6 +223,31 @@ def score_two_stage(
         row["error"] = err.get(t)
         out_rows.append(row)
     return TwoStageResult(tuple(out_rows), summary, err)
+
+
+_FORKED: tuple[Any, ...] | None = None
+
+
+def _score_part(part: Sequence[str]) -> tuple[list[EPDMSRow], F64, dict[str, str]]:
+    """Score some tokens of the evaluation in ``_FORKED``; a failing chunk is retried token by token."""
+    assert _FORKED is not None
+    scenes, plans, rails, traffic, config = _FORKED
+    errors: dict[str, str] = {}
+    try:
+        got, agent = _score_chunk([scenes[t] for t in part], [plans[t] for t in part], rails.__getitem__, traffic,
+                                  config)
+        return got, agent, errors
+    except (LeadBenchError, ValueError) as exc:
+        log.debug("chunk failed (%s); scoring token by token", exc)
+    got, states = [], []
+    for t in part:
+        try:
+            r1, a1 = _score_chunk([scenes[t]], [plans[t]], rails.__getitem__, traffic, config)
+            got.append(r1[0])
+            states.append(a1[0])
+        except (LeadBenchError, ValueError) as exc1:
+            errors[t] = f"{type(exc1).__name__}: {exc1}"
+    return got, np.array(states).reshape(-1, 41, 11), errors
 
 
 def _score_chunk(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], rails_of: Callable[[str], LaneRails],

@@ -33,7 +33,6 @@ B = npt.NDArray[np.bool_]
 
 STEP_S = 0.1
 NUM_STEPS = 41
-_EGO_RADIUS_M = float(np.hypot(PACIFICA.half_length, PACIFICA.half_width))
 
 
 @dataclass(frozen=True)
@@ -168,6 +167,16 @@ def _starting_segments(rails: LaneRails, poses: F64, est_m: float) -> tuple[I64,
 
 
 _CORNERS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+#: Discs along a footprint's path part in the prefilter (more: tighter discs, more of them).
+_PATH_SAMPLES = 12
+
+
+def _box_discs(pose: F64, length: F64, width: F64) -> F64:
+    """``(n, 3, 3)`` discs covering boxes: centres at -L/3, 0, L/3 along the heading, radius hypot(L/6, W/2)."""
+    off = np.array([-1.0, 0.0, 1.0])[None, :] * (length / 3)[:, None]
+    c, s = np.cos(pose[:, 2])[:, None], np.sin(pose[:, 2])[:, None]
+    rad = np.hypot(length / 6, width / 2) + 1e-6
+    return np.stack([pose[:, 0, None] + c * off, pose[:, 1, None] + s * off, np.repeat(rad[:, None], 3, 1)], -1)
 
 
 def _box(pose: F64, length: float, width: float) -> shapely.Polygon:
@@ -365,11 +374,11 @@ class IDMScene:
         self.cur_pose = self.paths.poses(np.arange(self.n), self.paths.clamp(np.arange(self.n), self.progress)
                                          ) if agents else np.zeros((0, 3))
         self._fp_shape: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]] = {}
-        self.fp_disks = np.zeros((self.n, 2, 3))  # (centre x, y, radius) of the path part and of the box
+        # discs (centre x, y, radius) covering each footprint: _PATH_SAMPLES along the path part, 3 on the box
+        self.fp_disks = np.zeros((self.n, _PATH_SAMPLES + 3, 3))
         if agents:
-            sb = snapped[ag]
-            self.fp_disks[:, 0] = np.stack([sb[:, 0], sb[:, 1], np.full(self.n, -np.inf)], -1)
-            self.fp_disks[:, 1] = np.stack([sb[:, 0], sb[:, 1], np.hypot(half_l[ag], half_w[ag])], -1)
+            self.fp_disks[:, :_PATH_SAMPLES, 2] = -np.inf  # no path part yet
+            self.fp_disks[:, _PATH_SAMPLES:] = _box_discs(snapped[ag], self.length, self.width)
         # parked / off-lane vehicles: the current vehicles that are not agents
         others = np.setdiff1d(np.arange(n_veh), ag)
         stationary = np.hypot(vehicles.velocity_xy[:, 0], vehicles.velocity_xy[:, 1]) < p.stationary_speed_mps
@@ -405,18 +414,24 @@ class IDMScene:
         assert self.paths is not None
         s = self.paths.clamp(a, self.progress[a] - self.length[a] / 2)
         e = self.paths.clamp(a, self.progress[a] + self.length[a] / 2 + self.speed[a] * self.p.headway_s)
-        both = self.paths.poses(np.concatenate([a, a]), np.concatenate([self.paths.clamp(a, self.progress[a]),
-                                                                         (s + e) / 2]))
-        pose, mid = both[: len(a)], both[len(a) :]
+        pose = self.paths.poses(a, self.paths.clamp(a, self.progress[a]))
         self.fp_se[a, 0], self.fp_se[a, 1] = s, e
         self.fp_pose[a] = pose
         self.cur_pose[a] = pose
-        self.fp_disks[a, 0, 0], self.fp_disks[a, 0, 1] = mid[:, 0], mid[:, 1]
-        self.fp_disks[a, 0, 2] = (e - s) / 2 + self.width[a] / 2
-        self.fp_disks[a, 1, 0], self.fp_disks[a, 1, 1] = pose[:, 0], pose[:, 1]
-        self.fp_disks[a, 1, 2] = np.hypot(self.length[a], self.width[a]) / 2
+        self.fp_disks[a, :_PATH_SAMPLES] = self._path_discs(a, s, e)
+        self.fp_disks[a, _PATH_SAMPLES:] = _box_discs(pose, self.length[a], self.width[a])
         for i in a:
             self._fp_shape.pop(int(i), None)
+
+    def _path_discs(self, a: I64, s: F64, e: F64) -> F64:
+        """``(len(a), _PATH_SAMPLES, 3)`` discs covering the path between progresses s and e buffered by half
+        the width: samples every ``(e - s) / (K - 1)`` metres of arc, radius half that plus half the width."""
+        assert self.paths is not None
+        k = np.linspace(0.0, 1.0, _PATH_SAMPLES)
+        prog = s[:, None] + (e - s)[:, None] * k[None, :]
+        pts = self.paths.poses(np.repeat(a, _PATH_SAMPLES), prog.ravel()).reshape(len(a), _PATH_SAMPLES, 3)
+        rad = self.width[a] / 2 + (e - s) / (_PATH_SAMPLES - 1) / 2 + 1e-6
+        return np.concatenate([pts[..., :2], np.repeat(rad[:, None, None], _PATH_SAMPLES, axis=1)], -1)
 
     # --- one step -------------------------------------------------------------------------------------
 
@@ -446,15 +461,16 @@ class IDMScene:
         p_new = self.progress[live] + p.step_s * self.speed[live]
         s_new = paths.clamp(live, p_new - self.length[live] / 2)
         e_new = paths.clamp(live, p_new + self.length[live] / 2 + v_hi * p.headway_s)
-        mid = paths.poses(live, (s_new + e_new) / 2)
-        box_new = paths.poses(live, paths.clamp(live, p_new))
+        box_new = paths.poses(live, paths.clamp(live, p_new))  # exact: progress moves by dt · v_old
+        ego_discs = _box_discs(ego[None, :3], np.array([PACIFICA.length]), np.array([PACIFICA.width]))[0]
         discs = np.concatenate([
-            np.array([[ego[0], ego[1], _EGO_RADIUS_M]]),
-            self.fp_disks[live, 0], self.fp_disks[live, 1],
-            np.stack([mid[:, 0], mid[:, 1], (e_new - s_new) / 2 + r], -1),
-            np.stack([box_new[:, 0], box_new[:, 1], np.hypot(self.length[live], self.width[live]) / 2], -1),
+            ego_discs,
+            self.fp_disks[live].reshape(-1, 3),
+            self._path_discs(live, s_new, e_new).reshape(-1, 3),
+            _box_discs(box_new, self.length[live], self.width[live]).reshape(-1, 3),
         ])
-        owner = np.concatenate([[-1], np.tile(live, 4)])
+        owner = np.concatenate([np.full(len(ego_discs), -1), np.repeat(live, _PATH_SAMPLES + 3),
+                                np.repeat(live, _PATH_SAMPLES), np.repeat(live, 3)])
         near = ((discs[None, :, 0] + discs[None, :, 2] >= tb[:, None, 0])
                 & (discs[None, :, 0] - discs[None, :, 2] <= tb[:, None, 2])
                 & (discs[None, :, 1] + discs[None, :, 2] >= tb[:, None, 1])

@@ -173,3 +173,17 @@ def test_reader_rejects_foreign_classes(tmp_path: Path, navhard_root: Path, spli
     with pytest.raises(DataError, match="two-stage split"):
         (tmp_path / "s.yaml").write_text("reactive_all_mapping: []\n")
         read_split(tmp_path / "s.yaml")
+
+
+def test_forked_workers_score_the_same(navhard_root: Path, split, tmp_path: Path) -> None:
+    from harness.navhard_eval import NavhardData, NavhardMetricCache, cache_scenes, score_two_stage
+    from metrics.traffic_agents import TrafficPolicy
+
+    cache = NavhardMetricCache(NavhardData(navhard_root, navhard_root / "maps"), split, tmp_path / "cache")
+    tokens = list(split.stage_one_tokens + split.stage_two_tokens)
+    scenes, _ = cache_scenes(cache, tokens)
+    plans = _plans(cache, tokens)
+    one = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy.NON_REACTIVE)
+    two = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy.NON_REACTIVE, workers=2, chunk=2)
+    assert [r["score"] for r in one.rows] == [r["score"] for r in two.rows]
+    assert one.summary.value("combined", "score") == two.summary.value("combined", "score")
