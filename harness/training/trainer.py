@@ -245,7 +245,12 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
             pred = fwd(inputs)
         losses = tfv6_losses(pred, targets, cfg.model)
         opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        total = losses["loss"]
+        if dist.world_size > 1:
+            # A head whose label no sample of the batch carries (NAVSIM BEV semantics, CARLA heads in a real-only
+            # batch) would get no gradient, which DDP's reducer does not allow: every output joins with weight 0.
+            total = total + 0.0 * sum(t.float().mean() for t in _output_tensors(pred))
+        total.backward()
         if cfg.optim.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
         opt.step()
@@ -270,7 +275,7 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
                         "data_fraction": t_data / max(1e-9, t_data + t_comp)})
             logger.write(step, row)
             acc, n_acc, t_data, t_comp = {}, 0, 0.0, 0.0
-        if main_proc and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
             _checkpoint(out_dir, step, model, opt, sched, sampler, cfg, dev, dist)
         if validation is not None and cfg.val.every_steps and step % cfg.val.every_steps == 0 \
                 and step < cfg.max_steps and main_proc:
@@ -278,8 +283,8 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
             logger.write(step, val)
             model.train()
     model_path = out_dir / "model.pt"
+    _checkpoint(out_dir, step, model, opt, sched, sampler, cfg, dev, dist)  # every rank: RNG states are gathered
     if main_proc:
-        _checkpoint(out_dir, step, model, opt, sched, sampler, cfg, dev, dist)
         _save(model_path, {"kind": "lead-bench/tfv6", "step": step, "model": model.state_dict(),
                            "train_config": cfg.to_dict()})
         if validation is not None:
@@ -288,6 +293,16 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
     if dist.world_size > 1:
         torch.distributed.barrier()
     return TrainResult(step, last, model_path, val)
+
+
+def _output_tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj] if obj.requires_grad else []
+    if isinstance(obj, Mapping):
+        return [t for v in obj.values() for t in _output_tensors(v)]
+    if hasattr(obj, "__dataclass_fields__"):
+        return [t for f in obj.__dataclass_fields__ for t in _output_tensors(getattr(obj, f))]
+    return []
 
 
 def _device(device: str, dist: DistInfo) -> torch.device:
@@ -301,6 +316,7 @@ def _device(device: str, dist: DistInfo) -> torch.device:
 
 def _checkpoint(out_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
                 sampler: MixedBatchSampler, cfg: TrainConfig, dev: torch.device, dist: DistInfo) -> Path:
+    """Every rank calls this (the RNG states are gathered); rank 0 writes."""
     rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if dev.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(dev)
@@ -310,6 +326,8 @@ def _checkpoint(out_dir: Path, step: int, model: torch.nn.Module, opt: torch.opt
         rng["torch"] = states
     sched_state = {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"}
     path = out_dir / "checkpoints" / f"step_{step:07d}.pt"
+    if dist.rank != 0:
+        return path
     _save(path, {"kind": CKPT_KIND, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
                  "scheduler": sched_state, "sampler": sampler.state_dict(), "rng": rng,
                  "train_config": cfg.to_dict()})
