@@ -17,12 +17,14 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli_common import EXIT_PARTIAL, console, handle_errors, out_console, progress_bar
+from harness.cli_common import EXIT_PARTIAL, cache_root, console, handle_errors, out_console, progress_bar
 from harness.errors import ConfigError
 
 DATA_ROOT_ENV = "WAYMO_E2E_DATA_ROOT"
 #: Agents that fit Waymo frames (the registry's others need NAVSIM inputs or checkpoints).
 WAYMO_AGENTS = ("cv", "human", "tfv6")
+#: Shard index cache under the lead-bench cache root (adapters/waymo/index_cache.py).
+INDEX_CACHE_DIR = "waymo-index"
 
 
 def _data_root(data_root: Path | None) -> Path:
@@ -54,10 +56,13 @@ def _clusters(data_root: Path, path: Path | None, split: str) -> tuple[dict[str,
 def _reader(data_root: Path, split: str, files: str | None, skip_corrupt: bool) -> Any:
     from adapters.waymo.reader import WaymoReader
 
-    reader = WaymoReader(data_root, split, files=files, skip_corrupt=skip_corrupt)
+    reader = WaymoReader(data_root, split, files=files, skip_corrupt=skip_corrupt,
+                         index_cache=cache_root() / INDEX_CACHE_DIR)
     with progress_bar() as progress:
         progress.add_task(f"indexing {len(reader.shards)} {split} shard(s)", total=None)
         reader.entries()
+    console.print(f"{split}: {len(reader.entries())} frames in {len(reader.shards)} shard(s) "
+                  f"({reader.cached_shards} indexed from the cache)")
     if reader.num_skipped:
         console.print(f"[yellow]warning:[/] {reader.num_skipped} corrupt record(s) skipped (--skip-corrupt); "
                       f"first: {escape(reader.skipped[0].reason)}")
@@ -145,7 +150,7 @@ def run_waymo_cmd(data_root: Path | None, files: str | None, skip_corrupt: bool,
                                 on_advance=lambda n: progress.advance(task, n)))
     if summary.scores is not None:
         title = f"WOD-E2E {split} — agent {agent.name}{' (privileged)' if agent.privileged else ''} — RFS"
-        print_scores(summary, title)
+        print_scores(summary, title, planned=True)
     else:
         console.print(f"predicted {summary.scored} of {summary.expected} manifest frames; {summary.failed} failed")
     console.print(f"results in [bold]{escape(str(out))}[/]")
@@ -153,24 +158,30 @@ def run_waymo_cmd(data_root: Path | None, files: str | None, skip_corrupt: bool,
         sys.exit(EXIT_PARTIAL)
 
 
-def print_scores(summary: Any, title: str) -> None:
-    """The per-cluster table and the headline numbers, on standard output."""
+def print_scores(summary: Any, title: str, *, planned: bool = False) -> None:
+    """The per-cluster table and the headline numbers, on standard output.
+
+    ``planned``: the agent ran on the labelled frames only (``run waymo``), which the counts then say.
+    """
     s = summary.scores
-    caption = (f"{summary.expected} frames: {summary.scored} scored, {summary.failed} failed, {summary.skipped} "
-               f"without rater labels (skipped)")
+    verb = "planned and scored" if planned else "scored"
+    counts = (f"{summary.expected} frames in {summary.split}: {summary.scored + summary.failed} with rater labels, "
+              f"{summary.scored} {verb}, {summary.failed} failed; {summary.skipped} without rater labels "
+              f"{'not planned ' if planned else ''}(skipped)")
     if s.unmatched:
-        caption += f"; {len(s.unmatched)} predictions for frames not in the split"
-    table = Table(title=title, caption=caption)
+        counts += f"; {len(s.unmatched)} predictions for frames not in the split"
+    table = Table(title=title)
     for col, justify in (("cluster", "left"), ("frames", "right"), ("RFS", "right")):
         table.add_column(col, justify=justify)
     for name, value in s.per_cluster_rfs.items():
         table.add_row(escape(name), str(s.per_cluster_count[name]), f"{value:.4f}")
     if s.per_cluster_rfs:
         table.add_section()
-        table.add_row("[bold]mean of clusters (leaderboard)[/]", str(len(s.per_cluster_rfs)),
-                      f"[bold]{s.mean_of_clusters_rfs:.4f}[/]")
+        table.add_row(f"[bold]mean of {len(s.per_cluster_rfs)} cluster means (leaderboard)[/]",
+                      str(sum(s.per_cluster_count.values())), f"[bold]{s.mean_of_clusters_rfs:.4f}[/]")
     table.add_row("frame mean", str(summary.scored), f"{s.frame_mean_rfs:.4f}" if summary.scored else "—")
     out_console.print(table)
+    out_console.print(counts, soft_wrap=True, highlight=False)
     if summary.scored:
         out_console.print(f"ADE@3s {s.ade_3s_m:.3f} m   ADE@5s {s.ade_5s_m:.3f} m   "
                           f"fully inside a trust region {100 * s.fully_inside_rate:.1f} %")

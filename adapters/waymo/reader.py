@@ -37,6 +37,7 @@ from google.protobuf.message import DecodeError
 from PIL import Image, UnidentifiedImageError
 
 from adapters.waymo import schema
+from adapters.waymo.index_cache import ShardIndexCache, shard_key
 from adapters.waymo.labels import (
     INTENT_GO_LEFT,
     INTENT_GO_RIGHT,
@@ -222,6 +223,19 @@ def _peek_frame(src: _Bytes) -> tuple[str, int, bytes]:
     return name, ts, b"".join(tail)
 
 
+def _row_from_entry(e: IndexEntry) -> tuple[Any, ...]:
+    """An index entry as a row of :data:`adapters.waymo.index_cache.COLUMNS`."""
+    return (e.location.offset, e.location.length, e.frame_name, e.timestamp_us, e.intent, e.has_future,
+            e.num_raters, e.has_rater_labels)
+
+
+def _entry_from_row(shard: Path, row: tuple[Any, ...]) -> IndexEntry:
+    offset, length, name, ts, intent, has_future, num_raters, has_labels = row
+    seq, idx = split_frame_name(name)  # ValueError: not a frame name
+    return IndexEntry(RecordLocation(shard, offset, length), name, seq, idx, ts, intent, has_future, num_raters,
+                      has_labels)
+
+
 # --- the reader --------------------------------------------------------------------------------------------
 
 
@@ -236,15 +250,22 @@ class WaymoReader:
             raising. Without ``verify_data`` the index checks length CRCs only; a bad data CRC is then found
             by :meth:`load`, which raises ``CorruptRecordError`` for that frame.
         verify_data: read every payload while indexing and check its CRC (a full read of the split).
+        index_cache: a directory for cached shard indexes (:mod:`adapters.waymo.index_cache`: keyed by the
+            shard's path, size, mtime and inode); None indexes every shard afresh. ``verify_data`` bypasses
+            the cache when reading (a full check is what was asked for) and refreshes it.
     """
 
     def __init__(self, data_root: str | Path, split: str, *, files: str | None = None,
-                 skip_corrupt: bool = False, verify_data: bool = False) -> None:
+                 skip_corrupt: bool = False, verify_data: bool = False,
+                 index_cache: str | Path | None = None) -> None:
         self.data_root = Path(data_root)
         self.split = split
         self.shards = find_shards(self.data_root, split, files)
         self.skip_corrupt = skip_corrupt
         self.verify_data = verify_data
+        self.index_cache = ShardIndexCache(index_cache) if index_cache is not None else None
+        #: Shards whose index came from the cache during the last indexing.
+        self.cached_shards = 0
         #: Records left out by ``skip_corrupt`` during indexing.
         self.skipped: list[SkippedRecord] = []
         self._entries: dict[str, IndexEntry] | None = None
@@ -260,8 +281,9 @@ class WaymoReader:
         if self._entries is None:
             entries: dict[str, IndexEntry] = {}
             self.skipped = []
+            self.cached_shards = 0
             for shard in self.shards:
-                for entry in self._index_shard(shard):
+                for entry in self._index_shard_cached(shard):
                     other = entries.get(entry.frame_name)
                     if other is not None:
                         raise DataError(f"frame {entry.frame_name} appears twice: in {other.location} and in "
@@ -288,6 +310,28 @@ class WaymoReader:
         if not self.skip_corrupt:
             raise exc
         self.skipped.append(SkippedRecord(shard, offset, reason))
+
+    def _index_shard_cached(self, shard: Path) -> list[IndexEntry]:
+        """The shard's entries from the cache if it holds this version of the shard, else a fresh index
+        (stored when the shard indexed cleanly and did not change meanwhile)."""
+        key = shard_key(shard) if self.index_cache is not None else None
+        if key is None or self.index_cache is None:
+            return list(self._index_shard(shard))
+        if not self.verify_data:
+            rows = self.index_cache.get(key)
+            if rows is not None:
+                try:
+                    entries = [_entry_from_row(shard, r) for r in rows]
+                except ValueError:
+                    entries = None
+                if entries is not None:
+                    self.cached_shards += 1
+                    return entries
+        skipped_before = len(self.skipped)
+        entries = list(self._index_shard(shard))
+        if len(self.skipped) == skipped_before and shard_key(shard) == key:
+            self.index_cache.put(key, [_row_from_entry(e) for e in entries])
+        return entries
 
     def _index_shard(self, shard: Path) -> Iterator[IndexEntry]:
         reader = TFRecordReader(shard, skip_corrupt=self.skip_corrupt)

@@ -40,7 +40,9 @@ def test_run_submit_score_round_trip(data_root: Path, tmp_path: Path) -> None:
     run, sub, scored = tmp_path / "run", tmp_path / "sub.tar.gz", tmp_path / "scored"
     code, out = _invoke("run", "waymo", "--data-root", str(data_root), "--out", str(run))
     assert code == EXIT_OK, out
-    assert "mean of clusters (leaderboard)" in out and "Intersection" in out
+    assert "mean of 2 cluster means (leaderboard)" in out and "Intersection" in out
+    assert ("12 frames in val: 4 with rater labels, 4 planned and scored, 0 failed; 8 without rater labels not "
+            "planned (skipped)") in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["counts"] == {"expected": 12, "scored": 4, "failed": 0, "skipped": 8,
                                  "corrupt_records_skipped": 0}
@@ -66,6 +68,7 @@ def test_run_submit_score_round_trip(data_root: Path, tmp_path: Path) -> None:
     code, out = _invoke("score", "waymo", "--submission", str(sub), "--data-root", str(data_root), "--out",
                         str(scored))
     assert code == EXIT_OK, out
+    assert "val: 12 frames in 1 shard(s) (1 indexed from the cache)" in out  # indexed by `run waymo` above
     again = json.loads((scored / "summary.json").read_text())
     assert again["counts"]["scored"] == 4 and again["counts"]["skipped"] == 8
     # The archive holds float32 positions: the scores agree to float32 rounding.
