@@ -4,15 +4,21 @@ Measures full training steps (bf16 autocast forward, losses, backward, AdamW(ams
 ``navsim-r34`` preset (NAVSIM camera-only ResNet-34: 4 cameras stitched to 3x270x1920, BEV 256x256, BEV
 semantic + CenterNet heads, planner on) on random inputs already on the GPU, at batch 32 and 64, and prints
 ms/step, samples/s, peak memory, fraction of bf16 peak and GPU utilisation, with ratios against LEAD's own
-TFv6 (measured on an H100 in the same configuration, issue 7) and against this model's baseline variants
-(contiguous layout; native ``F.interpolate`` / ``adaptive_avg_pool2d`` instead of the matrix resampling).
+TFv6 (measured on an H100 in the same configuration, issue 7) and against this model's eager default. Every
+variant runs through :class:`harness.model.step.TrainStep`, the step a training loop uses: ``default`` (eager,
+channels-last, matrix resampling, padded stem), ``contiguous``, ``native_resample`` (``F.interpolate`` /
+``adaptive_avg_pool2d``), ``nopad_stem``, ``cudagraph`` (whole step in one CUDA graph), ``compile``
+(``torch.compile`` of forward + losses) and ``compile_graph`` (both; minutes of compilation per batch size).
+``--profile`` prints the default variant's kernel time by category.
 
 Where timm is installed it also checks (a) that timm's ``features_only`` state-dict keys and shapes equal
 the committed fixture ``tests/harness/model/timm_backbone_keys.json`` and our backbones', and (b) that our
 ResNet-34 / RegNetY-032 give the same features as timm's for the same weights (fp32, TF32 off).
 
 Usage: PYTHONPATH=. python benchmarks/bench_tfv6_gpu.py [--batches 32 64] [--steps 20] [--warmup 6]
-       [--variants default,contiguous,native_resample,compile] [--out DIR]
+       [--variants default,cudagraph,compile_graph@64] [--skip-timm] [--profile] [--out DIR]
+(``name@64`` runs a variant at that batch only.) Timings vary by a few per cent between machines and runs;
+at batch 32 the eager variants are CPU-bound, so their numbers also depend on the host's CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from harness.model import (
 )
 from harness.model.backbones import ResNet, build_backbone, load_timm_weights
 from harness.model.layers import Resample
+from harness.model.step import TrainStep
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "harness" / "model" / "timm_backbone_keys.json"
@@ -182,60 +189,29 @@ def count_flops(cfg: TFv6Config, device: torch.device) -> float:
 
 def run_variant(cfg: TFv6Config, b: int, variant: str, steps: int, warmup: int, device: torch.device,
                 profile: bool = False) -> dict:
-    """Variants: default (eager, channels-last, matrix resampling, padded stem), contiguous, native_resample,
-    nopad_stem, compile (torch.compile of forward + losses), cudagraph (the whole step captured once in a CUDA
-    graph and replayed; inputs are copied into its static buffers in real training)."""
+    """Variants (all through :class:`harness.model.step.TrainStep`): default (eager, channels-last, matrix
+    resampling, padded stem), contiguous, native_resample, nopad_stem, cudagraph (the whole step captured in a
+    CUDA graph), compile (torch.compile of forward + losses), compile_graph (both)."""
     torch.manual_seed(0)
     Resample.native = variant == "native_resample"
     ResNet.pad_stem_channels = 0 if variant == "nopad_stem" else 4
     model = TFv6(cfg).to(device)
-    if variant == "contiguous":
-        model.backbone.channels_last = False
-    else:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    graphed = variant == "cudagraph"
+    graphed = variant in ("cudagraph", "compile_graph")
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01, amsgrad=True, fused=True,
                             capturable=graphed)
-    weights = LossWeights()
-
-    def forward_loss(inputs: ModelInputs, targets: ModelTargets) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            pred = model(inputs)
-        return tfv6_losses(pred, targets, cfg, weights)["loss"]
-
-    fl = torch.compile(forward_loss) if variant == "compile" else forward_loss
-
-    def fn(inputs: ModelInputs, targets: ModelTargets) -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = fl(inputs, targets)
-        loss.backward()
-        opt.step()
-        return loss.detach()
+    fn = TrainStep(model, opt, cfg, LossWeights(), compile=variant.startswith("compile"), cuda_graph=graphed,
+                   warmup=3)
+    if variant == "contiguous":
+        model.backbone.channels_last = False
+        model.to(memory_format=torch.contiguous_format)
     batches = [make_batch(cfg, b, device, seed) for seed in range(2)]
-    t0 = time.perf_counter()
-    loss = torch.zeros(())
-    if graphed:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(max(3, warmup)):
-                fn(*batches[0])
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph):
-            static_loss = fl(*batches[0])
-            static_loss.backward()
-            opt.step()
-
-        def fn(inputs: ModelInputs, targets: ModelTargets) -> torch.Tensor:  # noqa: F811 - replay
-            graph.replay()
-            return static_loss.detach()
-    for i in range(warmup):
-        loss = fn(*batches[i % 2])
     torch.cuda.synchronize()
-    t_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    losses = {}
+    for i in range(warmup):
+        losses = fn(*batches[i % 2])
+    torch.cuda.synchronize()
+    t_warm = time.perf_counter() - t0
     if profile:
         print_profile(fn, batches)
     torch.cuda.reset_peak_memory_stats()
@@ -243,16 +219,18 @@ def run_variant(cfg: TFv6Config, b: int, variant: str, steps: int, warmup: int, 
     with UtilSampler() as util:
         start.record()
         for i in range(steps):
-            loss = fn(*batches[i % 2])
+            losses = fn(*batches[i % 2])
         end.record()
         torch.cuda.synchronize()
     ms = start.elapsed_time(end) / steps
     Resample.native = False
-    out = {"variant": variant, "batch": b, "ms_per_step": ms, "samples_per_s": b * 1000.0 / ms,
-           "peak_alloc_gib": torch.cuda.max_memory_allocated() / 2**30,
-           "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30, "gpu_util": util.mean(),
-           "warmup_s": t_compile, "loss": float(loss)}
-    return out
+    ResNet.pad_stem_channels = 4
+    # a captured graph allocates from its own pool, which max_memory_allocated does not see after the reset
+    peak = torch.cuda.max_memory_reserved() if graphed else torch.cuda.max_memory_allocated()
+    return {"variant": variant, "batch": b, "ms_per_step": ms, "samples_per_s": b * 1000.0 / ms,
+            "peak_gib": peak / 2**30, "peak_kind": "reserved" if graphed else "allocated",
+            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30, "gpu_util": util.mean(),
+            "warmup_s": t_warm, "loss": float(losses["loss"])}
 
 
 def print_profile(fn, batches) -> None:  # noqa: ANN001
@@ -287,7 +265,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=6)
-    ap.add_argument("--variants", default="default,contiguous,native_resample")
+    ap.add_argument("--variants", default="default,contiguous,native_resample,nopad_stem,cudagraph,compile,"
+                                          "compile_graph")
     ap.add_argument("--skip-timm", action="store_true")
     ap.add_argument("--profile", action="store_true", help="kernel profile of the default variant at the last batch")
     ap.add_argument("--out", default=os.environ.get("OUT", ""))
@@ -339,10 +318,10 @@ def main() -> None:
         mfu = flops * r["samples_per_s"] / H100_BF16_PEAK
         util = f"{r['gpu_util']:.0f}%" if r["gpu_util"] is not None else "-"
         print(f"{r['variant']:<16}{b:>6}{r['ms_per_step']:>9.1f}{r['samples_per_s']:>11.0f}{vs_lead:>9}{vs_def:>11}"
-              f"{r['peak_alloc_gib']:>10.1f}{(lead[2] if lead else float('nan')):>9.1f}{mfu:>10.1%}{util:>9}"
+              f"{r['peak_gib']:>10.1f}{(lead[2] if lead else float('nan')):>9.1f}{mfu:>10.1%}{util:>9}"
               f"{r['warmup_s']:>9.0f}")
     print(f"(LEAD: eager TFv6 on an H100, issue 7; 'of bf16 pk' = {flops / 1e9:.0f} GFLOP/sample x samples/s / "
-          "989 TFLOP/s; peak = torch max_memory_allocated)")
+          "989 TFLOP/s; peak = torch max_memory_allocated, for CUDA-graph variants max_memory_reserved)")
 
 
 if __name__ == "__main__":
