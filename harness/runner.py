@@ -120,6 +120,8 @@ def run_navsim(
     cache_errors = build_metric_cache(spec, by_log, workers=workers, ray_address=ray_address, engine=engine,
                                       on_log_done=callbacks.advance)
     cache = spec.open()
+    if hasattr(agent, "use_scoring_scenes"):  # planners on scoring scenes (pdm_closed) read the metric cache
+        agent.use_scoring_scenes(cache.get)
 
     needs = agent.sensor_needs()
     selection = SensorSelection(cameras=needs.cameras, lidar=needs.lidar)

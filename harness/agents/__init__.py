@@ -12,6 +12,8 @@ AGENTS: dict[str, tuple[str, str]] = {
     "cv": ("harness.agents.constant_velocity:ConstantVelocityAgent", "constant velocity along the current velocity"),
     "mlp": ("harness.agents.ego_mlp:EgoMLPAgent", "ego-status MLP (velocity, acceleration, command); needs a checkpoint"),
     "human": ("harness.agents.human:HumanAgent", "human log replay (privileged: reads the logged future)"),
+    "pdm_closed": ("harness.agents.pdm_closed:PDMClosedAgent",
+                   "PDM-Closed rule-based planner (privileged: reads the map, route and objects)"),
     "tfv6": ("harness.agents.tfv6:TFv6Agent", "TransFuser v6 from `lead-bench train`; needs --ckpt (several: ensemble)"),
 }
 

@@ -307,8 +307,9 @@ class PDMClosedAgent:
     """PDM-Closed as a privileged policy (``PrivilegedPolicy``): it plans on each token's scoring scene.
 
     Args:
-        scene_provider: token -> ``ScoringScene`` (e.g. ``ScoringSceneCache.get``); PDM-Closed needs the map,
-            route and objects, which a ``Sample`` does not carry.
+        scene_provider: token -> ``ScoringScene`` (e.g. ``MetricCache.get``); PDM-Closed needs the map,
+            route and objects, which a ``Sample`` does not carry. The runner supplies its metric cache through
+            :meth:`use_scoring_scenes` when none is given here.
         config: planner configuration.
     """
 
@@ -323,22 +324,32 @@ class PDMClosedAgent:
     def sensor_needs(self) -> SensorNeeds:
         return SensorNeeds()
 
+    def use_scoring_scenes(self, scene_provider: Callable[[str], ScoringScene]) -> None:
+        """Plan on these scoring scenes (the runner's metric cache) unless a provider was given already."""
+        if self.scene_provider is None:
+            self.scene_provider = scene_provider
+
     def plan_from_samples(self, samples: Sequence[Sample], sampling: TrajectorySampling) -> list[Trajectory]:
         """One trajectory per sample, in the sample's ego frame at ``sampling``.
 
         Raises:
-            ConfigError: the agent was built without a scene provider.
+            ConfigError: the agent has no scene provider.
         """
         if self.scene_provider is None:
-            raise ConfigError("the pdm_closed agent needs scoring scenes: build it with scene_provider=...")
+            raise ConfigError("the pdm_closed agent needs scoring scenes: build it with scene_provider=... or run "
+                              "it through lead-bench run navsim")
         return self.plan_scenes([self.scene_provider(s.meta.token) for s in samples], sampling)
 
     def plan_scenes(self, scenes: Sequence[ScoringScene], sampling: TrajectorySampling) -> list[Trajectory]:
         """One trajectory per scene in its t = 0 rear-axle frame at ``sampling`` (the reference's poses,
-        linearly interpolated at the sampling's times)."""
+        linearly interpolated at the sampling's times). A scene from the metric cache already holds PDM-Closed's
+        trajectory under the default configuration; it is used as is (the planner is deterministic)."""
+        planned = [s.pdm_closed_states.shape[0] >= 2 and self.config == PDMClosedConfig() for s in scenes]
+        todo = [s for s, done in zip(scenes, planned, strict=True) if not done]
+        fresh = iter(plan_pdm_closed_batch(todo, config=self.config) if todo else [])
         out = []
-        for scene in scenes:
-            states, times = plan_pdm_closed(scene, config=self.config)
+        for scene, done in zip(scenes, planned, strict=True):
+            states, times = (scene.pdm_closed_states, scene.pdm_closed_times_s) if done else next(fresh)
             out.append(Trajectory(_local_poses_at(scene.ego_pose, states, times, sampling.times_s), sampling))
         return out
 

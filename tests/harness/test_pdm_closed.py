@@ -388,3 +388,28 @@ def test_batch_of_scenes_equals_each_scene_alone(small_world_root, tmp_path):
         np.testing.assert_array_equal(unroll.states[:, :41], joint.unroll.states[:, :41])
         np.testing.assert_array_equal(unroll.leader[:, :41], joint.unroll.leader[:, :41])
         np.testing.assert_array_equal(gen.extend(joint.best), joint.unroll.states[joint.best])
+
+
+def test_registered_agent_runs_on_the_metric_cache(small_world_root, tmp_path):
+    from adapters.navsim.reader import NavsimReader
+    from harness.agents import AGENTS, build_agent
+    from harness.errors import ConfigError
+    from harness.runner import run_navsim
+    from harness.trajectory import NAVSIM_SAMPLING
+
+    assert "pdm_closed" in AGENTS
+    agent = build_agent("pdm_closed")
+    assert agent.privileged
+    reader = NavsimReader(small_world_root, "test")
+    with pytest.raises(ConfigError, match="scoring scenes"):
+        agent.plan_from_samples([reader.load(reader.index()[0])], NAVSIM_SAMPLING)
+    summary = run_navsim(reader, agent, tmp_path / "out", maps_root=small_world_root / "maps",
+                         cache_dir=tmp_path / "mc")
+    assert summary.failed == 0 and summary.scored == summary.expected > 0
+    assert summary.metrics["score"] > 0.8
+    # The cached reference and a fresh plan give the same trajectory.
+    scene = agent.scene_provider(reader.index()[0].token)
+    fresh = PDMClosedAgent(config=PDMClosedConfig(lateral_offsets_m=(-1.0, 1.0)))
+    fresh_scene = replace(scene, pdm_closed_states=np.zeros((0, 11)), pdm_closed_times_s=np.zeros(0))
+    np.testing.assert_array_equal(agent.plan_scenes([scene], NAVSIM_SAMPLING)[0].poses,
+                                  fresh.plan_scenes([fresh_scene], NAVSIM_SAMPLING)[0].poses)
