@@ -9,7 +9,8 @@ overheads measured in ``benchmarks/bench_tfv6_gpu.py``:
 - ``cuda_graph``: the whole step, optimiser included, is captured once into a CUDA graph and replayed; each
   batch is copied into the graph's static input tensors. This removes the CPU launch cost that leaves the GPU
   idle at batch <= 32. The optimiser must be built with ``capturable=True``; a batch whose shapes differ from
-  the captured one (the last, partial batch of an epoch) runs eagerly.
+  the captured one (the last, partial batch of an epoch) runs eagerly and uncompiled. The first batch is
+  trained on ``warmup`` + 1 times (warm-up steps before the capture, as in PyTorch's whole-network recipe).
 
 Nothing here synchronises with the host: the returned losses are device tensors.
 """
@@ -80,9 +81,10 @@ class TrainStep:
             pred = self.model(inputs)
         return tfv6_losses(pred, targets, self.cfg, self.weights)
 
-    def _eager(self, inputs: ModelInputs, targets: ModelTargets) -> dict[str, torch.Tensor]:
+    def _eager(self, inputs: ModelInputs, targets: ModelTargets, *, compiled: bool = True
+               ) -> dict[str, torch.Tensor]:
         self.opt.zero_grad(set_to_none=True)
-        losses = self._fwd(inputs, targets)
+        losses = (self._fwd if compiled else self._forward_loss)(inputs, targets)
         losses["loss"].backward()
         self.opt.step()
         return {k: v.detach() for k, v in losses.items()}
@@ -120,8 +122,8 @@ class TrainStep:
                 same = (new_in.keys() == s_in.keys() and new_tg.keys() == s_tg.keys()
                         and all(v.shape == s_in[k].shape and v.dtype == s_in[k].dtype for k, v in new_in.items())
                         and all(v.shape == s_tg[k].shape and v.dtype == s_tg[k].dtype for k, v in new_tg.items()))
-                if not same:
-                    out = self._eager(inputs, targets)
+                if not same:  # e.g. the last, smaller batch: eager and uncompiled (no recompilation)
+                    out = self._eager(inputs, targets, compiled=False)
                 else:
                     for k, v in new_in.items():
                         if v.data_ptr() != s_in[k].data_ptr():

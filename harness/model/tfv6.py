@@ -186,8 +186,11 @@ class PlanningDecoder(nn.Module):
             feats = torch.cat((pp[..., :2] / cfg.past_position_scale_m, torch.cos(pp[..., 2:]),
                                torch.sin(pp[..., 2:])), dim=-1)
             tok = self.past_encoder(feats)
-            if inputs.past_valid is not None:
-                tok = torch.where(inputs.past_valid[..., None], tok, self.past_missing.to(tok.dtype))
+            # always through torch.where, so the "missing" embedding takes part in every step (DDP needs every
+            # parameter in the graph); an all-True mask selects the encoded poses
+            valid = inputs.past_valid if inputs.past_valid is not None else torch.ones(
+                pp.shape[:2], dtype=torch.bool, device=pp.device)
+            tok = torch.where(valid[..., None], tok, self.past_missing.to(tok.dtype))
             out.append(tok)
         if not out:  # a planner with no status input still gets one (constant) token
             out.append(torch.zeros(b, 1, cfg.token_dim, device=self.query.device, dtype=dtype))
