@@ -51,13 +51,16 @@ class TrainStep:
         bf16: autocast to bfloat16 on CUDA.
         compile: ``torch.compile`` forward + losses.
         cuda_graph: capture the whole step (CUDA only) after ``warmup`` eager steps.
+        clip_grad_norm: clip the global gradient norm to this value before the optimiser step (inside the
+            graph: the norm stays on the device); None = no clipping (LEAD's default).
         scheduler_step: optional callable run after each optimiser step *outside* the graph (an LR schedule
             must write the LR into a tensor the optimiser reads, e.g. ``lr`` as a tensor, to act on replays).
     """
 
     def __init__(self, model: TFv6, optimizer: torch.optim.Optimizer, cfg: TFv6Config,
                  weights: LossWeights | None = None, *, bf16: bool = True, compile: bool = False,
-                 cuda_graph: bool = False, warmup: int = 3, scheduler_step: Callable[[], None] | None = None):
+                 cuda_graph: bool = False, warmup: int = 3, clip_grad_norm: float | None = None,
+                 scheduler_step: Callable[[], None] | None = None):
         self.device = next(model.parameters()).device
         self.cuda = self.device.type == "cuda"
         if cuda_graph and not self.cuda:
@@ -70,6 +73,8 @@ class TrainStep:
         self.cuda_graph = cuda_graph
         self.warmup = max(1, warmup)
         self.scheduler_step = scheduler_step
+        self.clip_grad_norm = clip_grad_norm
+        self._params = [p for p in model.parameters() if p.requires_grad]
         self._fwd = torch.compile(self._forward_loss, dynamic=False) if compile else self._forward_loss
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], tuple[str, ...], torch.Tensor] | None
@@ -86,8 +91,13 @@ class TrainStep:
         self.opt.zero_grad(set_to_none=True)
         losses = (self._fwd if compiled else self._forward_loss)(inputs, targets)
         losses["loss"].backward()
+        self._clip()
         self.opt.step()
         return {k: v.detach() for k, v in losses.items()}
+
+    def _clip(self) -> None:
+        if self.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self._params, self.clip_grad_norm, foreach=True)
 
     def _capture(self, inputs: ModelInputs, targets: ModelTargets) -> None:
         side = torch.cuda.Stream()
@@ -101,6 +111,7 @@ class TrainStep:
         with torch.cuda.graph(graph):
             losses = self._fwd(inputs, targets)
             losses["loss"].backward()
+            self._clip()
             self.opt.step()
             keys = tuple(losses)
             packed = torch.stack([losses[k].detach().float() for k in keys])

@@ -31,3 +31,14 @@ def test_cuda_graph_needs_cuda():
     model = TFv6(cfg)
     with pytest.raises(ValueError, match="CUDA"):
         TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), cfg, cuda_graph=True)
+
+
+def test_gradient_clipping_bounds_the_update():
+    cfg = TFv6Config.preset("tiny")
+    torch.manual_seed(0)
+    model = TFv6(cfg)
+    before = [p.detach().clone() for p in model.parameters()]
+    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=1.0), cfg, clip_grad_norm=1e-3)
+    step(*tiny_batch(cfg, b=2))
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert float(moved) <= 1e-3 * 1.001  # SGD with lr 1 moves the parameters by exactly the clipped gradient
