@@ -254,6 +254,23 @@ _CLIP_MIN_VERTICES = 256
 _CUT_TOLERANCE_M = 1e-6
 
 
+def _in_frames(pts: F64, pr: I64, frames: F64, pairs: I64, kinds: slice) -> tuple[I64, I64, I64]:
+    """(pair, step, kind) of the points of kinds ``kinds`` of each pair's row inside the pair's aligned frame.
+
+    Args:
+        pts: ``(R, T, 6, 2)`` points; pr: ``(n,)`` row of each pair; frames: ``(n, 8)`` ``polygon_frames`` rows
+        of each pair's polygon; pairs: the pairs to test.
+    """
+    f = frames[pairs][:, None, None, :]
+    p = pts[pr[pairs], :, kinds]  # (m, T, k, 2)
+    rel_x = p[..., 0] - f[..., 0]
+    rel_y = p[..., 1] - f[..., 1]
+    u = rel_x * f[..., 2] + rel_y * f[..., 3]
+    v = rel_y * f[..., 2] - rel_x * f[..., 3]
+    pair, t, kind = np.nonzero((u >= f[..., 4]) & (u <= f[..., 5]) & (v >= f[..., 6]) & (v <= f[..., 7]))
+    return pairs[pair], t, kind + kinds.start
+
+
 def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: MapPolygons) -> EgoAreas:
     """Ego area flags of every state of every proposal row.
 
@@ -304,18 +321,20 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
         clipped[used] = clipped_used
         region = np.full((len(polys.geoms), 4), np.nan)
         region[used] = boxes
-        relevant = np.stack(
-            [polys.is_lane | polys.is_drivable] * 4 + [polys.is_route_lane, polys.is_intersection], axis=-1
-        )[pp]  # (n, 6)
-        f = polygon_frames(clipped[used])[inverse][:, None, None, :]
-        rel_x = pts[pr][..., 0] - f[..., 0]
-        rel_y = pts[pr][..., 1] - f[..., 1]
-        u = rel_x * f[..., 2] + rel_y * f[..., 3]
-        v = rel_y * f[..., 2] - rel_x * f[..., 3]
-        cand = (
-            relevant[:, None, :] & (u >= f[..., 4]) & (u <= f[..., 5]) & (v >= f[..., 6]) & (v <= f[..., 7])
-        )
-        pair, t, kind = np.nonzero(cand)
+        frames = polygon_frames(clipped[used])[inverse]  # (n, 8)
+        # Each point kind only against the polygons it is tested on: corners against lanes and drivable
+        # areas, the centre against route lanes, the rear axle against intersections.
+        found = [
+            _in_frames(pts, pr, frames, np.flatnonzero(mask), kinds)
+            for mask, kinds in (
+                ((polys.is_lane | polys.is_drivable)[pp], slice(0, 4)),
+                (polys.is_route_lane[pp], slice(CENTER, CENTER + 1)),
+                (polys.is_intersection[pp], slice(CENTER + 1, CENTER + 2)),
+            )
+        ]
+        pair = np.concatenate([f[0] for f in found])
+        t = np.concatenate([f[1] for f in found])
+        kind = np.concatenate([f[2] for f in found])
         rr, pp = pr[pair], pp[pair]
 
         # 3. The strict point-in-polygon test on what is left.
