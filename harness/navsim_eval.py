@@ -2,8 +2,11 @@
 
 ``run_pdm_score.py`` in one place: for each token, the agent's plan and PDM-Closed's reference are turned
 into 41 reference states, simulated together (LQR + kinematic bicycle) and scored by the PDM scorer; the
-agent's row is reported. Simulation and scoring are batched across scenes. The metric cache is built once
-per token and reused; ``build_metric_cache`` spreads it over Ray (or local processes) by log.
+agent's row is reported. Simulation and scoring are batched across scenes (``score_plans``; ``workers > 1``
+splits the scenes over forked processes that inherit them). The metric cache is built once per token and
+reused; ``build_metric_cache`` plans PDM-Closed for up to ``MetricCache.PLAN_CHUNK`` scenes of a log at once
+and spreads logs over local processes (forked from a parent that has read the logs and maps) or Ray. Every
+batched or parallel path gives each token exactly the result it gets alone.
 """
 
 from __future__ import annotations
