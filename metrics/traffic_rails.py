@@ -1,0 +1,252 @@
+"""Lane rails for NAVSIM v2's reactive traffic: the map side of ``NavsimIDMTrafficAgents`` and nuPlan's paths.
+
+- :class:`LaneRails`: the lanes and lane connectors an IDM agent can start on (polygons, baselines, speed
+  limits) and the intersections; ``segments_containing`` is the devkit's strict ``contains``;
+- :func:`starting_segments`: nuPlan ``get_starting_segment`` (a lane containing the box centre, else, inside
+  an intersection, a lane connector; the candidate whose nearest baseline heading differs least, raw
+  difference as nuPlan computes it) with the nearest arc length and the snapped pose;
+- :class:`Paths`: nuPlan ``InterpolatedPath`` of ``create_path_from_se2(baseline.discrete_path)`` for many
+  agents at once (``trim_path`` / ``trim_path_up_to_progress`` as polylines).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from harness.maps import RoadMap
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class LaneRails:
+    """Lanes and lane connectors IDM agents can drive on, plus intersections (one map, map frame).
+
+    Attributes:
+        ids: ``(R,)`` lane / lane-connector ids, lanes first, each kind in ascending id (the devkit's row order).
+        is_connector: ``(R,)``.
+        polygons: ``(R,)`` shapely polygons.
+        baselines: ``R`` arrays ``(K, 2)``, the baseline polylines (travel direction), metres.
+        speed_limit_mps: ``(R,)`` NaN where the map has none.
+        intersections: ``(I,)`` intersection polygons.
+    """
+
+    ids: I64
+    is_connector: B
+    polygons: npt.NDArray[np.object_]
+    baselines: tuple[F64, ...]
+    speed_limit_mps: F64
+    intersections: npt.NDArray[np.object_]
+
+    @classmethod
+    def from_road_map(cls, road_map: RoadMap) -> LaneRails:
+        lanes = [road_map.lanes[k] for k in sorted(road_map.lanes)]
+        lcs = [road_map.lane_connectors[k] for k in sorted(road_map.lane_connectors)]
+        objs = lanes + lcs
+        limits = [np.nan if o.speed_limit_mps is None else float(o.speed_limit_mps) for o in objs]
+        return cls(
+            ids=np.array([o.id for o in objs], dtype=np.int64),
+            is_connector=np.array([False] * len(lanes) + [True] * len(lcs)),
+            polygons=np.array([o.polygon for o in objs], dtype=object),
+            baselines=tuple(np.asarray(o.baseline_xy, dtype=np.float64)[:, :2] for o in objs),
+            speed_limit_mps=np.array(limits, dtype=np.float64),
+            intersections=np.array([road_map.intersections[k].polygon for k in sorted(road_map.intersections)],
+                                   dtype=object),
+        )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_tree", shapely.STRtree(self.polygons))
+        object.__setattr__(self, "_inter_tree", shapely.STRtree(self.intersections))
+
+    def segments_containing(self, xy: F64) -> tuple[I64, I64]:
+        """Sparse pairs ``(point_index, rail_index)``: rails whose polygon strictly contains the point."""
+        pts = shapely.points(xy)
+        p, r = self._tree.query(pts, predicate="within")  # type: ignore[attr-defined]
+        order = np.lexsort((r, p))
+        return p[order], r[order]
+
+    def in_intersection(self, xy: F64) -> B:
+        pts = shapely.points(xy)
+        p, _ = self._inter_tree.query(pts, predicate="within")  # type: ignore[attr-defined]
+        out = np.zeros(len(xy), dtype=bool)
+        out[p] = True
+        return out
+
+
+def principal(a: F64 | float) -> F64:
+    """nuPlan ``principal_value``: ``(a + π) % 2π - π``."""
+    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+
+
+def _nearest_pose(line: shapely.LineString, xy: F64, est_m: float) -> tuple[float, F64]:
+    """nuPlan ``get_nearest_arc_length_from_position`` and ``get_nearest_pose_from_position``."""
+    arc = float(shapely.line_locate_point(line, shapely.Point(xy)))
+    p1 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc))[0]
+    p2 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc + est_m))[0]
+    if np.array_equal(p1, p2):
+        p2 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc - est_m))[0]
+        heading = np.arctan2(p1[1] - p2[1], p1[0] - p2[0])
+    else:
+        heading = np.arctan2(p2[1] - p1[1], p2[0] - p1[0])
+    return arc, np.array([p1[0], p1[1], heading])
+
+
+def starting_segments(rails: LaneRails, poses: F64, est_m: float) -> tuple[I64, F64, F64]:
+    """nuPlan ``get_starting_segment`` for box-centre poses ``(N, 3)``.
+
+    Returns ``(rail (N,) or -1, progress (N,), snapped pose (N, 3))``.
+    """
+    n = len(poses)
+    rail = np.full(n, -1, dtype=np.int64)
+    progress = np.full(n, np.nan)
+    snapped = np.full((n, 3), np.nan)
+    if n == 0:
+        return rail, progress, snapped
+    p_idx, r_idx = rails.segments_containing(poses[:, :2])
+    in_inter = rails.in_intersection(poses[:, :2])
+    for i in range(n):
+        cand = r_idx[p_idx == i]
+        lanes = cand[~rails.is_connector[cand]]
+        if len(lanes):
+            cand = lanes
+        elif in_inter[i]:
+            cand = cand[rails.is_connector[cand]]
+        else:
+            continue
+        if not len(cand):
+            continue
+        best, best_diff, best_pose, best_arc = -1, np.inf, None, np.nan
+        for r in cand:
+            line = shapely.LineString(rails.baselines[r])
+            arc, pose = _nearest_pose(line, poses[i, :2], est_m)
+            diff = abs(pose[2] - poses[i, 2])
+            if diff < best_diff:
+                best, best_diff, best_pose, best_arc = int(r), diff, pose, arc
+        rail[i], progress[i], snapped[i] = best, best_arc, best_pose
+    return rail, progress, snapped
+
+
+
+class Paths:
+    """nuPlan ``InterpolatedPath`` of ``create_path_from_se2(baseline.discrete_path)`` for N agents at once.
+
+    ``create_path_from_se2`` zips the baseline states with the (K-1)-long "repeated" mask, so the last
+    baseline point never enters the path and a point followed by a duplicate is dropped. Headings are the
+    baseline's segment headings (the last repeats the one before), unwrapped for interpolation and wrapped
+    after (nuPlan's ``AngularInterpolator``); positions interpolate as scipy's ``interp1d``.
+    """
+
+    _BIG = 1e6  # key offset per agent for one searchsorted over all paths (paths are far shorter)
+
+    def __init__(self, baselines: list[F64]) -> None:
+        prog, xs, ys, hs, owner = [], [], [], [], []
+        for a, pts in enumerate(baselines):
+            d = np.diff(pts, axis=0)
+            heading = np.arctan2(d[:, 1], d[:, 0])
+            heading = np.append(heading, heading[-1])
+            progress = np.concatenate([[0.0], np.cumsum(np.hypot(d[:, 0], d[:, 1]))])
+            keep = ~np.isclose(np.diff(progress), 0.0)
+            prog.append(progress[:-1][keep])
+            xs.append(pts[:-1, 0][keep])
+            ys.append(pts[:-1, 1][keep])
+            hs.append(np.unwrap(heading[:-1][keep]))
+            owner.append(np.full(int(keep.sum()), a))
+        n = [len(p) for p in prog]
+        if any(k < 2 for k in n):
+            raise ValueError("an IDM path needs at least 2 distinct baseline points")
+        self.first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+        self.last = self.first + np.asarray(n) - 1
+        self.prog = np.concatenate(prog)
+        self.x = np.concatenate(xs)
+        self.y = np.concatenate(ys)
+        self.h = np.concatenate(hs)
+        self.keys = self.prog + np.concatenate(owner) * self._BIG
+        self.start = self.prog[self.first]
+        self.end = self.prog[self.last]
+        self._lists: tuple[list[float], ...] | None = None
+        # suffix bounds of each path (for the bounding box of a path-to-go)
+        self.sx_min, self.sx_max = self.x.copy(), self.x.copy()
+        self.sy_min, self.sy_max = self.y.copy(), self.y.copy()
+        for f, la in zip(self.first, self.last, strict=True):
+            sl = slice(f, la + 1)
+            for arr, fn in ((self.sx_min, np.minimum), (self.sx_max, np.maximum),
+                            (self.sy_min, np.minimum), (self.sy_max, np.maximum)):
+                arr[sl] = fn.accumulate(arr[sl][::-1])[::-1]
+
+    def clamp(self, a: I64, p: F64) -> F64:
+        return np.minimum(np.maximum(p, self.start[a]), self.end[a])
+
+    def pose1(self, a: int, p: float) -> tuple[float, float, float]:
+        """``poses`` for one agent and one progress, in plain floats (the same arithmetic)."""
+        if self._lists is None:
+            self._lists = (self.prog.tolist(), self.x.tolist(), self.y.tolist(), self.h.tolist())
+        prog, xs, ys, hs = self._lists
+        f, la = int(self.first[a]), int(self.last[a])
+        hi = min(max(bisect.bisect_left(prog, p, f, la + 1), f + 1), la)
+        lo = hi - 1
+        dx = prog[hi] - prog[lo]
+        t = p - prog[lo]
+        h = (hs[hi] - hs[lo]) / dx * t + hs[lo]
+        return ((xs[hi] - xs[lo]) / dx * t + xs[lo], (ys[hi] - ys[lo]) / dx * t + ys[lo],
+                (h + math.pi) % (2 * math.pi) - math.pi)
+
+    def poses(self, a: I64, p: F64) -> F64:
+        """``(n, 3)`` x, y, heading at progress ``p`` (within the path) of agents ``a``."""
+        j = np.searchsorted(self.keys, p + a * self._BIG, side="left")
+        hi = np.clip(j, self.first[a] + 1, self.last[a])
+        lo = hi - 1
+        dx = self.prog[hi] - self.prog[lo]
+        t = p - self.prog[lo]
+        x = (self.x[hi] - self.x[lo]) / dx * t + self.x[lo]
+        y = (self.y[hi] - self.y[lo]) / dx * t + self.y[lo]
+        h = (self.h[hi] - self.h[lo]) / dx * t + self.h[lo]
+        return np.stack([x, y, principal(h)], axis=-1)
+
+    def to_go_bounds(self, a: I64, p: F64, pose: F64) -> F64:
+        """``(n, 4)`` bounding box of ``trim_path_up_to_progress`` (p clamped)."""
+        j = np.searchsorted(self.keys, p + a * self._BIG, side="right")  # first point with progress > p
+        none_later = j > self.last[a]
+        jj = np.minimum(j, self.last[a])
+        out = np.stack([np.minimum(pose[:, 0], self.sx_min[jj]), np.minimum(pose[:, 1], self.sy_min[jj]),
+                        np.maximum(pose[:, 0], self.sx_max[jj]), np.maximum(pose[:, 1], self.sy_max[jj])], -1)
+        if none_later.any():
+            la = self.last[a[none_later]]
+            out[none_later] = np.stack([np.minimum(self.x[la - 1], self.x[la]), np.minimum(self.y[la - 1], self.y[la]),
+                                        np.maximum(self.x[la - 1], self.x[la]),
+                                        np.maximum(self.y[la - 1], self.y[la])], -1)
+        return out
+
+    def to_go(self, a: int, p: float) -> F64:
+        """``trim_path_up_to_progress`` of one agent as an ``(n, 2)`` polyline (p clamped)."""
+        f, la = int(self.first[a]), int(self.last[a])
+        later = np.flatnonzero(self.prog[f : la + 1] > p) + f
+        if not len(later):
+            return np.stack([self.x[la - 1 : la + 1], self.y[la - 1 : la + 1]], -1)
+        x, y, _ = self.pose1(a, p)
+        return np.concatenate([[[x, y]], np.stack([self.x[later], self.y[later]], -1)])
+
+    def trimmed(self, a: int, s: float, e: float) -> F64:
+        """``trim_path(s, e)`` of one agent as an ``(n, 2)`` polyline (s, e clamped, s <= e)."""
+        f, la = int(self.first[a]), int(self.last[a])
+        prog = self.prog[f : la + 1]
+        front = np.flatnonzero(prog > s)
+        tail = np.flatnonzero(prog < e)
+        if not len(front):
+            return np.stack([self.x[la - 1 : la + 1], self.y[la - 1 : la + 1]], -1)
+        if not len(tail):
+            return np.stack([self.x[f : f + 2], self.y[f : f + 2]], -1)
+        i0, i1 = int(front[0]) + f, int(tail[-1]) + f
+        xs, ys, _ = self.pose1(a, s)
+        xe, ye, _ = self.pose1(a, e)
+        mid = np.stack([self.x[i0 : i1 + 1], self.y[i0 : i1 + 1]], -1)
+        return np.concatenate([[[xs, ys]], mid, [[xe, ye]]])
+
+
