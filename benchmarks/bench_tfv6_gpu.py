@@ -221,15 +221,16 @@ def run_variant(cfg: TFv6Config, b: int, variant: str, steps: int, warmup: int, 
         end.record()
         torch.cuda.synchronize()
     ms = start.elapsed_time(end) / steps
+    # a captured graph allocates from its own pool, which max_memory_allocated does not see after the reset
+    peak = torch.cuda.max_memory_reserved() if graphed else torch.cuda.max_memory_allocated()
+    reserved = torch.cuda.max_memory_reserved()
     if profile:  # after the timing: the profiler's overhead must not leak into it
         print_profile(fn, batches)
     Resample.native = False
     ResNet.pad_stem_channels = 4
-    # a captured graph allocates from its own pool, which max_memory_allocated does not see after the reset
-    peak = torch.cuda.max_memory_reserved() if graphed else torch.cuda.max_memory_allocated()
     return {"variant": variant, "batch": b, "ms_per_step": ms, "samples_per_s": b * 1000.0 / ms,
             "peak_gib": peak / 2**30, "peak_kind": "reserved" if graphed else "allocated",
-            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30, "gpu_util": util.mean(),
+            "peak_reserved_gib": reserved / 2**30, "gpu_util": util.mean(),
             "warmup_s": t_warm, "loss": float(losses["loss"])}
 
 
