@@ -49,6 +49,7 @@ def run_carla(results: tuple[Path, ...], out: Path | None, protocol: str, routes
     """
     from harness.carla_eval import score_carla_results
     from metrics.carla import INFRACTION_TYPES, Protocol
+    from metrics.carla.records import STATUS_COMPLETED
 
     out = out or Path("runs") / f"carla-{datetime.now():%Y%m%d-%H%M%S}"
     chosen = None if protocol == "auto" else Protocol(protocol)
@@ -57,12 +58,13 @@ def run_carla(results: tuple[Path, ...], out: Path | None, protocol: str, routes
     if run.skipped:
         console.print(f"skipped {len(run.skipped)} JSON file(s) without '_checkpoint' (not leaderboard results)")
     if show_routes:
-        table = Table(title=f"CARLA routes ({agg.protocol.value} rules)")
+        table = Table(title=f"CARLA routes ({agg.protocol.value} rules)", pad_edge=False)
         id_width = max(len(r.record.route_id) for r in ev.routes)
         table.add_column("route", no_wrap=True, min_width=id_width)
-        for col in ("status", "RC %", "penalty", "DS", "length m", "infractions"):
-            table.add_column(col, justify="left" if col in ("status", "infractions") else "right",
-                             overflow="fold")
+        table.add_column("status", min_width=len(STATUS_COMPLETED))
+        for col in ("RC %", "IP", "DS", "len m"):
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("infr.", overflow="fold")
         for r in ev.routes:
             infr = " ".join(f"{_SHORT[k]}{n}" for k in INFRACTION_TYPES if (n := r.infraction_counts[k]))
             style = None if r.outcome.finished else "red"
@@ -70,10 +72,11 @@ def run_carla(results: tuple[Path, ...], out: Path | None, protocol: str, routes
                           f"{r.infraction_penalty:.4f}", f"{r.driving_score:.2f}", f"{r.record.route_length_m:.0f}",
                           infr, style=style)
         out_console.print(table)
-    summary = Table(title="CARLA aggregate (leaderboard global means over all routes of the evaluation)",
-                    caption=f"{agg.routes_total} routes: {agg.routes_finished} finished, {len(agg.unfinished)} "
-                            f"unfinished, {agg.routes_missing} without a record (count as 0); "
-                            f"{agg.km_driven:.3f} km driven")
+        used = [k for k in INFRACTION_TYPES if any(r.infraction_counts[k] for r in ev.routes)]
+        if used:
+            out_console.print("infractions: " + ", ".join(f"{_SHORT[k]} {k}" for k in used), soft_wrap=True,
+                              highlight=False)
+    summary = Table(title="CARLA aggregate (leaderboard global means over all routes of the evaluation)")
     cols = ["DS", "RC", "IP", "DS finished", "routes"] + (["SR %"] if agg.protocol is Protocol.BENCH2DRIVE else [])
     for col in cols:
         summary.add_column(col, justify="right")
@@ -84,6 +87,10 @@ def run_carla(results: tuple[Path, ...], out: Path | None, protocol: str, routes
         cells.append(f"{agg.success_rate:.2f}")
     summary.add_row(*cells)
     out_console.print(summary)
+    out_console.print(f"{agg.routes_total} routes: {agg.routes_finished} finished, {len(agg.unfinished)} unfinished, "
+                      f"{agg.routes_missing} without a record (count as 0); {agg.km_driven:.3f} km driven "
+                      "(RC route completion %, IP infraction penalty, DS driving score)", soft_wrap=True,
+                      highlight=False)
     per_km = Table(title="infractions (leaderboard global record)")
     for col in ("type", "count", "per km"):
         per_km.add_column(col, justify="left" if col == "type" else "right")

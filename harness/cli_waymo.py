@@ -65,7 +65,8 @@ def _reader(data_root: Path, split: str, files: str | None, skip_corrupt: bool) 
                   f"({reader.cached_shards} indexed from the cache)")
     if reader.num_skipped:
         console.print(f"[yellow]warning:[/] {reader.num_skipped} corrupt record(s) skipped (--skip-corrupt); "
-                      f"first: {escape(reader.skipped[0].reason)}")
+                      f"first: {escape(str(reader.skipped[0].shard))} at byte offset {reader.skipped[0].offset}: "
+                      f"{escape(reader.skipped[0].reason)}", soft_wrap=True)
     return reader
 
 
@@ -76,7 +77,8 @@ def _data_options(fn: Any) -> Any:
         click.option("--files", default=None,
                      help="Glob of the shard files (absolute or relative to the data root); replaces discovery."),
         click.option("--skip-corrupt", is_flag=True,
-                     help="Skip and count corrupt records instead of stopping at the first one."),
+                     help="Skip and count records with damaged framing (truncated, length CRC) instead of stopping "
+                          "at the first one (exit code 1). A data CRC mismatch fails its frame either way."),
         click.option("--clusters", "clusters_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      default=None, help="Scenario-cluster JSON {sequence: cluster} (default: the data root's "
                                         "val_sequence_name_to_scenario_cluster.json)."),
@@ -100,7 +102,8 @@ def register(groups: dict[str, click.Group]) -> None:
               help="val/train: plan and score the frames with rater labels; test: plan the manifest's frames "
                    "(no scores).")
 @click.option("--agent", "agent_name", type=click.Choice(WAYMO_AGENTS), default="cv", show_default=True,
-              help="cv: constant velocity (last past velocity vector); human: the logged future (privileged).")
+              help="cv: constant velocity (last past velocity vector); human: the logged future (privileged); "
+                   "tfv6: a trained TransFuser v6 (--ckpt).")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Test: the submission manifest JSON {sequence: frame index} (default: the data root's "
                    "test_sequence_frames_for_submission.json).")
@@ -116,7 +119,8 @@ def run_waymo_cmd(data_root: Path | None, files: str | None, skip_corrupt: bool,
                   ckpts: tuple[Path, ...] = ()) -> None:
     """Run AGENT on a WOD-E2E split. On val: Rater Feedback Score per frame, per scenario cluster and as the
     leaderboard's mean of cluster means, ADE@3s/@5s against the top-rated rater. On test: predictions for
-    the manifest's frames, for `lead-bench submit waymo`. Exit code 1 if any frame failed."""
+    the manifest's frames, for `lead-bench submit waymo`. Exit code 1 if any frame failed or a corrupt record
+    was skipped (--skip-corrupt: its frame is missing from the counts)."""
     from adapters.waymo.layout import default_test_manifest_path, read_test_manifest, required_frame_names
     from harness.agents import build_agent
     from harness.runner import RunCallbacks
@@ -150,18 +154,25 @@ def run_waymo_cmd(data_root: Path | None, files: str | None, skip_corrupt: bool,
                                 on_advance=lambda n: progress.advance(task, n)))
     if summary.scores is not None:
         title = f"WOD-E2E {split} — agent {agent.name}{' (privileged)' if agent.privileged else ''} — RFS"
-        print_scores(summary, title, planned=True)
+        print_scores(summary, title, planned=True, corrupt=reader.num_skipped)
     else:
-        console.print(f"predicted {summary.scored} of {summary.expected} manifest frames; {summary.failed} failed")
+        console.print(f"predicted {summary.scored} of {summary.expected} manifest frames; {summary.failed} failed"
+                      + _corrupt_note(reader.num_skipped))
     console.print(f"results in [bold]{escape(str(out))}[/]")
-    if summary.failed:
+    if summary.failed or reader.num_skipped:
         sys.exit(EXIT_PARTIAL)
 
 
-def print_scores(summary: Any, title: str, *, planned: bool = False) -> None:
+def _corrupt_note(corrupt: int) -> str:
+    return (f"; {corrupt} corrupt record(s) skipped (--skip-corrupt), their frames are in no count"
+            if corrupt else "")
+
+
+def print_scores(summary: Any, title: str, *, planned: bool = False, corrupt: int = 0) -> None:
     """The per-cluster table and the headline numbers, on standard output.
 
     ``planned``: the agent ran on the labelled frames only (``run waymo``), which the counts then say.
+    ``corrupt``: records the index skipped (``--skip-corrupt``), which the counts then mention.
     """
     s = summary.scores
     verb = "planned and scored" if planned else "scored"
@@ -170,6 +181,7 @@ def print_scores(summary: Any, title: str, *, planned: bool = False) -> None:
               f"{'not planned ' if planned else ''}(skipped)")
     if s.unmatched:
         counts += f"; {len(s.unmatched)} predictions for frames not in the split"
+    counts += _corrupt_note(corrupt)
     table = Table(title=title)
     for col, justify in (("cluster", "left"), ("frames", "right"), ("RFS", "right")):
         table.add_column(col, justify=justify)
@@ -203,7 +215,7 @@ def score_waymo_cmd(submission: Path, data_root: Path | None, files: str | None,
                     clusters_path: Path | None, split: str, out: Path | None) -> None:
     """Score a challenge archive against a labelled split as the leaderboard does: RFS per frame, per
     cluster and as the mean of cluster means; ADE@3s/@5s. Frames whose raters are all -1 are skipped and
-    counted. Exit code 1 if a labelled frame has no prediction."""
+    counted. Exit code 1 if a labelled frame has no prediction or a corrupt record was skipped."""
     from harness.waymo_runner import score_run_predictions
     from submissions.waymo import read_submission_archive
 
@@ -220,14 +232,14 @@ def score_waymo_cmd(submission: Path, data_root: Path | None, files: str | None,
                                                          "account_name": meta.account_name,
                                                          "num_model_parameters": meta.num_model_parameters}})
     print_scores(summary, f"WOD-E2E {split} — submission {escape(submission.name)} "
-                          f"({escape(meta.unique_method_name)}) — RFS")
+                          f"({escape(meta.unique_method_name)}) — RFS", corrupt=reader.num_skipped)
     unmatched = summary.scores.unmatched
     if unmatched:
         console.print(f"[yellow]warning:[/] {len(unmatched)} of the archive's {len(predictions)} frames are not "
                       f"in the {split} shards (not scored), e.g. {escape(unmatched[0])}"
                       + (": is it an archive for another split?" if not summary.scored else ""))
     console.print(f"results in [bold]{escape(str(out))}[/]")
-    if summary.failed:
+    if summary.failed or reader.num_skipped:
         sys.exit(EXIT_PARTIAL)
 
 

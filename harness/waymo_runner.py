@@ -74,7 +74,8 @@ def _error(exc: Exception) -> str:
 
 
 def read_labels(reader: WaymoReader, names: Collection[str]) -> tuple[list[FrameLabels], dict[str, str]]:
-    """Labels of ``names`` (in index order); frames whose labels cannot be read map to their error."""
+    """Labels of ``names`` (in index order), data CRCs checked; frames whose labels cannot be read (a corrupt
+    record among them) map to their error."""
     entries = reader.entries()
     wanted = set(names)
     out: list[FrameLabels] = []
@@ -82,7 +83,7 @@ def read_labels(reader: WaymoReader, names: Collection[str]) -> tuple[list[Frame
     for name in entries:
         if name in wanted:
             try:
-                out.append(reader.labels(name))
+                out.append(reader.labels(name, verify_crc=True))
             except (LeadBenchError, ValueError) as exc:
                 errors[name] = _error(exc)
     return out, errors
@@ -168,6 +169,7 @@ def run_waymo(
         targets = list(dict.fromkeys(required_frames))
     else:
         targets = [n for n, e in entries.items() if e.has_rater_labels]
+        check_clusters(entries, clusters)  # before planning: a wrong mapping would waste the whole run
     callbacks.phase("reading labels", len(targets))
     labels, label_errors = read_labels(reader, targets)
     callbacks.phase(f"{agent.name} on {reader.split}", len(labels))
@@ -192,6 +194,17 @@ def run_waymo(
                           extra_counts={"corrupt_records_skipped": reader.num_skipped})
     write_predictions(out_dir / PREDICTIONS_FILE, preds, targets, reader.split)
     return summary
+
+
+def check_clusters(entries: Mapping[str, IndexEntry], clusters: Mapping[str, str] | None) -> None:
+    """Raise ``DataError`` if a labelled frame's sequence has no cluster in ``clusters`` (from the index alone;
+    the scorer checks the same on the labels, this only says it before any planning)."""
+    if clusters is None:
+        return
+    lost = sorted({e.sequence_id for e in entries.values() if e.has_rater_labels and e.sequence_id not in clusters})
+    if lost:
+        raise DataError(f"{len(lost)} labelled sequence(s) have no scenario cluster in the cluster mapping "
+                        f"(is it the right file?): {lost[:10]}")
 
 
 def _unlabelled_stand_in(entry: IndexEntry) -> FrameLabels:
@@ -240,6 +253,7 @@ def score_run_predictions(
 ) -> WaymoRunSummary:
     """Score given predictions (e.g. a submission archive's) on a labelled split; write the results."""
     entries = reader.entries()
+    check_clusters(entries, clusters)
     labels, label_errors = read_labels(reader, [n for n, e in entries.items() if e.has_rater_labels])
     rows, scores = _score_split(reader, predictions, clusters, labels, label_errors)
     return _finish(reader.split, rows, scores, out_dir, meta=meta, config=config, expected=len(entries),
@@ -296,5 +310,5 @@ def read_predictions(run_dir: Path) -> tuple[dict[str, np.ndarray], list[str], s
     return {str(n): p for n, p in zip(names, xy, strict=True)}, required, split
 
 
-__all__ = ["PREDICTIONS_FILE", "WaymoRunSummary", "plan_frames", "read_labels", "read_predictions", "run_waymo",
+__all__ = ["PREDICTIONS_FILE", "WaymoRunSummary", "check_clusters", "plan_frames", "read_labels", "read_predictions", "run_waymo",
            "score_run_predictions", "write_predictions"]

@@ -373,14 +373,28 @@ class WaymoReader:
 
     # --- labels ---------------------------------------------------------------------------------------------
 
-    def labels(self, ref: SampleRef | str) -> FrameLabels:
-        """Validated :class:`FrameLabels` of a frame, reading only its name and tail (no image bytes)."""
-        loc = self.entry(ref).location
-        try:
-            with open(loc.shard, "rb", buffering=0) as f:
-                return self._labels_at(f, loc)
-        except OSError as exc:
-            raise DataError(f"cannot read shard ({exc})", path=loc.shard) from exc
+    def labels(self, ref: SampleRef | str, *, verify_crc: bool = False) -> FrameLabels:
+        """Validated :class:`FrameLabels` of a frame, reading only its name and tail (no image bytes).
+
+        Args:
+            ref: the frame (ref or frame name).
+            verify_crc: read the whole record and check its data CRC first (what scoring does: a flipped bit in
+                a rater score would otherwise change a result silently); raises ``CorruptRecordError``.
+        """
+        entry = self.entry(ref)
+        loc = entry.location
+        if verify_crc:
+            lab = self._labels_from(_Bytes(read_record(loc.shard, loc.offset, loc.length)), loc)
+        else:
+            try:
+                with open(loc.shard, "rb", buffering=0) as f:
+                    lab = self._labels_at(f, loc)
+            except OSError as exc:
+                raise DataError(f"cannot read shard ({exc})", path=loc.shard) from exc
+        if lab.frame_name != entry.frame_name:  # the file changed since it was indexed
+            raise CorruptRecordError(f"record holds frame {lab.frame_name}, the index says {entry.frame_name} "
+                                     "(stale index?)", path=loc.shard, offset=loc.offset)
+        return lab
 
     def iter_labels(self) -> Iterator[FrameLabels]:
         """:class:`FrameLabels` of every indexed frame, in index order (one open file per shard)."""
@@ -401,7 +415,10 @@ class WaymoReader:
 
     @staticmethod
     def _labels_at(f: BinaryIO, loc: RecordLocation) -> FrameLabels:
-        src = _Bytes(f=f, start=loc.offset + HEADER_SIZE, length=loc.length)
+        return WaymoReader._labels_from(_Bytes(f=f, start=loc.offset + HEADER_SIZE, length=loc.length), loc)
+
+    @staticmethod
+    def _labels_from(src: _Bytes, loc: RecordLocation) -> FrameLabels:
         try:
             name, _, tail = _peek_frame(src)
             msg = schema.E2EDFrame.FromString(tail)

@@ -147,3 +147,60 @@ def test_submit_validation_errors(data_root: Path, tmp_path: Path, change: list[
     code, out = _invoke("submit", "waymo", "--run", str(run), "--out", str(tmp_path / "s.tar.gz"), *META, *change)
     assert code == EXIT_BAD_INPUT and message in out, out
     assert not (tmp_path / "s.tar.gz").exists()
+
+
+def _damaged_copy(data_root: Path, tmp_path: Path, flip_at) -> tuple[Path, str]:
+    """A copy of the data root whose val shard has one byte flipped in the second labelled frame's record."""
+    import shutil
+
+    from adapters.waymo.reader import WaymoReader
+
+    root = tmp_path / "damaged"
+    shutil.copytree(data_root, root)
+    reader = WaymoReader(root, "val")
+    name = [n for n, e in reader.entries().items() if e.has_rater_labels][1]
+    loc = reader.entry(name).location
+    raw = bytearray(loc.shard.read_bytes())
+    raw[flip_at(loc)] ^= 0x01
+    loc.shard.write_bytes(bytes(raw))
+    return root, name
+
+
+def test_data_crc_mismatch_in_a_labelled_frame_fails_it(data_root: Path, tmp_path: Path) -> None:
+    # A flipped bit in the record's tail (states and raters): the labels are CRC-checked before scoring.
+    root, name = _damaged_copy(data_root, tmp_path, lambda loc: loc.offset + 12 + loc.length - 20)
+    for skip in ([], ["--skip-corrupt"]):
+        code, out = _invoke("run", "waymo", "--data-root", str(root), "--out", str(tmp_path / "run"), *skip)
+        assert code == EXIT_PARTIAL, out
+        failures = pd.read_csv(tmp_path / "run" / "failures.csv")
+        assert list(failures.token) == [name] and "data CRC mismatch" in failures.error[0]
+        assert "at byte offset" in failures.error[0] and "val_202504211843" in failures.error[0]
+        assert "4 with rater labels, 3 planned and scored, 1 failed" in out
+
+
+def test_length_crc_mismatch_stops_or_is_skipped_and_counted(data_root: Path, tmp_path: Path) -> None:
+    root, name = _damaged_copy(data_root, tmp_path, lambda loc: loc.offset + 9)
+    code, out = _invoke("run", "waymo", "--data-root", str(root), "--out", str(tmp_path / "run"))
+    assert code == EXIT_BAD_INPUT and "length CRC mismatch" in out and "byte offset" in out
+    code, out = _invoke("run", "waymo", "--data-root", str(root), "--out", str(tmp_path / "run"), "--skip-corrupt")
+    assert code == EXIT_PARTIAL, out
+    assert "11 frames in val: 3 with rater labels, 3 planned and scored" in out
+    assert "1 corrupt record(s) skipped (--skip-corrupt)" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["counts"]["corrupt_records_skipped"] == 1 and summary["counts"]["expected"] == 11
+
+
+def test_wrong_cluster_mapping_is_refused_before_planning(data_root: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.waymo_runner as runner
+
+    wrong = tmp_path / "clusters.json"
+    wrong.write_text(json.dumps({VAL_SEQUENCES[0]: "Intersection"}))
+
+    def no_planning(*args, **kwargs):
+        raise AssertionError("planned although the cluster mapping is wrong")
+
+    monkeypatch.setattr(runner, "plan_frames", no_planning)
+    code, out = _invoke("run", "waymo", "--data-root", str(data_root), "--clusters", str(wrong), "--out",
+                        str(tmp_path / "run"))
+    assert code == EXIT_BAD_INPUT and "no scenario cluster" in out
