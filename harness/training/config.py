@@ -125,6 +125,8 @@ class TrainConfig:
     compile: bool = False
     waypoint_interval_s: float = 0.5
     past_interval_s: float = 0.5
+    loss_weights: tuple[tuple[str, float], ...] = ()  # (loss key, raw weight); unlisted keys weigh 1 (LEAD)
+    init_waypoint_bias: bool = True  # start the planner's delta head at the data's mean displacement per step
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 3

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -98,6 +98,7 @@ class SourceData(Dataset):
         self.spec = spec
         self.augment = augment
         self.cache = cache
+        self.skipped: list[tuple[str, str]] = []  # (token, reason) of samples left out when the source was opened
         self._samples: dict[int, tuple[Sample, dict[str, np.ndarray]]] = {}
 
     def __len__(self) -> int:
@@ -113,17 +114,21 @@ class SourceData(Dataset):
         slots = rig.slots(cfg.image_width)
         cams = dict(sample.observation.cameras)
         images: dict[str, np.ndarray] = {}
+        factors: dict[str, int] = {}
         for (_, w), name in zip(slots, rig.cameras):
             cam = cams.get(name)
             if cam is None:
                 raise DataError(f"rig {rig.name} needs camera {name}; sample has {sorted(cams)}",
                                 token=sample.meta.token)
             view = camera_view(cam, w, cfg.image_height, rig.horizon_fraction)
-            factor = max(1, int((view.crop_box[2] - view.crop_box[0]) / w / 1.5))
-            cams[name], images[name] = downscaled(cam, cam.load_image(), factor)
-        from dataclasses import replace
-
-        sample = replace(sample, observation=replace(sample.observation, cameras=cams))
+            factors[name] = max(1, int((view.crop_box[2] - view.crop_box[0]) / w / 1.5))
+            cams[name], images[name] = downscaled(cam, cam.load_image(), factors[name])
+        t = sample.targets
+        # per-camera labels follow their camera's reduction (nearest), so the cache stays small
+        sem = {k: _every(v, factors.get(k, 1)) for k, v in t.semantics.items()}
+        depth = {k: _every(v, factors.get(k, 1)) for k, v in t.depth_m.items()}
+        sample = replace(sample, observation=replace(sample.observation, cameras=cams),
+                         targets=replace(t, semantics=sem, depth_m=depth))
         if self.cache:
             self._samples[i] = (sample, images)
         return sample, images
@@ -133,6 +138,11 @@ class SourceData(Dataset):
         sample, images = self._get(int(i))
         rng = np.random.default_rng(int(seed)) if seed >= 0 and self.augment is not None else None
         return encode_sample(sample, self.spec, self.augment if rng is not None else None, rng, images)
+
+
+def _every(labels: np.ndarray, f: int) -> np.ndarray:
+    """Every ``f``-th label row and column (nearest-neighbour reduction; the views rescale coordinates)."""
+    return labels if f <= 1 else np.ascontiguousarray(labels[f // 2::f, f // 2::f])
 
 
 class MixedData(Dataset):

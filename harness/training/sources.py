@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.training.config import TrainConfig
 from harness.training.data import SourceData
 from harness.trajectory import TrajectorySampling
+from harness.types import SampleRef
 
 #: Training rig -> the CARLA writer's rig that renders those cameras.
 CARLA_WRITER_RIG = {"navsim_4cam": "navsim_4cam", "navsim_3cam": "navsim_4cam", "waymo_front_3cam": "waymo_front_3cam",
@@ -62,8 +64,32 @@ def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | 
         horizon = TrajectorySampling(cfg.model.num_waypoints, cfg.waypoint_interval_s)
         creader = CarlaReader(root, split or d.carla_split, sampling=horizon)
         sensors = CarlaSensors(cameras=True, lidar=not cfg.model.latent, labels=True)
-        return SourceData(source, creader.index(), lambda ref: creader.load(ref, sensors), spec, aug, d.cache_images)
+        refs, skipped = _usable_carla_refs(creader)
+        data = SourceData(source, refs, lambda ref: creader.load(ref, sensors), spec, aug, d.cache_images)
+        data.skipped = skipped
+        return data
     raise ConfigError(f"unknown source {source!r}")
+
+
+def _usable_carla_refs(reader: Any) -> tuple[list[SampleRef], list[tuple[str, str]]]:
+    """CARLA frames whose navigation metas the adapter can read, and the others with their errors.
+
+    Workaround, reported: ``CarlaReader._navigation`` raises IndexError when a route's last target points are
+    all duplicates (they merge into one point); those frames (route ends) are listed and counted, not hidden.
+    """
+    from adapters.carla import format as fmt
+
+    ok, bad = [], []
+    for ref in reader.index():
+        route, frame, _, token = reader._locate(ref)
+        try:
+            meta = reader.read_meta(route, frame)
+            reader._navigation(meta, 0.0, 0.0, f"route {route.name} frame {fmt.frame_stem(frame)}")
+        except (DataError, IndexError) as exc:
+            bad.append((token, f"{type(exc).__name__}: {exc}"))
+            continue
+        ok.append(ref)
+    return ok, bad
 
 
 def open_sources(cfg: TrainConfig, roots: SourceRoots) -> list[SourceData]:

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from harness.agents.tfv6 import load_checkpoint
 from harness.atomic import atomic_write_text, temp_path
 from harness.errors import ConfigError
-from harness.model.io import TFv6Config
+from harness.model.io import LossWeights, TFv6Config
 from harness.model.losses import tfv6_losses
 from harness.model.tfv6 import TFv6
 from harness.training.config import TrainConfig, dump_yaml
@@ -41,6 +42,7 @@ from harness.training.data import (
     make_collate,
     seed_worker,
 )
+from harness.trajectory import resample_poses
 
 log = logging.getLogger(__name__)
 CKPT_KIND = "lead-bench/tfv6-train"
@@ -191,6 +193,12 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
 
     start = 0
     ck: dict[str, Any] | None = None
+    if resume is None and cfg.init_waypoint_bias and getattr(model, "planner", None) is not None:
+        mean = mean_waypoint_step(sources, cfg)
+        if mean is not None:
+            with torch.no_grad():
+                model.planner.wp_head.bias.copy_(torch.as_tensor(mean, dtype=model.planner.wp_head.bias.dtype))
+            say(f"waypoint head bias set to the mean step ({mean[0]:.2f}, {mean[1]:.2f}) m")
     if resume is not None:
         ck = load_checkpoint(resume)
         if ck.get("kind") != CKPT_KIND:
@@ -224,7 +232,12 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
         if dev.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"][dist.rank] if isinstance(rng["cuda"], list) else rng["cuda"], dev)
         say(f"resumed from {resume} at step {start}")
+    for src in sources:
+        if src.skipped:
+            say(f"{src.source}: {len(src.skipped)} of {len(src) + len(src.skipped)} samples left out as unreadable "
+                f"(first: {src.skipped[0][0]}: {src.skipped[0][1]})")
     logger = _Logger(out_dir, main_proc)
+    weights = LossWeights(dict(cfg.loss_weights))
     amp = _autocast_dtype(cfg, dev)
     say(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {dev} "
         f"({'bf16 autocast' if amp else 'fp32'}{', compiled' if cfg.compile else ''}, {dist.world_size} process(es)); "
@@ -243,7 +256,7 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
         inputs, targets = inputs.to(dev), targets.to(dev)
         with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
             pred = fwd(inputs)
-        losses = tfv6_losses(pred, targets, cfg.model)
+        losses = tfv6_losses(pred, targets, cfg.model, weights)
         opt.zero_grad(set_to_none=True)
         total = losses["loss"]
         if dist.world_size > 1:
@@ -293,6 +306,27 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
     if dist.world_size > 1:
         torch.distributed.barrier()
     return TrainResult(step, last, model_path, val)
+
+
+def mean_waypoint_step(sources: list[SourceData], cfg: TrainConfig, max_samples: int = 64) -> np.ndarray | None:
+    """Mean logged displacement (x, y) in metres between consecutive waypoint times, over up to ``max_samples``
+    samples spread evenly over the sources (images are not decoded). The planner predicts cumulative deltas, so
+    this is the bias that starts it at the data's average motion instead of standing still."""
+    times = cfg.waypoint_interval_s * np.arange(0, cfg.model.num_waypoints + 1)
+    steps = []
+    for src in sources:
+        n = len(src)
+        for i in np.linspace(0, n - 1, min(n, max(1, max_samples // len(sources)))).astype(int):
+            fut = src.load(src.refs[int(i)]).targets.future
+            if fut is None:
+                continue
+            poses = resample_poses(fut.poses, fut.times_s, times[1:], hold_last=True)
+            xy = np.concatenate([[[0.0, 0.0]], poses[:, :2]])
+            ok = times[1:] <= fut.times_s[-1] + 1e-6
+            steps.append(np.diff(xy, axis=0)[ok])
+    if not steps:
+        return None
+    return np.concatenate(steps).mean(axis=0)
 
 
 def _output_tensors(obj: Any) -> list[torch.Tensor]:

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from adapters.navsim.reader import NavsimReader, SensorSelection
 from harness.errors import DataError
@@ -102,3 +103,27 @@ def test_collate_masks_labels_a_source_lacks(sample):
     bev = targets.bev_semantic["carla"].classes[1]
     assert (bev[:32] == 2).all() and (bev[32:] == 0).all()
     assert (targets.bev_semantic["carla"].classes[0] == -1).all()
+
+
+def test_carla_source_carries_perception_labels(small_world, tmp_path):
+    from adapters.carla.writer import CarlaWriteOptions, write_carla_world
+    from harness.training.config import load_config
+    from harness.training.data import MixedBatchSampler, MixedData, MixPlan, make_collate
+    from harness.training.sources import SourceRoots, open_source
+
+    name = small_world.splits["train"][0]
+    root = write_carla_world(small_world, tmp_path, CarlaWriteOptions(rig="navsim_4cam", camera_scale=0.1,
+                                                                      perturbed=False, max_frames=3), logs=[name])
+    cfg = load_config("tiny-carla", overrides=["model.image_width=192", "data.sources=carla",
+                                               "augment.view_prob=1.0"])
+    src = open_source("carla", cfg, SourceRoots(carla=root))
+    assert len(src) + len(src.skipped) == 3
+    keys = MixedBatchSampler(MixPlan(("carla",), (len(src),), 2, 1), max_steps=1).batch(0)
+    inputs, targets, sources = make_collate(cfg.input_spec())([MixedData([src])[k] for k in keys])
+    assert sources == ["carla", "carla"] and inputs.images.shape == (2, 3, 64, 192)
+    assert targets.bev_semantic["carla"].valid.all() and "navsim" not in targets.bev_semantic
+    assert targets.boxes["carla"].valid.all()
+    sem = targets.image_semantic.classes
+    assert targets.image_semantic.valid.all() and sem.max() > 0 and (sem >= -1).all() and sem.max() < 10
+    assert torch.isfinite(targets.depth.depth_m).any()
+    assert targets.waypoints_valid.any()
