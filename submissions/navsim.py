@@ -27,9 +27,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.errors import DataError, LeadBenchError
+from harness.errors import DataError
 from harness.safe_pickle import dumps_with_global_names, load_restricted
 from harness.trajectory import NAVSIM_SAMPLING, Trajectory
+from submissions.errors import SubmissionValidationError
+from submissions.errors import listed as _listed
 from submissions.navsim_classes import (
     GLOBAL_NAMES,
     POSES_DTYPE,
@@ -48,22 +50,6 @@ V2_KEYS = ("first_stage_predictions", "second_stage_predictions")
 
 #: NAVSIM's shell scripts ship these placeholders; a file that still holds one was not filled in.
 _PLACEHOLDERS = frozenset({"MUST_SET", "???"})
-#: How many problems an error message lists before it only counts the rest.
-_SHOWN = 10
-
-
-class SubmissionValidationError(LeadBenchError, ValueError):
-    """Predictions or metadata cannot make a valid submission; nothing was written.
-
-    Attributes:
-        problems: every problem found, one line each (the message shows the first few).
-    """
-
-    def __init__(self, what: str, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        shown = "\n  ".join(self.problems[:_SHOWN])
-        more = f"\n  ... and {len(self.problems) - _SHOWN} more" if len(self.problems) > _SHOWN else ""
-        super().__init__(f"{what}: {len(self.problems)} problem(s):\n  {shown}{more}")
 
 
 @dataclass(frozen=True)
@@ -332,12 +318,6 @@ def _checked_poses(trajectory: Any, where: str, token: str, problems: list[str])
                         f"{poses[row, col]}, not finite as float32")
         return None
     return poses32
-
-
-def _listed(tokens: set[str]) -> str:
-    shown = ", ".join(map(str, sorted(tokens, key=str)[:_SHOWN]))
-    more = f", ... {len(tokens) - _SHOWN} more" if len(tokens) > _SHOWN else ""
-    return f"[{shown}{more}]"
 
 
 # --- conversion, writing, reading ---------------------------------------------------------------------

@@ -51,7 +51,9 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from adapters.waymo.schema import E2EDChallengeSubmission
-from harness.errors import DataError, LeadBenchError
+from harness.errors import DataError
+from submissions.errors import SubmissionValidationError
+from submissions.errors import listed as _listed
 
 #: Points per prediction: 4 Hz for 5 s, t = 0.25 ... 5.0 s.
 NUM_POINTS = 20
@@ -70,23 +72,8 @@ _BINPROTO = re.compile(r"^[^/]*\.binproto(?:-(\d{5})-of-(\d{5}))?$")
 _PART = re.compile(r"^part(\d+)$")
 #: An upper bound on one shard's size: protobuf cannot parse messages of 2 GiB or more.
 _MAX_SHARD_BYTES = (2 << 30) - 1
-_SHOWN = 10
 #: Placeholders of the tutorial that a real submission must replace.
 _PLACEHOLDERS = frozenset({"", "acc@domain.com", "YourMethodName", "Affiliation", "MUST_SET", "???"})
-
-
-class SubmissionValidationError(LeadBenchError, ValueError):
-    """Predictions or metadata cannot make a valid submission; nothing was written.
-
-    Attributes:
-        problems: every problem found, one line each (the message shows the first few).
-    """
-
-    def __init__(self, what: str, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        shown = "\n  ".join(self.problems[:_SHOWN])
-        more = f"\n  ... and {len(self.problems) - _SHOWN} more" if len(self.problems) > _SHOWN else ""
-        super().__init__(f"{what}: {len(self.problems)} problem(s):\n  {shown}{more}")
 
 
 def normalize_num_model_parameters(value: str) -> str:
@@ -506,16 +493,9 @@ def _read_members(path: Path) -> list[tuple[str, bytes]]:
             have = {i for pfx, i in numbering if pfx == prefix}
             if have != set(range(count)):
                 lost = sorted(set(range(count)) - have)
-                raise DataError(f"{prefix}-iiiii-of-{count:05d}: shard(s) {lost[:_SHOWN]} missing or numbered "
-                                f"beyond the count ({sorted(have - set(range(count)))[:_SHOWN]})", path=path)
+                raise DataError(f"{prefix}-iiiii-of-{count:05d}: shard(s) {_listed(lost)} missing or numbered "
+                                f"beyond the count ({_listed(have - set(range(count)))})", path=path)
     return [(name, data) for _, name, data in sorted(shards)]
-
-
-def _listed(names: Iterable[str]) -> str:
-    items = sorted(names, key=str)
-    shown = ", ".join(map(str, items[:_SHOWN]))
-    more = f", ... {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-    return f"[{shown}{more}]"
 
 
 def predictions_per_shard(total: int, shards: int) -> list[int]:
