@@ -4,7 +4,10 @@ Indexing: every shard is indexed once by seeking from record header to header (l
 ``tfrecord``); of each record only the first few KB (the frame name sits at the start of the message) and
 the short tail after the camera data (past/future states, intent, rater trajectories) are read, so a 2.3 MB
 frame costs two small reads. ``load`` is then one seek and one read of the whole record, with both CRCs
-checked; ``labels`` reads only the name and the tail again (no image bytes).
+checked; ``labels`` reads only the name and the tail again (no image bytes), or with ``verify_crc=True``
+the whole record with its data CRC checked (what scoring does). The wire-format walking lives in
+:mod:`adapters.waymo.wire`; with ``index_cache`` the index of each shard is kept on disk
+(:mod:`adapters.waymo.index_cache`) and read back while the shard is unchanged.
 
 Frames (specs/waymo_e2e.md §1.3): Waymo's ego frame at the current time is the canonical frame, so states
 are copied. Cameras are the exception: Waymo's camera axes are x forward (optical axis), y left, z up, and
@@ -51,6 +54,7 @@ from adapters.waymo.labels import (
 )
 from adapters.waymo.layout import find_shards
 from adapters.waymo.tfrecord import HEADER_SIZE, CorruptRecordError, TFRecordReader, read_record
+from adapters.waymo.wire import Payload, peek_frame
 from harness.errors import ConfigError, DataError
 from harness.trajectory import WAYMO_SAMPLING, Trajectory, TrajectorySampling, headings_from_positions
 from harness.types import (
@@ -94,8 +98,6 @@ WAYMO_CAMERA_FROM_OPENCV.setflags(write=False)
 PAST_TIMES_S = (np.arange(NUM_PAST_STATES, dtype=np.float64) - (NUM_PAST_STATES - 1)) * STATE_INTERVAL_S
 #: Below this speed a past state's velocity direction is too noisy to give its heading.
 _HEADING_MIN_SPEED_MPS = 0.5
-#: First read of a record while indexing: the frame name is in the first ~100 bytes, calibrations follow.
-_PEEK_BYTES = 8192
 
 
 class RecordLocation(NamedTuple):
@@ -132,95 +134,13 @@ class SkippedRecord(NamedTuple):
     reason: str
 
 
-# --- a minimal wire-format walker, used only to find fields without reading the images ---------------------
-
-
-class _Bytes:
-    """Random access to one record's payload: a bytes object or a shard file read in small windows."""
-
-    def __init__(self, data: bytes | None = None, f: BinaryIO | None = None, start: int = 0, length: int = 0) -> None:
-        self.f, self.start = f, start
-        self.length = len(data) if data is not None else length
-        self.buf, self.buf_at = (data or b""), 0
-
-    def get(self, pos: int, n: int) -> bytes:
-        """Payload bytes ``[pos, pos + n)`` (fewer at the end of the payload)."""
-        end = min(pos + n, self.length)
-        if self.buf_at <= pos and end <= self.buf_at + len(self.buf):
-            return self.buf[pos - self.buf_at:end - self.buf_at]
-        if self.f is None:  # cannot happen: a bytes payload is whole
-            raise DecodeError(f"payload byte {pos} is outside the record")
-        self.f.seek(self.start + pos)
-        want = max(end - pos, _PEEK_BYTES)
-        self.buf, self.buf_at = self.f.read(min(want, self.length - pos)), pos
-        return self.buf[:end - pos]
-
-
-def _varint(src: _Bytes, pos: int) -> tuple[int, int]:
-    chunk = src.get(pos, 10)
-    value = shift = 0
-    for i, b in enumerate(chunk):
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos + i + 1
-        shift += 7
-    raise DecodeError(f"bad varint at payload byte {pos}")
-
-
-def _fields(src: _Bytes, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """``(field number, wire type, tag start, value start, value end)`` of each field in ``[start, end)``.
-
-    For varints the value end is just past the varint; for fixed and length-delimited fields it is the
-    end of the value (the bytes are not read).
-    """
-    pos = start
-    while pos < end:
-        tag, vpos = _varint(src, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            _, vend = _varint(src, vpos)
-        elif wire == 1:
-            vend = vpos + 8
-        elif wire == 2:
-            n, vpos = _varint(src, vpos)
-            vend = vpos + n
-        elif wire == 5:
-            vend = vpos + 4
-        else:
-            raise DecodeError(f"unsupported wire type {wire} at payload byte {pos}")
-        if number == 0 or vend > end:
-            raise DecodeError(f"field {number} at payload byte {pos} runs past its message")
-        yield number, wire, pos, vpos, vend
-        pos = vend
-
-
-def _peek_frame(src: _Bytes) -> tuple[str, int, bytes]:
-    """Frame name, ``timestamp_micros`` and the E2EDFrame without its ``frame`` field (the serialized tail).
-
-    Reads ``frame.context.name`` and ``frame.timestamp_micros`` and every top-level field other than
-    ``frame`` (1); the cameras inside ``frame`` are skipped by their lengths.
-    """
-    name, ts = "", 0
-    tail: list[bytes] = []
-    for number, wire, tag_at, vpos, vend in _fields(src, 0, src.length):
-        if number != 1 or wire != 2:
-            tail.append(src.get(tag_at, vend - tag_at))
-            continue
-        found_name = found_ts = False
-        for fnum, fwire, _, fv, fend in _fields(src, vpos, vend):  # Frame
-            if fnum == 1 and fwire == 2:  # context
-                for cnum, cwire, _, cv, cend in _fields(src, fv, fend):
-                    if cnum == 1 and cwire == 2:
-                        name = src.get(cv, cend - cv).decode("utf-8")
-                        found_name = True
-                        break
-            elif fnum == 2 and fwire == 0:  # timestamp_micros (int64: two's complement varint)
-                ts, _ = _varint(src, fv)
-                ts = ts - (1 << 64) if ts >= 1 << 63 else ts
-                found_ts = True
-            if found_name and found_ts:
-                break
-    return name, ts, b"".join(tail)
+def _peek_message(src: Payload, loc: RecordLocation) -> tuple[str, int, Any]:
+    """Frame name, ``timestamp_micros`` and the E2EDFrame parsed without its ``frame`` field (no images)."""
+    try:
+        name, ts, tail = peek_frame(src)
+        return name, ts, schema.E2EDFrame.FromString(tail)
+    except (DecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"record at byte offset {loc.offset} is not an E2EDFrame ({exc})", path=loc.shard) from exc
 
 
 def _row_from_entry(e: IndexEntry) -> tuple[Any, ...]:
@@ -346,7 +266,7 @@ class WaymoReader:
         with f:
             for rec, data in records:
                 loc = RecordLocation(shard, rec.offset, rec.length)
-                src = _Bytes(data) if data is not None else _Bytes(f=f, start=rec.offset + HEADER_SIZE,
+                src = Payload(data) if data is not None else Payload(f=f, start=rec.offset + HEADER_SIZE,
                                                                    length=rec.length)
                 try:
                     yield self._entry(loc, src)
@@ -356,13 +276,8 @@ class WaymoReader:
             self.skipped.append(SkippedRecord(shard, bad.offset, bad.reason))
 
     @staticmethod
-    def _entry(loc: RecordLocation, src: _Bytes) -> IndexEntry:
-        try:
-            name, ts, tail = _peek_frame(src)
-            msg = schema.E2EDFrame.FromString(tail)
-        except (DecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"record at byte offset {loc.offset} is not an E2EDFrame ({exc})",
-                            path=loc.shard) from exc
+    def _entry(loc: RecordLocation, src: Payload) -> IndexEntry:
+        name, ts, msg = _peek_message(src, loc)
         try:
             seq, idx = split_frame_name(name)
         except ValueError as exc:
@@ -384,7 +299,7 @@ class WaymoReader:
         entry = self.entry(ref)
         loc = entry.location
         if verify_crc:
-            lab = self._labels_from(_Bytes(read_record(loc.shard, loc.offset, loc.length)), loc)
+            lab = self._labels_from(Payload(read_record(loc.shard, loc.offset, loc.length)), loc)
         else:
             try:
                 with open(loc.shard, "rb", buffering=0) as f:
@@ -415,16 +330,11 @@ class WaymoReader:
 
     @staticmethod
     def _labels_at(f: BinaryIO, loc: RecordLocation) -> FrameLabels:
-        return WaymoReader._labels_from(_Bytes(f=f, start=loc.offset + HEADER_SIZE, length=loc.length), loc)
+        return WaymoReader._labels_from(Payload(f=f, start=loc.offset + HEADER_SIZE, length=loc.length), loc)
 
     @staticmethod
-    def _labels_from(src: _Bytes, loc: RecordLocation) -> FrameLabels:
-        try:
-            name, _, tail = _peek_frame(src)
-            msg = schema.E2EDFrame.FromString(tail)
-        except (DecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"record at byte offset {loc.offset} is not an E2EDFrame ({exc})",
-                            path=loc.shard) from exc
+    def _labels_from(src: Payload, loc: RecordLocation) -> FrameLabels:
+        name, _, msg = _peek_message(src, loc)
         msg.frame.context.name = name
         return frame_labels(msg, source=str(loc))
 
