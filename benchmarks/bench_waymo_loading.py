@@ -10,7 +10,9 @@ The shard is in the page cache (as on a second pass over real data). Baselines m
   the short tail after the images) against a naive scan (read every record in full with its CRC and parse it);
 - load: the front three cameras decoded at 1/4 scale in the DCT domain (Pillow ``draft``) against a full-size
   decode (scale 1) and against a full-size decode followed by a 4x box downscale (the same output size);
-- labels: reading states and raters without images.
+- index cache: the same index read back from lead-bench's on-disk index cache (a later run on the split);
+- labels: reading states and raters without images, and with the record's data CRC checked (a full read of
+  the record, what scoring does).
 
 Single process, so samples/s is per core. Usage: python benchmarks/bench_waymo_loading.py [--records N]
 """
@@ -108,10 +110,14 @@ def main() -> None:
         t_index = timed(lambda: WaymoReader(root, "val").index())
         t_naive = timed(lambda: naive_index(shard))
         t_verify = timed(lambda: WaymoReader(root, "val", verify_data=True).index())
+        cache_dir = root / "index-cache"
+        WaymoReader(root, "val", index_cache=cache_dir).index()  # fills the cache
+        t_cached = timed(lambda: WaymoReader(root, "val", index_cache=cache_dir).index())
         table = Table(title="Shard indexing")
         for col in ("method", "records/s", "MB/s of shard", "vs naive"):
             table.add_column(col, justify="right" if col != "method" else "left")
         for label, t in (("lead-bench index (headers + name + tail)", t_index),
+                         ("lead-bench index from the on-disk index cache", t_cached),
                          ("lead-bench index, verify_data=True (full read, CRCs)", t_verify),
                          ("naive: read + CRC + parse every record (baseline)", t_naive)):
             table.add_row(label, f"{args.records / t:,.0f}", f"{mb / t:,.0f}", f"{t_naive / t:.1f}x")
@@ -133,12 +139,13 @@ def main() -> None:
                 for cam in s.observation.cameras.values():
                     Image.fromarray(cam.load_image()).reduce(4)
 
-        def labels_only() -> None:
+        def labels_only(verify_crc: bool = False) -> None:
             for ref in refs[:n]:
-                reader.labels(ref)
+                reader.labels(ref, verify_crc=verify_crc)
 
         t1, t4 = timed(lambda: load(1)), timed(lambda: load(4))
         t_reduce, t_labels = timed(load_full_then_reduce), timed(labels_only)
+        t_labels_crc = timed(lambda: labels_only(verify_crc=True))
         s1 = reader.load(refs[0], cameras=FRONT_CAMERAS).observation.cameras["FRONT"]
         s4 = reader.load(refs[0], image_scale=4, cameras=FRONT_CAMERAS).observation.cameras["FRONT"]
         table = Table(title="Sample loading, 3 front cameras decoded (one process = per core)")
@@ -148,7 +155,8 @@ def main() -> None:
                                 ("1/4 scale, full decode + 4x reduce (baseline)", t_reduce,
                                  f"{s4.width}x{s4.height}"),
                                 ("1/4 scale, DCT-domain draft", t4, f"{s4.width}x{s4.height}"),
-                                ("labels only (no images)", t_labels, "-")):
+                                ("labels only (no images)", t_labels, "-"),
+                                ("labels, record's data CRC checked (scoring)", t_labels_crc, "-")):
             table.add_row(label, size_, f"{n / t:,.1f}", f"{1000 * t / n:.2f}", f"{t1 / t:.1f}x")
         console.print(table)
         console.print("Timings vary by about ±30 % between runs on the shared 2-core machine.")

@@ -278,8 +278,9 @@ def _finish(split: str, rows: list[dict[str, Any]], scores: WaymoScores | None, 
         summary["unmatched_predictions_examples"] = list(scores.unmatched[:10])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_results(out_dir, rows, summary, dict(config or {}), columns=WAYMO_ROW_COLUMNS)
-    log.info("%s: %d of %d frames %s; %d failed; %d skipped without rater labels%s", split, valid, expected,
-             "scored" if scores is not None else "predicted", failed, skipped,
+    log.info("%s: %d of %d frames %s; %d failed%s%s", split, valid, expected,
+             "scored" if scores is not None else "predicted", failed,
+             f"; {skipped} skipped without rater labels" if scores is not None else "",
              " (see failures.csv)" if failed else "")
     return WaymoRunSummary(split, expected, valid, failed, skipped, scores, out_dir)
 
