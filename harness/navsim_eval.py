@@ -151,11 +151,10 @@ def build_metric_cache(
 ) -> dict[str, str | None]:
     """Build the cache for the given tokens; returns token -> None (ok) or its error.
 
-    With ``workers > 1`` or a ``ray_address`` the logs are spread over Ray tasks (a local Ray cluster is
-    started if none is given); without Ray installed, over local processes. Results are identical to the
-    serial path: each token's scene depends only on its own log and the map. ``engine``: "ray", "processes",
-    or "auto" (Ray when a ``ray_address`` is given, else local processes: a local Ray cluster started from
-    inside some processes, e.g. under pytest or after a process pool, was seen to stall on this machine).
+    With ``workers > 1`` the logs are spread over local processes, or over Ray tasks with ``engine="ray"`` or a
+    ``ray_address`` (a local Ray cluster is started if none is given). Results are identical to the serial
+    path: each token's scene depends only on its own log and the map. ``engine``: "ray", "processes", or
+    "auto" (Ray when a ``ray_address`` is given, else local processes, which start faster on one machine).
     """
     if engine not in ("auto", "ray", "processes"):
         raise ValueError(f"engine must be auto, ray or processes, got {engine!r}")
@@ -185,8 +184,9 @@ def build_metric_cache(
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     results.update(ray.get(ref))
+                    n_tokens = pending.pop(ref)  # always: a ref left pending is returned by every later wait
                     if on_log_done:
-                        on_log_done(pending.pop(ref))
+                        on_log_done(n_tokens)
         finally:
             if started:
                 ray.shutdown()

@@ -52,8 +52,6 @@ def test_parallel_cache_equals_serial(small_world_root, tmp_path):
     specs = [CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / d)
              for d in ("serial", "parallel")]
     assert not any(build_metric_cache(specs[0], by_log, workers=1).values())
-    # Local processes; the Ray engine runs the same per-log function (a local Ray cluster started under
-    # pytest stalled on this machine, so it is exercised by benchmarks/bench_navsim_eval.py instead).
     assert not any(build_metric_cache(specs[1], by_log, workers=2, engine="processes").values())
     a, b = specs[0].open(), specs[1].open()
     for tok in [t for toks in by_log.values() for t in toks][:6]:
@@ -106,3 +104,21 @@ def test_scoring_batched_and_forked_equals_one_scene_at_a_time(small_world_root,
             assert a.row(0) == b.row(0) and a.row(1) == b.row(1)
             np.testing.assert_array_equal(a.ego_areas, b.ego_areas)
             np.testing.assert_array_equal(a.progress_raw, b.progress_raw)
+
+
+def test_ray_engine_equals_serial(small_world_root, tmp_path):
+    pytest.importorskip("ray")
+    reader = NavsimReader(small_world_root, "test")
+    by_log: dict[str, list[str]] = {}
+    for r in reader.index():
+        by_log.setdefault(r.log_id, []).append(r.token)
+    by_log = {k: v[:2] for k, v in sorted(by_log.items())[:3]}  # more logs than workers: several waits
+    specs = [CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / d)
+             for d in ("serial", "ray")]
+    assert not any(build_metric_cache(specs[0], by_log).values())
+    # No progress callback: every finished log must still leave the wait set (it once looped forever here).
+    result = build_metric_cache(specs[1], by_log, workers=2, engine="ray")
+    assert sorted(result) == sorted(t for toks in by_log.values() for t in toks) and not any(result.values())
+    a, b = specs[0].open(), specs[1].open()
+    for tok in result:
+        np.testing.assert_array_equal(a.get(tok).pdm_closed_states, b.get(tok).pdm_closed_states)
