@@ -139,7 +139,8 @@ def _build(out: Path, spec: Any, workers: int) -> Path:
 @click.option("--workers", type=int, default=None, help="Rendering processes (default: CPU cores).")
 @_handle_errors
 def world_build(out: Path, seed: int, logs: int, duration: float, camera_scale: float, workers: int | None) -> None:
-    """Generate the embedded world and write it in NAVSIM/OpenScene format with nuPlan maps."""
+    """Generate the embedded world and write it in NAVSIM/OpenScene format with nuPlan maps, plus its WOD-E2E
+    shards (OUT/waymo) and a small LEAD/CARLA route copy of its train logs (OUT/carla)."""
     from harness.embedded import default_workers
 
     root = _build(out, _spec(seed, logs, duration, camera_scale), workers or default_workers())
