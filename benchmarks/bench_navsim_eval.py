@@ -136,7 +136,7 @@ def _report(new: dict[str, Any], old: dict[str, Any] | None, rev: str) -> None:
         old_cpu = f"{n / old_t[1]:.0f}" if old_t else "n/a"
         table.add_row(stage, how, old_wall, f"{n / wall:.0f}", ratio, old_cpu, f"{n / cpu:.0f}",
                       f"{serial / wall:.2f}x")
-    console = Console()
+    console = Console(width=160)
     console.print(table)
     console.print(f"parallel cache identical to serial: {new['parallel_cache_identical']}; forked scoring identical "
                   f"to serial: {new.get('rows/2', new['rows/1']) == new['rows/1']}")
