@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -154,7 +155,10 @@ def build_embedded_world(
             raise ValueError(f"EmbeddedCarlaOptions.splits: {unknown} are not world splits {sorted(world.splits)}")
         names = [n for s in spec.carla.splits for n in world.splits[s]]
         if names:
+            t0 = time.perf_counter()
             write_carla_world(world, root / CARLA_DIR, spec.carla.write, logs=names)
+            log.info("CARLA portion: %d route(s) of splits %s in %.1f s", len(names), ", ".join(spec.carla.splits),
+                     time.perf_counter() - t0)
     atomic_write_text(root / MARKER, json.dumps(meta, indent=2) + "\n")
     log.info("embedded world written to %s: %d logs (%s)", root, len(jobs),
              ", ".join(f"{k}: {len(v)}" for k, v in world.splits.items()))
