@@ -155,6 +155,9 @@ def run_waymo_cmd(data_root: Path | None, files: str | None, skip_corrupt: bool,
     if summary.scores is not None:
         title = f"WOD-E2E {split} — agent {agent.name}{' (privileged)' if agent.privileged else ''} — RFS"
         print_scores(summary, title, planned=True, corrupt=reader.num_skipped)
+        if summary.scored + summary.failed == 0:
+            console.print(f"[yellow]warning:[/] no frame of {split} has rater labels, so nothing was planned or "
+                          "scored (WOD-E2E's train split has none; val has one labelled frame per sequence)")
     else:
         console.print(f"predicted {summary.scored} of {summary.expected} manifest frames; {summary.failed} failed"
                       + _corrupt_note(reader.num_skipped))
