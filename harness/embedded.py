@@ -44,6 +44,13 @@ WAYMO_WRITER_FILES = ("world_writer.py", "world_raters.py", "schema.py", "tfreco
 CARLA_DIR = "carla"
 #: CARLA writer sources outside harness/world that shape the written files.
 CARLA_WRITER_FILES = ("writer.py", "timeline.py", "format.py", "frames.py", "rigs.py")
+#: NAVSIM writer sources (logs, sensor blobs, maps) that shape the written files.
+NAVSIM_WRITER_FILES = ("writer.py", "map_writer.py", "pcd.py")
+#: Core modules the writers use to compute what they write.
+CORE_WRITER_FILES = ("geometry.py", "maps.py", "trajectory.py", "safe_pickle.py")
+#: Package -> its files in the generator digest (besides every module of harness/world).
+WRITER_FILES = (("adapters.navsim", NAVSIM_WRITER_FILES), ("adapters.waymo", WAYMO_WRITER_FILES),
+                ("adapters.carla", CARLA_WRITER_FILES), ("harness", CORE_WRITER_FILES))
 
 
 @dataclass(frozen=True)
@@ -82,24 +89,26 @@ class EmbeddedWorldSpec:
 
 
 def generator_digest() -> str:
-    """Hash of the world generator's and writers' sources: a changed generator invalidates cached worlds."""
-    import hashlib
+    """Hash of the world generator's and writers' sources: a changed generator invalidates cached worlds.
 
-    import adapters.navsim
+    Covers every module of ``harness/world`` and, by name, the writer modules of each adapter and the core
+    modules they use (:data:`WRITER_FILES`), not the readers or scorers beside them, whose edits do not change
+    a written file and so need no rebuild.
+    """
+    import hashlib
+    import importlib
+
     import harness.world
 
     h = hashlib.blake2b(digest_size=8)
-    for pkg in (harness.world, adapters.navsim):
-        for f in sorted(Path(pkg.__path__[0]).glob("*.py")):
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    import adapters.carla
-    import adapters.waymo
-
-    for pkg, names in ((adapters.waymo, WAYMO_WRITER_FILES), (adapters.carla, CARLA_WRITER_FILES)):
+    for f in sorted(Path(harness.world.__path__[0]).glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    for pkg_name, names in WRITER_FILES:
+        folder = Path(importlib.import_module(pkg_name).__path__[0])
         for name in names:
-            h.update(name.encode())
-            h.update((Path(pkg.__path__[0]) / name).read_bytes())
+            h.update(f"{pkg_name}/{name}".encode())
+            h.update((folder / name).read_bytes())
     return h.hexdigest()
 
 

@@ -11,7 +11,7 @@ import pytest
 from adapters.carla import format as fmt
 from adapters.carla.reader import CarlaReader
 from adapters.carla.writer import CarlaWriteOptions, write_carla_world
-from harness.embedded import CARLA_DIR, CARLA_WRITER_FILES, EmbeddedWorldSpec, generator_digest
+from harness.embedded import CARLA_DIR, WRITER_FILES, EmbeddedWorldSpec, generator_digest
 
 
 def test_embedded_world_has_labelled_carla_train_routes(small_world_root: Path, small_world) -> None:
@@ -43,22 +43,32 @@ def test_embedded_world_has_labelled_carla_train_routes(small_world_root: Path, 
     assert not (small_world_root / CARLA_DIR / "data" / "noScenarios" / refs[0].log_id / "rgb_perturbated").exists()
 
 
-def test_generator_digest_covers_the_carla_writer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import adapters.carla
+def test_generator_digest_covers_the_writers_not_the_readers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
 
-    pkg = Path(adapters.carla.__path__[0])
-    assert all((pkg / f).is_file() for f in CARLA_WRITER_FILES)
+    import adapters.carla
+    import adapters.navsim
+
+    for pkg_name, names in WRITER_FILES:
+        folder = Path(importlib.import_module(pkg_name).__path__[0])
+        assert all((folder / f).is_file() for f in names), pkg_name
     before = generator_digest()
-    # A changed writer source changes the digest (so a cached world is rebuilt).
     real = Path.read_bytes
 
-    def patched(self: Path) -> bytes:
-        data = real(self)
-        return data + b"# changed\n" if self == pkg / "writer.py" else data
+    def changed(target: Path):
+        def read(self: Path) -> bytes:
+            data = real(self)
+            return data + b"# changed\n" if self == target else data
+        return read
 
-    monkeypatch.setattr(Path, "read_bytes", patched)
-    assert generator_digest() != before
-    monkeypatch.undo()
+    # A changed writer source changes the digest (so a cached world is rebuilt); a reader's does not.
+    for target, moves in ((Path(adapters.carla.__path__[0]) / "writer.py", True),
+                          (Path(adapters.navsim.__path__[0]) / "writer.py", True),
+                          (Path(adapters.navsim.__path__[0]) / "reader.py", False),
+                          (Path(adapters.carla.__path__[0]) / "reader.py", False)):
+        monkeypatch.setattr(Path, "read_bytes", changed(target))
+        assert (generator_digest() != before) is moves, target
+        monkeypatch.undo()
     assert EmbeddedWorldSpec().to_json()["carla"]["write"]["rig"] == "carla_lb_3cam"
     assert EmbeddedWorldSpec(carla=None).to_json()["carla"] is None
 
