@@ -3,7 +3,9 @@
 The checkpoint carries its resolved training configuration, so the agent rebuilds the same model and the same
 input pipeline (rig, crops, waypoint times) that training used. Inference is batched, runs under bf16 autocast
 on a GPU (fp32 on CPU) and maps the model's waypoints (canonical frame, ``waypoint_interval_s`` apart) to the
-sampling the benchmark asks for; a longer horizon than the model predicts holds the last pose.
+sampling the benchmark asks for; a longer horizon than the model predicts holds the last pose. Headings come
+from the heading head (LEAD) or, with ``headings="positions"`` (config ``headings_from``), from the direction
+of travel along the predicted waypoints, which keeps poses consistent while the heading head is still poor.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class TFv6Agent:
     privileged = False
 
     def __init__(self, checkpoint: str | Path | Sequence[str | Path], source: str = "navsim", device: str = "auto",
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, headings: str | None = None) -> None:
         from harness.model.tfv6 import TFv6
         from harness.training.config import TrainConfig
 
@@ -82,20 +84,23 @@ class TFv6Agent:
             except RuntimeError as exc:
                 raise DataError(f"checkpoint weights do not fit its own config ({exc})", path=p) from exc
             models.append(model)
-        self._setup(models, spec, source, pick_device(device), batch_size)
+        self._setup(models, spec, source, pick_device(device), batch_size, headings or cfg.headings_from)
         self.checkpoints = [Path(p) for p in paths]
 
     @classmethod
     def from_models(cls, models: Sequence[torch.nn.Module], spec: Any, source: str, device: torch.device,
-                    batch_size: int = 32) -> TFv6Agent:
+                    batch_size: int = 32, headings: str = "model") -> TFv6Agent:
         """An agent over models already in memory (validation during training)."""
         agent = cls.__new__(cls)
-        agent._setup(list(models), spec, source, device, batch_size)
+        agent._setup(list(models), spec, source, device, batch_size, headings)
         agent.checkpoints = []
         return agent
 
     def _setup(self, models: list[torch.nn.Module], spec: Any, source: str, device: torch.device,
-               batch_size: int) -> None:
+               batch_size: int, headings: str) -> None:
+        if headings not in ("model", "positions"):
+            raise ConfigError(f"headings must be model | positions, got {headings!r}")
+        self.headings = headings
         self.models = [m.to(device).eval() for m in models]
         self.spec = spec
         self.source = source
@@ -126,7 +131,7 @@ class TFv6Agent:
                     if pred.headings_rad is not None:
                         hds.append(pred.headings_rad.float())
             xy = torch.stack(wps).mean(0).cpu().double().numpy()
-            if hds:  # average headings on the circle
+            if hds and self.headings == "model":  # average headings on the circle
                 h = torch.stack(hds)
                 head = torch.atan2(torch.sin(h).mean(0), torch.cos(h).mean(0)).cpu().double().numpy()
             else:

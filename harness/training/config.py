@@ -127,6 +127,7 @@ class TrainConfig:
     past_interval_s: float = 0.5
     loss_weights: tuple[tuple[str, float], ...] = ()  # (loss key, raw weight); unlisted keys weigh 1 (LEAD)
     init_waypoint_bias: bool = True  # start the planner's delta head at the data's mean displacement per step
+    headings_from: str = "model"  # what the agent outputs as headings: the heading head, or the waypoints' path
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 3
@@ -138,6 +139,8 @@ class TrainConfig:
             raise ConfigError("batch_size and max_steps must be >= 1, steps_per_epoch >= 0")
         if self.waypoint_interval_s <= 0 or self.past_interval_s <= 0:
             raise ConfigError("waypoint_interval_s and past_interval_s must be > 0")
+        if self.headings_from not in ("model", "positions"):
+            raise ConfigError(f"headings_from must be model | positions, got {self.headings_from!r}")
         if self.log_every < 1 or self.checkpoint_every < 0 or self.keep_checkpoints < 1:
             raise ConfigError("log_every and keep_checkpoints must be >= 1, checkpoint_every >= 0")
 

@@ -382,7 +382,7 @@ def validate(model: torch.nn.Module, cfg: TrainConfig, v: Validation, out_dir: P
         from adapters.navsim.reader import NavsimReader
         from harness.runner import run_navsim
 
-        agent = TFv6Agent.from_models([model], spec, "navsim", dev, cfg.val.batch_size)
+        agent = TFv6Agent.from_models([model], spec, "navsim", dev, cfg.val.batch_size, cfg.headings_from)
         summary = run_navsim(NavsimReader(v.navsim_root, cfg.val.navsim_split), agent, out_dir / "navsim",
                              maps_root=v.maps_root, cache_dir=v.metric_cache_dir, batch_size=cfg.val.batch_size,
                              config={"benchmark": "navsim", "agent": "tfv6", "split": cfg.val.navsim_split})
@@ -396,7 +396,7 @@ def validate(model: torch.nn.Module, cfg: TrainConfig, v: Validation, out_dir: P
         from adapters.waymo.reader import WaymoReader
         from harness.waymo_runner import run_waymo
 
-        agent = TFv6Agent.from_models([model], spec, "waymo", dev, cfg.val.batch_size)
+        agent = TFv6Agent.from_models([model], spec, "waymo", dev, cfg.val.batch_size, cfg.headings_from)
         ws = run_waymo(WaymoReader(v.waymo_root, cfg.val.waymo_split), agent, out_dir / "waymo",
                        clusters=v.waymo_clusters, batch_size=cfg.val.batch_size,
                        config={"benchmark": "waymo", "agent": "tfv6", "split": cfg.val.waymo_split})

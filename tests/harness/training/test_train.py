@@ -14,7 +14,7 @@ from harness.errors import DataError
 from harness.training.config import load_config
 from harness.training.sources import SourceRoots, open_sources
 from harness.training.trainer import latest_checkpoint, train
-from harness.trajectory import NAVSIM_SAMPLING, WAYMO_SAMPLING
+from harness.trajectory import NAVSIM_SAMPLING, WAYMO_SAMPLING, headings_from_positions
 
 SMALL = ["model.image_width=192", "model.bev_extent_m=[-8,8,-8,8]", "model.token_dim=32", "model.planner_layers=1",
          "model.planner_ffn_dim=64", "model.planner_heads=2", "model.bev_feature_channels=16",
@@ -74,6 +74,9 @@ def test_agent_runs_checkpoints_and_ensembles(small_world_root, tmp_path):
     plans = agent.plan(obs, NAVSIM_SAMPLING)
     assert len(plans) == 3 and all(p.sampling == NAVSIM_SAMPLING for p in plans)
     assert agent.plan(obs, WAYMO_SAMPLING)[0].poses.shape == (20, 3)
+    along = TFv6Agent(r1.model_path, source="navsim", device="cpu", headings="positions").predict(obs)
+    np.testing.assert_allclose(along[..., :2], agent.predict(obs)[..., :2], atol=1e-6)
+    np.testing.assert_allclose(along[0, :, 2], headings_from_positions(along[0, :, :2]), atol=1e-9)
     both = TFv6Agent([r1.model_path, r2.model_path], source="navsim", device="cpu")
     other = TFv6Agent(r2.model_path, source="navsim", device="cpu")
     np.testing.assert_allclose(both.predict(obs)[..., :2], (agent.predict(obs)[..., :2] + other.predict(obs)[..., :2])
