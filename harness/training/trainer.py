@@ -358,7 +358,7 @@ def _checkpoint(out_dir: Path, step: int, model: torch.nn.Module, opt: torch.opt
         states: list[Any] = [None] * dist.world_size
         torch.distributed.all_gather_object(states, rng["torch"])
         rng["torch"] = states
-    sched_state = {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"}
+    sched_state = sched.state_dict()  # LambdaLR keeps [None] for its lambda: plain values only
     path = out_dir / "checkpoints" / f"step_{step:07d}.pt"
     if dist.rank != 0:
         return path
