@@ -6,8 +6,9 @@ a cell ``(r, c)`` of size ``cell_m`` spans ``x in (x_max - (r + 1) cell, x_max -
 Continuous grid coordinates are ``rho = (x_max - x) / cell`` (rows) and ``gamma = (y_max - y) / cell``
 (columns): a box's centre cell is ``(floor(rho), floor(gamma))`` and its offset the fractional parts.
 
-CenterNet targets follow LEAD (``get_centernet_labels``, spec §2.1): a Gaussian peak per box with CornerNet's
-radius for ``min_overlap = 0.1`` (at least 2 cells), half length and half width in metres, the heading as one of
+CenterNet targets follow LEAD (``carla_dataset_utils.get_centernet_labels``, checked against its code): a
+Gaussian peak per box (sigma = diameter / 6) with CornerNet's radius of the box's half extents in cells for
+``min_overlap = 0.1``, truncated to an integer and at least 2 cells, half length and half width in metres, the heading as one of
 12 bins (bin k centred on ``k * 30 deg``) plus its residual, the box speed.
 """
 
@@ -117,14 +118,15 @@ def box_labels(centre_xy: F64, size_lw: F64, yaw_rad: F64, speed_mps: F64, class
     inside = (r >= 0) & (r < h) & (c >= 0) & (c < w) & (classes >= 0) & (classes < num_classes)
     idx = np.nonzero(inside)[0]
     if idx.size:
-        lw = np.asarray(size_lw, np.float64)[idx] / grid.cell_m
-        rad = np.maximum(min_radius, gaussian_radius(lw[:, 0], lw[:, 1]).astype(np.int64))
+        half = np.asarray(size_lw, np.float64)[idx] / (2.0 * grid.cell_m)  # LEAD passes half extents in cells
+        rad = np.maximum(min_radius, gaussian_radius(half[:, 0], half[:, 1]).astype(np.int64))
         bins, res = angle_to_class(np.asarray(yaw_rad)[idx], num_yaw_bins)
         for j, k in enumerate(idx):  # one small Gaussian stamp per box (tens of boxes per sample)
             rk, ck, radk = int(r[k]), int(c[k]), int(rad[j])
             sigma = (2 * radk + 1) / 6.0
             ys, xs = np.arange(-radk, radk + 1), np.arange(-radk, radk + 1)
             g = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma * sigma))
+            g[g < np.finfo(np.float32).eps * g.max()] = 0.0  # as LEAD's gaussian2d
             r0, r1 = max(0, rk - radk), min(h, rk + radk + 1)
             c0, c1 = max(0, ck - radk), min(w, ck + radk + 1)
             patch = g[r0 - rk + radk: r1 - rk + radk, c0 - ck + radk: c1 - ck + radk]

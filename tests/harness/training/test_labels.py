@@ -24,7 +24,7 @@ def test_heading_bins_are_centred_on_multiples_of_30_degrees():
 
 
 def test_gaussian_radius_of_a_car():
-    # 4.5 m x 2 m at 1 m cells: CornerNet's three cases, the smallest wins
+    # half extents 4.5 x 2 cells: CornerNet's three cases, the smallest wins
     h, w, o = 4.5, 2.0, 0.1
     r1 = ((h + w) + np.sqrt((h + w) ** 2 - 4 * w * h * (1 - o) / (1 + o))) / 2
     r2 = (2 * (h + w) + np.sqrt(4 * (h + w) ** 2 - 16 * (1 - o) * w * h)) / 2
@@ -40,6 +40,9 @@ def test_box_target_cell_offset_size_and_heading():
     assert lab.center_mask.sum() == 1 and lab.center_mask[r, c] == 1
     assert lab.heatmap[0, r, c] == 1.0
     assert lab.heatmap[0].max() == 1.0 and 0 < lab.heatmap[0, r, c + 1] < 1
+    # radius max(2, int(r(2, 1))) = 2: sigma 5/6, the peak spans 5 x 5 cells
+    assert lab.heatmap[0, r, c + 1] == pytest.approx(np.exp(-1 / (2 * (5 / 6) ** 2)))
+    assert lab.heatmap[0, r, c + 2] > 0 and lab.heatmap[0, r, c + 3] == 0
     np.testing.assert_allclose(lab.offset[:, r, c], [0.7, 0.25], atol=1e-6)
     np.testing.assert_allclose(lab.size_m[:, r, c], [2.0, 1.0])
     assert lab.yaw_class[r, c] == 3 and abs(lab.yaw_res[0, r, c]) < 1e-6
