@@ -223,6 +223,9 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
                              cache_dir or _metric_cache_dir(data_root, split), traffic=traffic or "reactive",
                              human_filter=human_filter == "on", batch_size=batch_size,
                              config={"data_root": str(data_root), "maps_root": str(maps_root), "agent": agent_name})
+    if traffic == "reactive":  # refused rather than silently scored with log replay
+        raise ConfigError("--traffic reactive is implemented for --split navhard_two_stage only; one-stage runs "
+                          "replay the logged traffic (--traffic non-reactive)")
     reader = NavsimReader(data_root, split)
     agent = _resolve_agent(agent_name, data_root, ckpts)
     _check_maps(reader, maps_root)

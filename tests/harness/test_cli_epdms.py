@@ -78,3 +78,12 @@ def test_submit_version_2_splits_stages_by_token_length(tmp_path):
     assert sub.version == 2
     assert sorted(sub.first_stage) == tokens[:2] and sorted(sub.second_stage) == tokens[2:]
     np.testing.assert_allclose(sub.second_stage["c" * 17].poses, poses[2], rtol=1e-6)
+
+
+def test_reactive_traffic_is_refused_on_one_stage_splits(small_world_root, tmp_path):
+    # One-stage EPDMS replays the log; asking for reactive traffic must not be silently ignored.
+    res = CliRunner().invoke(main, ["run", "navsim", "--data-root", str(small_world_root), "--metric", "epdms",
+                                    "--traffic", "reactive", "--out", str(tmp_path / "run")])
+    assert res.exit_code == EXIT_BAD_INPUT
+    assert "navhard_two_stage" in res.output
+    assert not (tmp_path / "run").exists()
