@@ -29,13 +29,11 @@ from harness.epdms_eval import (
     score_plans,
     simulate_plans,
 )
-from harness.errors import LeadBenchError
 from harness.navsim_eval import build_metric_cache
 from harness.results import ProgressLog, atomic_write_frame, write_results
-from harness.runner import RunCallbacks, RunSummary, plan_samples
+from harness.runner import RunCallbacks, RunSummary, run_scored_batch
 from harness.trajectory import NAVSIM_SAMPLING, Trajectory, TrajectorySampling
 from harness.types import Sample, SampleRef
-from metrics.displacement import displacement_errors
 from metrics.epdms import EPDMS_COLUMNS, EPDMSConfig, final_score
 
 log = logging.getLogger(__name__)
@@ -173,50 +171,16 @@ def _run_batch(
     cache_errors: Mapping[str, str | None],
     cfg: EPDMSConfig,
 ) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    samples: list[Sample] = []
-    scenes = []
-    for ref in refs:
-        if cache_errors.get(ref.token):
-            rows.append(_failed(ref, f"metric cache: {cache_errors[ref.token]}"))
-            continue
-        try:
-            samples.append(reader.load(ref, selection))
-            scenes.append(cache.get(ref.token))
-        except (LeadBenchError, ValueError) as exc:
-            if len(samples) > len(scenes):
-                samples.pop()
-            rows.append(_failed(ref, exc))
-    if not samples:
-        return rows
-    try:
-        plans = plan_samples(agent, samples, sampling)
-    except (LeadBenchError, ValueError) as exc:
-        return rows + [_failed(s.meta, exc) for s in samples]
-    ok = [i for i, p in enumerate(plans) if p.sampling == sampling]
-    for i in sorted(set(range(len(plans))) - set(ok)):
-        rows.append(_failed(samples[i].meta, ValueError(f"agent returned sampling {plans[i].sampling}, "
-                                                        f"asked for {sampling}")))
-    try:
-        scored, _ = score_plans([scenes[i] for i in ok], [plans[i] for i in ok], config=cfg)
-    except (LeadBenchError, ValueError) as exc:
-        return rows + [_failed(samples[i].meta, exc) for i in ok]
-    for i, sc in zip(ok, scored, strict=True):
-        sample = samples[i]
+    def make_row(sample: Sample, sc: Any) -> dict[str, Any]:
         row = row_dict(sc, cfg)
-        row.update(log_name=sample.meta.log_id, error=None, **_displacement(sample, plans[i], sampling))
-        row["plan"] = plans[i].poses.tolist()
-        row["plan_interval_s"] = plans[i].sampling.interval_s
-        rows.append(row)
-    return rows
+        row["plan_interval_s"] = sampling.interval_s
+        return row
 
-
-def _displacement(sample: Sample, plan: Trajectory, sampling: TrajectorySampling) -> dict[str, float]:
-    future = sample.targets.future
-    if future is None or future.sampling.time_horizon_s + 1e-9 < sampling.time_horizon_s:
-        return {"ade_m": float("nan"), "fde_m": float("nan")}
-    err = displacement_errors(plan.xy[None], future.resample(sampling).xy[None])
-    return {"ade_m": float(err.ade_m[0]), "fde_m": float(err.fde_m[0])}
+    return run_scored_batch(
+        reader, cache, agent, refs, selection, sampling, cache_errors,
+        score=lambda scenes, plans: score_plans(scenes, plans, config=cfg)[0],
+        make_row=make_row, failed=_failed,
+    )
 
 
 def _failed(ref: Any, exc: Exception | str) -> dict[str, Any]:

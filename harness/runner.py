@@ -214,12 +214,38 @@ def _run_batch(
     sampling: TrajectorySampling,
     cache_errors: Mapping[str, str | None],
 ) -> list[dict[str, Any]]:
+    return run_scored_batch(
+        reader, cache, agent, refs, selection, sampling, cache_errors,
+        score=lambda scenes, plans: score_plans(scenes, plans),
+        make_row=lambda sample, sc: agent_row(sample.meta.token, sc),
+        failed=_failed,
+    )
+
+
+def run_scored_batch(
+    reader: NavsimReader,
+    cache: Any,
+    agent: Policy | PrivilegedPolicy,
+    refs: Sequence[SampleRef],
+    selection: SensorSelection,
+    sampling: TrajectorySampling,
+    cache_errors: Mapping[str, str | None],
+    *,
+    score: Callable[[list[Any], list[Trajectory]], Sequence[Any]],
+    make_row: Callable[[Sample, Any], dict[str, Any]],
+    failed: Callable[[Any, Exception | str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Load, plan and score one batch of tokens; every token comes back as a row, failures with their error.
+
+    Shared by the PDMS and EPDMS runners: ``score`` maps (scenes, plans) to per-token scores, ``make_row``
+    turns one into a result row, ``failed`` builds the row of a token that could not be scored.
+    """
     rows: list[dict[str, Any]] = []
     samples: list[Sample] = []
     scenes = []
     for ref in refs:
         if cache_errors.get(ref.token):
-            rows.append(_failed(ref, f"metric cache: {cache_errors[ref.token]}"))
+            rows.append(failed(ref, f"metric cache: {cache_errors[ref.token]}"))
             continue
         try:
             samples.append(reader.load(ref, selection))
@@ -227,31 +253,32 @@ def _run_batch(
         except (LeadBenchError, ValueError) as exc:
             if len(samples) > len(scenes):
                 samples.pop()
-            rows.append(_failed(ref, exc))
+            rows.append(failed(ref, exc))
     if not samples:
         return rows
     try:
         plans = plan_samples(agent, samples, sampling)
     except (LeadBenchError, ValueError) as exc:
-        return rows + [_failed(s.meta, exc) for s in samples]
+        return rows + [failed(s.meta, exc) for s in samples]
     ok = [i for i, p in enumerate(plans) if p.sampling == sampling]
-    for i in set(range(len(plans))) - set(ok):
-        rows.append(_failed(samples[i].meta, ValueError(f"agent returned sampling {plans[i].sampling}, "
-                                                        f"asked for {sampling}")))
+    for i in sorted(set(range(len(plans))) - set(ok)):
+        rows.append(failed(samples[i].meta, ValueError(f"agent returned sampling {plans[i].sampling}, "
+                                                       f"asked for {sampling}")))
     try:
-        scores = score_plans([scenes[i] for i in ok], [plans[i] for i in ok])
+        scores = score([scenes[i] for i in ok], [plans[i] for i in ok])
     except (LeadBenchError, ValueError) as exc:
-        return rows + [_failed(samples[i].meta, exc) for i in ok]
+        return rows + [failed(samples[i].meta, exc) for i in ok]
     for i, sc in zip(ok, scores, strict=True):
         sample = samples[i]
-        row = agent_row(sample.meta.token, sc)
-        row.update(log_name=sample.meta.log_id, error=None, **_displacement(sample, plans[i], sampling))
+        row = make_row(sample, sc)
+        row.update(log_name=sample.meta.log_id, error=None, **displacement_row(sample, plans[i], sampling))
         row["plan"] = plans[i].poses.tolist()
         rows.append(row)
     return rows
 
 
-def _displacement(sample: Sample, plan: Trajectory, sampling: TrajectorySampling) -> dict[str, float]:
+def displacement_row(sample: Sample, plan: Trajectory, sampling: TrajectorySampling) -> dict[str, float]:
+    """ADE/FDE (m) of a plan against the sample's logged future, NaN when the future is too short."""
     future = sample.targets.future
     if future is None or future.sampling.time_horizon_s + 1e-9 < sampling.time_horizon_s:
         return {"ade_m": float("nan"), "fde_m": float("nan")}
