@@ -27,16 +27,31 @@ index 0 is PDM-Closed and the others agents, all scored alike with EP normalised
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 import shapely
 
 from harness.map_query import MapLayer
-from harness.scoring_scene import AGENT_TYPES, SCORING_STEP_S, ObjectTimeline, ScoringScene
+from harness.scoring_scene import AGENT_TYPES, ObjectTimeline, ScoringScene
+from metrics.epdms_pairing import ec_overlap_steps, one_stage_predecessors, with_two_frame_comfort  # noqa: F401
+from metrics.epdms_rows import (  # noqa: F401  (re-exported: the public EPDMS API lives here)
+    EPDMS_COLUMNS,
+    FILTERED_COLUMNS,
+    HISTORY_COMFORT,
+    LANE_KEEPING,
+    NUM_STATES,
+    PROGRESS,
+    TTC,
+    TWO_FRAME_EXTENDED_COMFORT,
+    EPDMSConfig,
+    EPDMSRow,
+    EPDMSScores,
+    apply_human_filter,
+    final_score,
+)
 from metrics.epdms_scoring.comfort import (
     HISTORY_COMFORT_CHECKS,
     history_comfort_checks,
@@ -63,6 +78,8 @@ from metrics.pdm_scoring.geometry import CENTER, X, Y, box_corners, ego_coords, 
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+#: NAVSIM main's ``PDMScorerConfig`` defaults.
+DEFAULT_CONFIG = EPDMSConfig()
 
 __all__ = [
     "EPDMS_COLUMNS",
@@ -81,231 +98,6 @@ __all__ = [
     "score_proposals",
     "two_frame_extended_comfort",
 ]
-
-#: Per-token columns of NAVSIM v2's one-stage CSV, in its order.
-EPDMS_COLUMNS = (
-    "no_at_fault_collisions",
-    "drivable_area_compliance",
-    "driving_direction_compliance",
-    "traffic_light_compliance",
-    "ego_progress",
-    "time_to_collision_within_bound",
-    "lane_keeping",
-    "history_comfort",
-    "two_frame_extended_comfort",
-    "score",
-)
-#: The sub-scores the human filter may overwrite (``PDMResults`` minus the aggregate columns).
-FILTERED_COLUMNS = EPDMS_COLUMNS[:8]
-#: Scored states per proposal (t = 0..4 s at 10 Hz).
-NUM_STATES = 41
-#: Index of each weighted metric (official ``WeightedMetricIndex``).
-PROGRESS, TTC, LANE_KEEPING, HISTORY_COMFORT, TWO_FRAME_EXTENDED_COMFORT = range(5)
-
-
-@dataclass(frozen=True)
-class EPDMSConfig:
-    """The v2.2 scorer's weights and thresholds (``pdm_scorer.yaml`` / ``PDMScorerConfig``); official defaults.
-
-    Attributes:
-        progress_weight, ttc_weight, lane_keeping_weight, history_comfort_weight,
-            two_frame_extended_comfort_weight: weighted-mean weights (5, 5, 2, 2, 2).
-        driving_direction_horizon_s, driving_direction_compliance_threshold_m,
-            driving_direction_violation_threshold_m: DDC (1.0 s, 2 m, 6 m).
-        stopped_speed_threshold_mps: TTC skips contacts while the ego is slower (5e-3 m/s).
-        future_collision_horizon_window_s: TTC projections ``arange(0, int(window · 10), 3)`` steps.
-        progress_distance_threshold_m: EP's guard (5 m).
-        lane_keeping_deviation_limit_m, lane_keeping_horizon_window_s: LK (0.5 m for 2.0 s).
-        human_penalty_filter: the YAML's ``True`` (the dataclass default of the official code is off).
-        collision_stopped_speed_mps, ahead_angle_deg, behind_angle_deg: constants nuPlan hard-codes.
-        step_s: state spacing.
-    """
-
-    progress_weight: float = 5.0
-    ttc_weight: float = 5.0
-    lane_keeping_weight: float = 2.0
-    history_comfort_weight: float = 2.0
-    two_frame_extended_comfort_weight: float = 2.0
-    driving_direction_horizon_s: float = 1.0
-    driving_direction_compliance_threshold_m: float = 2.0
-    driving_direction_violation_threshold_m: float = 6.0
-    stopped_speed_threshold_mps: float = 5e-3
-    future_collision_horizon_window_s: float = 1.0
-    progress_distance_threshold_m: float = 5.0
-    lane_keeping_deviation_limit_m: float = 0.5
-    lane_keeping_horizon_window_s: float = 2.0
-    human_penalty_filter: bool = True
-    collision_stopped_speed_mps: float = 5e-2
-    ahead_angle_deg: float = 30.0
-    behind_angle_deg: float = 150.0
-    step_s: float = SCORING_STEP_S
-
-    def __post_init__(self) -> None:
-        w = self.weights
-        if np.any(w < 0) or not np.all(np.isfinite(w)) or w[:4].sum() <= 0:
-            raise ValueError(f"EPDMSConfig: weights must be finite, >= 0 and not all 0, got {w.tolist()}")
-        if not self.step_s > 0:
-            raise ValueError(f"EPDMSConfig.step_s must be > 0, got {self.step_s}")
-
-    @property
-    def weights(self) -> F64:
-        """``(5,)`` in ``WeightedMetricIndex`` order: progress, TTC, lane keeping, history comfort, EC."""
-        return np.array([self.progress_weight, self.ttc_weight, self.lane_keeping_weight,
-                         self.history_comfort_weight, self.two_frame_extended_comfort_weight], dtype=np.float64)
-
-    @property
-    def ttc_offsets_steps(self) -> tuple[int, ...]:
-        return tuple(int(k) for k in np.arange(0, int(self.future_collision_horizon_window_s * 10), 3))
-
-    @property
-    def ttc_last_step(self) -> int:
-        """Last ego step TTC checks: ``num_poses - max(offsets)`` = 31."""
-        return NUM_STATES - 1 - max(self.ttc_offsets_steps)
-
-
-@dataclass(frozen=True)
-class EPDMSScores:
-    """EPDMS sub-scores and diagnostics of the P proposals of one scene (all ``(P,)`` unless noted).
-
-    Attributes:
-        no_at_fault_collisions, drivable_area_compliance, driving_direction_compliance,
-            traffic_light_compliance: the multipliers.
-        ego_progress, time_to_collision_within_bound, lane_keeping, history_comfort: the weighted metrics
-            (EP normalised over the P proposals).
-        progress_raw: centre progress along the centerline, metres, >= 0.
-        multiplicative_metrics_prod: NC·DAC·DDC·TLC.
-        weighted_metrics: ``(P, 5)`` in ``WeightedMetricIndex`` order; the EC entry is 0 until set.
-        pdm_score: the score without EC (weights 5, 5, 2, 2 over 14): PDM-Closed ranks its proposals by it.
-        collision_step, ttc_step, red_light_step, lane_keeping_step, off_road_step: first infraction step
-            (0.1 s each), -1 if none.
-        oncoming_progress_m: DDC's largest 1-s window of progress against traffic.
-        comfort_checks: ``(P, 6)`` HC's checks (all True without history), columns ``HISTORY_COMFORT_CHECKS``.
-    """
-
-    no_at_fault_collisions: F64
-    drivable_area_compliance: F64
-    driving_direction_compliance: F64
-    traffic_light_compliance: F64
-    ego_progress: F64
-    time_to_collision_within_bound: F64
-    lane_keeping: F64
-    history_comfort: F64
-    progress_raw: F64
-    multiplicative_metrics_prod: F64
-    weighted_metrics: F64
-    pdm_score: F64
-    collision_step: I64
-    ttc_step: I64
-    red_light_step: I64
-    lane_keeping_step: I64
-    off_road_step: I64
-    oncoming_progress_m: F64
-    comfort_checks: npt.NDArray[np.bool_]
-
-    def __len__(self) -> int:
-        return len(self.pdm_score)
-
-    def row(self, proposal: int, token: str = "") -> EPDMSRow:
-        """One proposal's result row (EC not yet set)."""
-        return EPDMSRow(
-            token=token,
-            **{c: float(getattr(self, c)[proposal]) for c in FILTERED_COLUMNS},
-            multiplicative_metrics_prod=float(self.multiplicative_metrics_prod[proposal]),
-            weighted_metrics=tuple(float(v) for v in self.weighted_metrics[proposal]),
-        )
-
-
-@dataclass(frozen=True)
-class EPDMSRow:
-    """One token's EPDMS result, as the official per-token row before and after EC and the human filter.
-
-    Attributes:
-        token: the scene token.
-        no_at_fault_collisions ... history_comfort: the sub-scores (after the human filter, if applied).
-        multiplicative_metrics_prod: NC·DAC·DDC·TLC (recomputed by the filter when it changed a column).
-        weighted_metrics: ``(EP, TTC, LK, HC, EC-slot)``; the final score takes EC from
-            ``two_frame_extended_comfort``.
-        two_frame_extended_comfort: EC in {0, 1}, NaN without a predecessor frame (dropped from the mean).
-        filtered: the columns the human filter set to 1.
-        human_filter_applied: the human filter ran on this row (original scene, filter on).
-    """
-
-    token: str
-    no_at_fault_collisions: float
-    drivable_area_compliance: float
-    driving_direction_compliance: float
-    traffic_light_compliance: float
-    ego_progress: float
-    time_to_collision_within_bound: float
-    lane_keeping: float
-    history_comfort: float
-    multiplicative_metrics_prod: float
-    weighted_metrics: tuple[float, ...]
-    two_frame_extended_comfort: float = math.nan
-    filtered: tuple[str, ...] = ()
-    human_filter_applied: bool = False
-
-    def __post_init__(self) -> None:
-        if len(self.weighted_metrics) != 5:
-            raise ValueError(f"EPDMSRow[{self.token}].weighted_metrics: expected 5 entries, "
-                             f"got {len(self.weighted_metrics)}")
-
-    def score(self, config: EPDMSConfig = EPDMSConfig()) -> float:
-        """The final EPDMS of this row (``compute_final_scores``)."""
-        return float(final_score([self], config)[0])
-
-    def as_dict(self, config: EPDMSConfig = EPDMSConfig()) -> dict[str, float | str]:
-        """``token`` plus ``EPDMS_COLUMNS`` (NAVSIM v2's per-token CSV columns)."""
-        out: dict[str, float | str] = {"token": self.token}
-        out.update({c: float(getattr(self, c)) for c in EPDMS_COLUMNS[:-1]})
-        out["score"] = self.score(config)
-        return out
-
-
-def final_score(rows: Sequence[EPDMSRow], config: EPDMSConfig = EPDMSConfig()) -> F64:
-    """Per-row EPDMS with EC injected (``run_pdm_score_one_stage.compute_final_scores``).
-
-    A NaN EC zeroes both its value and its weight, so such a row is averaged over the other four weights.
-    """
-    if not rows:
-        return np.zeros(0)
-    ec = np.array([r.two_frame_extended_comfort for r in rows], dtype=np.float64)
-    wm = np.array([r.weighted_metrics for r in rows], dtype=np.float64)
-    wa = np.tile(config.weights, (len(rows), 1))
-    missing = np.isnan(ec)
-    wm[missing, TWO_FRAME_EXTENDED_COMFORT] = 0.0
-    wa[missing, TWO_FRAME_EXTENDED_COMFORT] = 0.0
-    wm[~missing, TWO_FRAME_EXTENDED_COMFORT] = ec[~missing]
-    total = wa.sum(axis=1)
-    total[total == 0.0] = np.nan
-    prod = np.array([r.multiplicative_metrics_prod for r in rows], dtype=np.float64)
-    return prod * ((wm * wa).sum(axis=1) / total)
-
-
-def apply_human_filter(agent: EPDMSRow, human: EPDMSRow) -> EPDMSRow:
-    """The fixed human filter: sub-scores on which the human scores exactly 0 become 1 for the agent.
-
-    When any column changed, the multiplier product NC·DAC·DDC·TLC and the weighted entries EP, TTC, LK and
-    HC are recomputed from the filtered columns (NAVSIM commit ``359c7f7``, issue #151). EC is untouched.
-    Partial values (0.5) never trigger. Apply it to original scenes only.
-    """
-    changed = tuple(c for c in FILTERED_COLUMNS if getattr(human, c) == 0)
-    if not changed:
-        return replace(agent, human_filter_applied=True)
-    values = {c: 1.0 for c in changed}
-    row = replace(agent, **values, filtered=changed, human_filter_applied=True)
-    prod = (row.no_at_fault_collisions * row.drivable_area_compliance * row.driving_direction_compliance
-            * row.traffic_light_compliance)
-    wm = list(row.weighted_metrics)
-    wm[PROGRESS] = row.ego_progress
-    wm[TTC] = row.time_to_collision_within_bound
-    wm[LANE_KEEPING] = row.lane_keeping
-    wm[HISTORY_COMFORT] = row.history_comfort
-    return replace(row, multiplicative_metrics_prod=prod, weighted_metrics=tuple(wm))
-
-
-# --- what a scene provides -------------------------------------------------------------------------------------
-
 
 def red_lights_of(scene: ScoringScene, num_steps: int = NUM_STATES) -> RedLights:
     """The metric cache's red lights: connectors of the log's (uncorrected) route, red at each step.
@@ -367,7 +159,7 @@ def score_proposals(
     objects: ObjectTimeline | None = None,
     red_lights: RedLights | None = None,
     history: F64 | None = None,
-    config: EPDMSConfig = EPDMSConfig(),
+    config: EPDMSConfig = DEFAULT_CONFIG,
 ) -> EPDMSScores:
     """Scores the simulated proposals of one scene, as NAVSIM ``main``'s ``PDMScorer.score_proposals``.
 
@@ -399,7 +191,7 @@ def score_batch(
     objects: Sequence[ObjectTimeline | None] | None = None,
     red_lights: Sequence[RedLights | None] | None = None,
     histories: Sequence[F64 | None] | None = None,
-    config: EPDMSConfig = EPDMSConfig(),
+    config: EPDMSConfig = DEFAULT_CONFIG,
     chunk_scenes: int = 64,
 ) -> list[EPDMSScores]:
     """``score_proposals`` for many scenes, the geometry batched across scenes.
@@ -617,7 +409,7 @@ def score_rows(
     human_objects: Sequence[ObjectTimeline | None] | None = None,
     red_lights: Sequence[RedLights | None] | None = None,
     histories: Sequence[F64 | None] | None = None,
-    config: EPDMSConfig = EPDMSConfig(),
+    config: EPDMSConfig = DEFAULT_CONFIG,
 ) -> list[EPDMSRow]:
     """Per-token EPDMS rows (EC unset), as ``pdm_score_from_interpolated_trajectory`` of NAVSIM ``main``.
 
@@ -660,79 +452,3 @@ def score_rows(
         for i, hs in zip(todo, human_scores):
             rows[i] = apply_human_filter(rows[i], hs.row(0, scenes[i].token))
     return rows
-
-
-def one_stage_predecessors(
-    tokens: Sequence[str],
-    log_names: Sequence[str],
-    timestamps_us: Sequence[int],
-    original: Sequence[bool],
-    *,
-    max_gap_s: float = 0.55,
-) -> dict[str, str]:
-    """``infer_start_adjacent_mapping`` of NAVSIM's one-stage script: token -> its predecessor token.
-
-    Per log, the ORIGINAL scored tokens are sorted by start time; each is linked to the one before it when
-    their start times differ by at most ``max_gap_s`` (start times in seconds, ``timestamp_us · 1e-6``).
-    Pass only tokens that were scored (the official script drops failed rows, which have no log name).
-    """
-    groups: dict[str, list[tuple[float, str]]] = {}
-    for tok, log_name, ts, orig in zip(tokens, log_names, timestamps_us, original, strict=True):
-        if orig:
-            groups.setdefault(str(log_name), []).append((int(ts) * 1e-6, str(tok)))
-    out: dict[str, str] = {}
-    for items in groups.values():
-        items.sort(key=lambda x: x[0])
-        for (t0, prev), (t1, cur) in zip(items, items[1:]):
-            if abs(t1 - t0) <= max_gap_s:
-                out[cur] = prev
-    return out
-
-
-def ec_overlap_steps(current_start_us: int, previous_start_us: int, step_s: float = SCORING_STEP_S) -> int | None:
-    """``round(Δt / 0.1)`` for ``0 < Δt < 0.55`` s (``SceneAggregator._compute_two_frame_comfort``), else None
-    (the official code asserts there; lead-bench leaves such a pair's EC unset)."""
-    dt = int(current_start_us) * 1e-6 - int(previous_start_us) * 1e-6
-    if not 0 < dt < 0.55:
-        return None
-    return round(dt / step_s)
-
-
-def with_two_frame_comfort(
-    rows: Sequence[EPDMSRow],
-    states: Sequence[F64],
-    start_times_us: Sequence[int],
-    predecessors: dict[str, str],
-    *,
-    both_frames: bool = False,
-) -> list[EPDMSRow]:
-    """Sets EC of every row with a predecessor.
-
-    Args:
-        rows: the scored rows; states: their agent's simulated ``(41, 11)`` states; start_times_us: their
-            scene timestamps.
-        predecessors: ``token -> previous token`` (``one_stage_predecessors``, or a two-stage group's pairs).
-        both_frames: also give the previous frame the pair's EC (``SceneAggregator`` in two-stage mode);
-            the one-stage script sets it on the later frame only.
-    """
-    index = {r.token: i for i, r in enumerate(rows)}
-    cur_idx, prev_idx, overlaps = [], [], []
-    for tok, prev in predecessors.items():
-        if tok not in index or prev not in index:
-            continue
-        ov = ec_overlap_steps(start_times_us[index[tok]], start_times_us[index[prev]])
-        if ov is not None:
-            cur_idx.append(index[tok])
-            prev_idx.append(index[prev])
-            overlaps.append(ov)
-    out = list(rows)
-    for ov in sorted(set(overlaps)):
-        sel = [k for k, o in enumerate(overlaps) if o == ov]
-        cur = np.stack([np.asarray(states[cur_idx[k]], dtype=np.float64) for k in sel])
-        prev = np.stack([np.asarray(states[prev_idx[k]], dtype=np.float64) for k in sel])
-        ec = two_frame_extended_comfort(cur, prev, ov).comfortable
-        for k, v in zip(sel, ec):
-            out[cur_idx[k]] = replace(out[cur_idx[k]], two_frame_extended_comfort=float(v))
-            if both_frames:
-                out[prev_idx[k]] = replace(out[prev_idx[k]], two_frame_extended_comfort=float(v))
-    return out
