@@ -90,8 +90,8 @@ class DrivablePolygons:
 class _GeometrySet:
     """Ids and geometries of one layer (or union of layers), with an STRtree and a point-lookup grid.
 
-    Point-in-polygon queries go through a uniform grid built once: each cell lists the polygons that
-    intersect it and whether the cell lies in a polygon's interior (``contains_properly``), in which case
+    Point-in-polygon queries go through a uniform grid built on the first point query (layers that are only
+    searched by proximity never pay for it): each cell lists the polygons that intersect it and whether the cell lies in a polygon's interior (``contains_properly``), in which case
     every point of the cell is strictly inside without a test. A query bins points into cells with numpy,
     expands them into (point, polygon) candidate pairs and runs one ``shapely.contains_xy`` over the pairs
     that still need it, against prepared polygons. No shapely Point objects are created.
@@ -104,7 +104,8 @@ class _GeometrySet:
         self.geoms = np.asarray(list(geoms), dtype=object).reshape(-1)
         shapely.prepare(self.geoms)  # prepared polygons answer point-in-polygon in O(log vertices)
         self.tree = shapely.STRtree(self.geoms)
-        self._build_grid(target_cells_per_geometry)
+        self._cells_per_geometry = target_cells_per_geometry
+        self._grid_built = False
 
     def _build_grid(self, cells_per_geometry: float) -> None:
         if len(self.geoms) == 0:
@@ -138,6 +139,9 @@ class _GeometrySet:
 
     def containing_pairs(self, points_xy: F64) -> tuple[I64, I64]:
         """``(point_index, geometry_index)`` for every geometry strictly containing a point."""
+        if not self._grid_built:
+            self._build_grid(self._cells_per_geometry)
+            self._grid_built = True
         nx, ny = self._shape
         if nx == 0 or len(points_xy) == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -183,7 +187,8 @@ def _sorted_items(objects: dict) -> list:
 
 
 class MapQuery:
-    """Spatial index over one ``RoadMap``; build once, query many times (thread-safe reads)."""
+    """Spatial index over one ``RoadMap``; build once, query many times (thread-safe reads; a layer's point
+    grid is built by its first point query)."""
 
     def __init__(self, road_map: RoadMap) -> None:
         m = road_map

@@ -195,19 +195,18 @@ def _read_layer(path: Path, name: str, required: Sequence[str], crs: str, layers
             f"missing layer {name!r}; expected nuPlan's vector layers {sorted(REQUIRED_COLUMNS)}", path=path
         )
     try:
-        info = pyogrio.read_info(str(path), layer=name)
-        present = set(info["fields"])
-        missing = [c for c in required if c not in present]
-        if missing:
-            raise MapError(f"layer {name!r} lacks columns {missing}; expected {list(required)}", path=path)
-        columns = list(required) + [c for c in OPTIONAL_COLUMNS.get(name, ()) if c in present]
+        # One open of the layer: pyogrio skips requested columns the layer lacks, and its meta names the
+        # columns it read and the layer's CRS (what read_info would report, for a second open).
+        columns = list(required) + list(OPTIONAL_COLUMNS.get(name, ()))
         meta, fids, wkb, values = pyogrio.raw.read(str(path), layer=name, columns=columns, return_fids=True)
-    except MapError:
-        raise
     except Exception as err:  # noqa: BLE001 - GDAL raises several types for unreadable files
         raise MapError(f"cannot read layer {name!r}: {err}", path=path) from err
+    present = {str(c) for c in meta["fields"]}
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise MapError(f"layer {name!r} lacks columns {missing}; expected {list(required)}", path=path)
     geoms = shapely.from_wkb(wkb) if wkb is not None else np.full(len(fids), None, dtype=object)
-    reproject = _reprojector(info["crs"], crs, path, name)
+    reproject = _reprojector(meta["crs"], crs, path, name)
     if reproject is not None and len(geoms):
         geoms = shapely.transform(geoms, reproject)
     order = np.argsort(fids, kind="stable")  # FID order is the order the devkit iterates objects in
