@@ -17,6 +17,7 @@ them), expand them into candidate (point, polygon) pairs with numpy and test the
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -190,9 +191,14 @@ class MapQuery:
     """Spatial index over one ``RoadMap``; build once, query many times (thread-safe reads; a layer's point
     grid is built by its first point query)."""
 
+    #: Distinct ``drivable_polygons_within`` results kept (each holds only ids and references to map polygons).
+    DRIVABLE_MEMO = 256
+
     def __init__(self, road_map: RoadMap) -> None:
         m = road_map
         self.road_map = m
+        self._drivable_memo: dict[tuple[tuple[int, ...], ...], DrivablePolygons] = {}
+        self._memo_lock = threading.Lock()
         lanes, lcs = _sorted_items(dict(m.lanes)), _sorted_items(dict(m.lane_connectors))
         rbs, rbcs = _sorted_items(dict(m.roadblocks)), _sorted_items(dict(m.roadblock_connectors))
         inters, carparks = _sorted_items(dict(m.intersections)), _sorted_items(dict(m.carparks))
@@ -282,13 +288,35 @@ class MapQuery:
 
         Order as NAVSIM's: roadblocks; the interior lanes of those roadblocks; the interior lane connectors
         of the nearby roadblock connectors; intersections; car parks. Roadblock-connector polygons
-        themselves are not included.
+        themselves are not included. Queries that find the same objects return the same result object,
+        whose arrays are read-only.
 
         Args:
             center_xy: ``(2,)`` map-frame point (NAVSIM uses the ego's centre at t = 0).
             radius_m: half-side of the query square (NAVSIM's metric cache uses 100 m).
         """
         patch = self._patch(center_xy, radius_m)
+        near = {
+            layer: tuple(self._layers[layer].ids[self._layers[layer].intersecting(patch)].tolist())
+            for layer in (
+                MapLayer.ROADBLOCK,
+                MapLayer.ROADBLOCK_CONNECTOR,
+                MapLayer.INTERSECTION,
+                MapLayer.CARPARK_AREA,
+            )
+        }
+        # Nearby queries of one log mostly find the same objects: those share one (read-only) result.
+        key = tuple(near.values())
+        hit = self._drivable_memo.get(key)
+        if hit is None:
+            hit = self._drivable_polygons(near)
+            with self._memo_lock:
+                if len(self._drivable_memo) >= self.DRIVABLE_MEMO:
+                    self._drivable_memo.pop(next(iter(self._drivable_memo)))
+                self._drivable_memo[key] = hit
+        return hit
+
+    def _drivable_polygons(self, near: dict[MapLayer, tuple[int, ...]]) -> DrivablePolygons:
         ids: list[int] = []
         types: list[int] = []
         polys: list[object] = []
@@ -298,15 +326,6 @@ class MapQuery:
             types.extend([int(layer)] * len(objs))
             polys.extend(o.polygon for o in objs)
 
-        near = {
-            layer: self._layers[layer].ids[self._layers[layer].intersecting(patch)].tolist()
-            for layer in (
-                MapLayer.ROADBLOCK,
-                MapLayer.ROADBLOCK_CONNECTOR,
-                MapLayer.INTERSECTION,
-                MapLayer.CARPARK_AREA,
-            )
-        }
         m = self.road_map
         add(MapLayer.ROADBLOCK, [m.roadblocks[i] for i in near[MapLayer.ROADBLOCK]])
         for rb in near[MapLayer.ROADBLOCK]:
@@ -315,11 +334,14 @@ class MapQuery:
             add(MapLayer.LANE_CONNECTOR, self._interior.get(rbc, []))
         add(MapLayer.INTERSECTION, [m.intersections[i] for i in near[MapLayer.INTERSECTION]])
         add(MapLayer.CARPARK_AREA, [m.carparks[i] for i in near[MapLayer.CARPARK_AREA]])
-        return DrivablePolygons(
+        out = DrivablePolygons(
             np.asarray(ids, dtype=np.int64),
             np.asarray(types, dtype=np.int64),
             np.asarray(polys, dtype=object).reshape(-1),
         )
+        for a in (out.ids, out.types, out.polygons):
+            a.flags.writeable = False
+        return out
 
     @staticmethod
     def _patch(center_xy: npt.ArrayLike, radius_m: float) -> shapely.Polygon:

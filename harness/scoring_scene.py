@@ -7,12 +7,23 @@ unicode arrays.
 
 Time grid: ``object_*`` and ``red_light_mask`` are sampled at ``t = k * 0.1 s``, ``k = 0 .. T-1`` after the
 scene's current frame (T = 51 covers v1.1's 5 s; v2 uses the first 41).
+
+Storage: the drivable map (``drivable_ids``, ``drivable_types``, ``drivable_polygons``) is most of a scene's
+bytes and is shared by many scenes of a log (the map patch changes only when the ego crosses into new map
+objects). It is stored once per distinct content as a *drivable patch*, ``<scene dir>/drivable/<digest>.npz``,
+named by the BLAKE2b digest of its arrays; a scene file refers to it by that digest (``drivable_ref``). A
+patch is checked against its digest when first read in a process, so a damaged patch fails the scenes that
+use it (``DataError``, and the metric cache rebuilds them and rewrites the patch) instead of being trusted.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import io
+import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,8 +40,11 @@ I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
 #: Bump whenever the content or meaning of a stored field changes; older caches are then rebuilt.
-SCORING_SCENE_VERSION = 4
+SCORING_SCENE_VERSION = 5
 SCORING_STEP_S = 0.1
+#: Sub-directory (beside the scene files) of the shared drivable patches.
+DRIVABLE_PATCH_DIR = "drivable"
+DRIVABLE_PATCH_FORMAT = "lead-bench drivable patch 1"
 
 
 class ObjectType(enum.IntEnum):
@@ -208,17 +222,21 @@ class ScoringScene:
     # --- storage ------------------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Write as a versioned ``.npz`` through a temporary file."""
+        """Write as a versioned ``.npz`` through a temporary file; the drivable map goes to its shared patch
+        (``<dir of path>/drivable/<digest>.npz``, written only if that patch is not there yet)."""
         arrays: dict[str, np.ndarray] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or f.name in _DRIVABLE_FIELDS:
                 continue
             if f.name in _POLYGON_FIELDS:
                 _pack_polygons(arrays, f.name, value)
             else:
                 arrays[f.name] = np.asarray(value)
         p = Path(path)
+        arrays["drivable_ref"] = np.array(
+            _PATCHES.store(p.parent / DRIVABLE_PATCH_DIR, self.drivable_ids, self.drivable_types,
+                           self.drivable_polygons))
         p.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
@@ -226,10 +244,11 @@ class ScoringScene:
 
     @classmethod
     def load(cls, path: str | Path) -> ScoringScene:
-        """Read a scene written by :meth:`save`.
+        """Read a scene written by :meth:`save` (scenes of one patch share its arrays, read-only).
 
         Raises:
-            DataError: missing/corrupt file, missing field, or a different ``SCORING_SCENE_VERSION``.
+            DataError: missing/corrupt file or drivable patch, missing field, or a different
+                ``SCORING_SCENE_VERSION``.
         """
         p = Path(path)
         try:
@@ -241,8 +260,13 @@ class ScoringScene:
         if version != SCORING_SCENE_VERSION:
             raise DataError(f"scoring scene version {version}, this lead-bench needs {SCORING_SCENE_VERSION}",
                             path=p)
-        kwargs: dict[str, Any] = {}
+        if "drivable_ref" not in data:
+            raise DataError("scoring scene lacks field 'drivable_ref'", path=p)
+        drivable = _PATCHES.load(p.parent / DRIVABLE_PATCH_DIR, str(data["drivable_ref"]))
+        kwargs: dict[str, Any] = dict(zip(_DRIVABLE_FIELDS, drivable, strict=True))
         for f in fields(cls):
+            if f.name in _DRIVABLE_FIELDS:
+                continue
             if f.name in _POLYGON_FIELDS:
                 kwargs[f.name] = _unpack_polygons(data, f.name, p)
             elif f.name in data:
@@ -262,7 +286,8 @@ class ScoringScene:
         return cls(**kwargs)
 
 
-_POLYGON_FIELDS = ("light_polygons", "drivable_polygons")
+_POLYGON_FIELDS = ("light_polygons",)
+_DRIVABLE_FIELDS = ("drivable_ids", "drivable_types", "drivable_polygons")
 _SCALARS = ("token", "log_name", "map_location", "timestamp_us", "scene_type", "fingerprint", "version",
             "start_lane_speed_limit_mps")
 _OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_s", "object_in_current_frame",
@@ -301,3 +326,136 @@ def _unpack_polygons(data: dict[str, np.ndarray], name: str, path: Path) -> np.n
     offsets = tuple(data[f"{name}__off{i}"] for i in range(2))
     return np.asarray(shapely.from_ragged_array(shapely.GeometryType.POLYGON, data[f"{name}__coords"], offsets),
                       dtype=object)
+
+
+
+# --- shared drivable patches ------------------------------------------------------------------------------
+
+
+class _DrivablePatches:
+    """Content-addressed drivable patches: write each distinct one once, read and verify each once.
+
+    Per process it remembers (bounded, least recently used first out) the digests of the arrays it was last
+    asked to store (scenes built from one map query share the very same arrays, so their digest is computed
+    once), the patch files it wrote or verified, and the arrays of the patches it read.
+    """
+
+    REMEMBER = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._digests: OrderedDict[tuple[int, int, int], tuple[Any, str]] = OrderedDict()
+        self._on_disk: OrderedDict[Path, None] = OrderedDict()
+        self._read: OrderedDict[Path, tuple[I64, I64, np.ndarray]] = OrderedDict()
+
+    def _remember(self, table: OrderedDict, key: Any, value: Any) -> None:
+        with self._lock:
+            table[key] = value
+            table.move_to_end(key)
+            while len(table) > self.REMEMBER:
+                table.popitem(last=False)
+
+    def store(self, directory: Path, ids: np.ndarray, types: np.ndarray, polygons: np.ndarray) -> str:
+        """Write the patch of these arrays under ``directory`` unless it is there; returns its digest."""
+        key = (id(ids), id(types), id(polygons))
+        hit = self._digests.get(key)
+        if hit is not None and hit[0][0] is ids and hit[0][1] is types and hit[0][2] is polygons:
+            digest = hit[1]
+            arrays = None
+        else:
+            arrays = _patch_arrays(ids, types, polygons)
+            digest = _patch_digest(arrays)
+            self._remember(self._digests, key, ((ids, types, polygons), digest))
+        path = directory / f"{digest}.npz"
+        if path in self._on_disk:
+            return digest
+        if path.is_file():
+            try:
+                self.load(directory, digest)  # verified: an intact patch is not rewritten
+                self._remember(self._on_disk, path, None)
+                return digest
+            except DataError:
+                pass  # damaged: write it again
+        if arrays is None:
+            arrays = _patch_arrays(ids, types, polygons)
+        arrays["format"] = np.array(DRIVABLE_PATCH_FORMAT)
+        arrays["digest"] = np.array(digest)
+        directory.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+        self._remember(self._on_disk, path, None)
+        return digest
+
+    def load(self, directory: Path, digest: str) -> tuple[I64, I64, np.ndarray]:
+        """The patch's ``(ids, types, polygons)``, read-only; checked against its digest on first read.
+
+        Raises:
+            DataError: a malformed digest, a missing, unreadable or damaged patch.
+        """
+        if not _DIGEST.fullmatch(digest):
+            raise DataError(f"drivable patch reference {digest!r} is not a digest", path=directory)
+        path = directory / f"{digest}.npz"
+        hit = self._read.get(path)
+        if hit is not None:
+            return hit
+        try:
+            return self._read_verified(path, digest)
+        except DataError:
+            with self._lock:
+                self._on_disk.pop(path, None)  # so that the next store() writes it again
+            raise
+
+    def _read_verified(self, path: Path, digest: str) -> tuple[I64, I64, np.ndarray]:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read drivable patch ({exc})", path=path) from exc
+        if str(data.get("format", "")) != DRIVABLE_PATCH_FORMAT:
+            raise DataError(f"not a drivable patch of format {DRIVABLE_PATCH_FORMAT!r}", path=path)
+        try:
+            arrays = {k: data[k] for k in _PATCH_KEYS if f"{k}" in data}
+            for k in ("ids", "types", "polygons__n"):
+                if k not in arrays:
+                    raise KeyError(k)
+            ok = _patch_digest(arrays) == digest
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DataError(f"drivable patch lacks or garbles {exc}", path=path) from exc
+        if not ok:
+            raise DataError("drivable patch content does not match its digest (damaged)", path=path)
+        ids = data["ids"].astype(np.int64)
+        types = data["types"].astype(np.int64)
+        polys = _unpack_polygons(data, "polygons", path)
+        if len(types) != len(ids) or len(polys) != len(ids):
+            raise DataError(f"drivable patch: {len(ids)} ids, {len(types)} types, {len(polys)} polygons", path=path)
+        for a in (ids, types, polys):
+            a.flags.writeable = False
+        out = (ids, types, polys)
+        self._remember(self._read, path, out)
+        return out
+
+
+_PATCHES = _DrivablePatches()
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+_PATCH_KEYS = ("ids", "types", "polygons__n", "polygons__coords", "polygons__off0", "polygons__off1")
+
+
+def _patch_arrays(ids: np.ndarray, types: np.ndarray, polygons: np.ndarray) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {"ids": np.asarray(ids, dtype=np.int64), "types": np.asarray(types, dtype=np.int64)}
+    _pack_polygons(arrays, "polygons", polygons)
+    return arrays
+
+
+def _patch_digest(arrays: dict[str, np.ndarray]) -> str:
+    """BLAKE2b (128 bit) of a patch's arrays: shapes, then little-endian bytes with fixed dtypes."""
+    h = hashlib.blake2b(digest_size=16)
+    for k, dtype in (("ids", "<i8"), ("types", "<i8"), ("polygons__n", "<i8"), ("polygons__coords", "<f8"),
+                     ("polygons__off0", "<i8"), ("polygons__off1", "<i8")):
+        if k not in arrays:
+            h.update(f"{k}:absent;".encode())
+            continue
+        a = np.ascontiguousarray(arrays[k], dtype=dtype)
+        h.update(f"{k}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

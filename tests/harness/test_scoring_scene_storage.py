@@ -1,0 +1,107 @@
+"""Scoring-scene storage: drivable patches shared by the scenes of a log, verified, rebuilt when damaged."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import shapely
+
+from adapters.navsim.reader import NavsimReader
+from adapters.navsim.scoring_scenes import ScoringSceneCache
+from harness.errors import DataError
+from harness.scoring_scene import DRIVABLE_PATCH_DIR, ScoringScene
+
+
+def _assert_equal(a: ScoringScene, b: ScoringScene) -> None:
+    for f in dataclasses.fields(ScoringScene):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name in ("light_polygons", "drivable_polygons"):
+            assert len(x) == len(y) and all(shapely.equals_exact(x, y, tolerance=0.0)), f.name
+        elif isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y, err_msg=f.name)
+        else:
+            assert x == y, f.name
+
+
+@pytest.fixture()
+def log_cache(small_world_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(small_world_root / "navsim_logs", root / "navsim_logs")
+    shutil.copytree(small_world_root / "maps", root / "maps")
+    reader = NavsimReader(root, "test")
+    windows = reader.windows()
+    log_name = windows[reader.index()[0].token].log_name
+    tokens = [r.token for r in reader.index() if windows[r.token].log_name == log_name][:12]
+    return ScoringSceneCache(tmp_path / "cache", reader, root / "maps"), log_name, tokens
+
+
+def test_scenes_of_a_log_share_drivable_patches(log_cache):
+    cache, log_name, tokens = log_cache
+    built = [cache.get(t) for t in tokens]
+    patches = sorted((cache.cache_dir / log_name / DRIVABLE_PATCH_DIR).glob("*.npz"))
+    refs = {str(np.load(cache.path_of(log_name, t))["drivable_ref"]) for t in tokens}
+    assert {p.stem for p in patches} == refs
+    assert 1 <= len(patches) < len(tokens)  # consecutive scenes of a log see the same map objects
+    loaded = [ScoringScene.load(cache.path_of(log_name, t)) for t in tokens]
+    for a, b in zip(loaded, built, strict=True):
+        _assert_equal(a, b)
+        assert not a.drivable_polygons.flags.writeable and not a.drivable_ids.flags.writeable
+    # Scenes of one patch share its arrays (read once).
+    by_ref: dict[str, ScoringScene] = {}
+    for t, scene in zip(tokens, loaded, strict=True):
+        ref = str(np.load(cache.path_of(log_name, t))["drivable_ref"])
+        if ref in by_ref:
+            assert scene.drivable_polygons is by_ref[ref].drivable_polygons
+        by_ref.setdefault(ref, scene)
+    # Scene files no longer carry the polygons.
+    assert not any(k.startswith("drivable_polygons") for k in np.load(cache.path_of(log_name, tokens[0])).files)
+
+
+def test_damaged_or_missing_patch_fails_the_scene_and_the_cache_rebuilds_it(log_cache, tmp_path):
+    cache, log_name, tokens = log_cache
+    token = tokens[0]
+    first = cache.get(token)
+    ref = str(np.load(cache.path_of(log_name, token))["drivable_ref"])
+    patch = cache.cache_dir / log_name / DRIVABLE_PATCH_DIR / f"{ref}.npz"
+    # A copy elsewhere (a fresh path, so no process memory of it): flip one coordinate byte of the patch.
+    other = tmp_path / "copy" / log_name
+    other.mkdir(parents=True)
+    shutil.copy(cache.path_of(log_name, token), other / f"{token}.npz")
+    (other / DRIVABLE_PATCH_DIR).mkdir()
+    with np.load(patch) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["polygons__coords"] = arrays["polygons__coords"].copy()
+    arrays["polygons__coords"][0, 0] += 1e-9
+    np.savez(other / DRIVABLE_PATCH_DIR / f"{ref}.npz", **arrays)
+    with pytest.raises(DataError, match="does not match its digest"):
+        ScoringScene.load(other / f"{token}.npz")
+    (other / DRIVABLE_PATCH_DIR / f"{ref}.npz").unlink()
+    with pytest.raises(DataError, match="cannot read drivable patch"):
+        ScoringScene.load(other / f"{token}.npz")
+
+    # In the cache itself: a garbled patch is noticed, the scene rebuilt and the patch written again.
+    fresh = ScoringSceneCache(cache.cache_dir, cache.reader, cache.maps_root)
+    patch.write_bytes(b"garbage")
+    from harness import scoring_scene
+
+    scoring_scene._PATCHES._read.clear()  # a new process would not remember the intact patch
+    again = fresh.get(token)
+    assert fresh.built == 1
+    _assert_equal(again, first)
+    scoring_scene._PATCHES._read.clear()
+    _assert_equal(ScoringScene.load(cache.path_of(log_name, token)), first)
+
+
+def test_patch_reference_must_be_a_digest(log_cache, tmp_path):
+    cache, log_name, tokens = log_cache
+    cache.get(tokens[0])
+    with np.load(cache.path_of(log_name, tokens[0])) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["drivable_ref"] = np.array("../../etc/passwd")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(DataError, match="not a digest"):
+        ScoringScene.load(bad)
