@@ -79,6 +79,36 @@ _GROUND_ORIGIN = frozenset({"car", "static", "static_prop_car"})
 HISTORY_STRIDE_TICKS, HISTORY_POSES = 10, 4
 
 
+#: Consecutive target points closer than this (metres, per axis) are one point (see
+#: :func:`merge_duplicate_target_points`).
+TP_DUPLICATE_TOLERANCE_M = 0.01
+
+
+def merge_duplicate_target_points(points: Sequence[Sequence[float]],
+                                  commands: Sequence[int]) -> tuple[list[Sequence[float]], list[int]]:
+    """Merge consecutive duplicate route target points as LEAD's loader does; returns the kept points and commands.
+
+    LEAD (``carla_dataset.py``, also ``sensor_agent.py``) keeps a point unless its x, y are ``np.allclose`` to the
+    last kept one, and keeps both when exactly two are left (its route planner never pops below two, so the
+    route's end is the pair [last passed, destination]). ``np.allclose`` is relative (rtol 1e-5): on CARLA's towns
+    (coordinates within a few km) that is at most a few centimetres, i.e. only true duplicates merge. On
+    real-world-size coordinates (the embedded world's copy sits at nuPlan UTM, |y| ~ 4e6 m) the same rule is
+    a 40 m tolerance that merged distinct points 25 m apart into one, and LEAD's reader would then fail (its
+    ``assert len == 2``; our IndexError). The tolerance here is absolute, :data:`TP_DUPLICATE_TOLERANCE_M`, so
+    the merge does not depend on where the map's origin is. When three or more points are all one point (LEAD
+    asserts), that single point is returned.
+    """
+    kept: list[Sequence[float]] = []
+    kept_cmds: list[int] = []
+    for p, c in zip(points, commands):
+        if (len(points) == 2 or not kept
+                or np.max(np.abs(np.asarray(p[:2], float) - np.asarray(kept[-1][:2], float)))
+                > TP_DUPLICATE_TOLERANCE_M):
+            kept.append(p)
+            kept_cmds.append(int(c))
+    return kept, kept_cmds
+
+
 @dataclass(frozen=True)
 class CarlaSensors:
     """What :meth:`CarlaReader.load` reads: camera images are always lazy; the rest is read when asked for."""
@@ -309,14 +339,12 @@ class CarlaReader:
         if tps is None or cmds is None or len(tps) < 2 or len(tps) != len(cmds):
             raise DataError(f"{where}: metas need >= 2 next target points with one command each, got "
                             f"{None if tps is None else len(tps)} points, {None if cmds is None else len(cmds)} commands")
-        # LEAD's loader merges consecutive duplicates (unless only two are left), then reads
-        # previous = [0], current = [1], next = [2] (current again when missing) and the command of [0].
-        pts, cs = [], []
-        for p, c in zip(tps, cmds):
-            if len(tps) == 2 or not pts or not np.allclose(np.asarray(p[:2], float), np.asarray(pts[-1][:2], float)):
-                pts.append(p)
-                cs.append(c)
-        chosen = np.array([pts[0][:2], pts[1][:2], pts[2][:2] if len(pts) > 2 else pts[1][:2]], dtype=np.float64)
+        pts, cs = merge_duplicate_target_points(tps, cmds)
+        # LEAD reads previous = [0], current = [1], next = [2] (current again when missing) and the command of
+        # [0]; a single merged point (the route's destination) serves as all three.
+        last = min(len(pts) - 1, 1)
+        chosen = np.array([pts[0][:2], pts[last][:2], pts[2][:2] if len(pts) > 2 else pts[last][:2]],
+                          dtype=np.float64)
         theta = float(meta["theta"])
         origin = np.asarray(meta["pos_global"], dtype=np.float64)[:2]
         c, s = np.cos(theta), np.sin(theta)

@@ -408,9 +408,11 @@ def _meta(log: WorldLog, f: int, k: int, tick_t: F64, carla_pose: F64, vel: F64,
     s_tp = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(tps, axis=0), axis=1))])
     s_ego = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(carla_pose[:, :2], axis=0), axis=1))])[k]
     first = max(0, int(np.searchsorted(s_tp, s_ego + fmt.TP_POP_DISTANCE_M, side="right")) - 1)
+    # LEAD's RoutePlanner never pops below two points: a route ends as [last passed, destination].
+    first = min(first, max(len(tps) - 2, 0))
     nxt = list(range(first, len(tps)))
-    if len(nxt) < 2:
-        nxt = [len(tps) - 1, len(tps) - 1]
+    if len(nxt) < 2:  # a one-point route (the ego never moved)
+        nxt = [0, 0]
     next_tps = [[float(tps[i, 0]), float(tps[i, 1]), 0.0] for i in nxt]
     next_cmds = [tp_cmds[i] for i in nxt]
     prev_tps = [[float(tps[i, 0]), float(tps[i, 1]), 0.0] for i in range(first)]

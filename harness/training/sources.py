@@ -72,10 +72,11 @@ def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | 
 
 
 def _usable_carla_refs(reader: Any) -> tuple[list[SampleRef], list[tuple[str, str]]]:
-    """CARLA frames whose navigation metas the adapter can read, and the others with their errors.
+    """CARLA frames whose navigation metas the adapter can read, and the others (DataError) with their errors.
 
-    Workaround, reported: ``CarlaReader._navigation`` raises IndexError when a route's last target points are
-    all duplicates (they merge into one point); those frames (route ends) are listed and counted, not hidden.
+    Bad metas are listed and counted, not hidden. (Route ends used to fail here with IndexError: LEAD's relative
+    duplicate tolerance merged distinct target points at UTM-size coordinates; the reader now merges with an
+    absolute tolerance, see ``adapters.carla.reader.merge_duplicate_target_points``.)
     """
     from adapters.carla import format as fmt
 
@@ -85,7 +86,7 @@ def _usable_carla_refs(reader: Any) -> tuple[list[SampleRef], list[tuple[str, st
         try:
             meta = reader.read_meta(route, frame)
             reader._navigation(meta, 0.0, 0.0, f"route {route.name} frame {fmt.frame_stem(frame)}")
-        except (DataError, IndexError) as exc:
+        except DataError as exc:
             bad.append((token, f"{type(exc).__name__}: {exc}"))
             continue
         ok.append(ref)
