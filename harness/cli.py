@@ -270,10 +270,9 @@ def _data_roots(data_root: Path | None, maps_root: Path | None) -> tuple[Path, P
 
 
 def _metric_cache_dir(data_root: Path, split: str) -> Path:
-    import hashlib
+    from harness.cli_common import metric_cache_dir  # keyed on the inputs' identity, not the path alone
 
-    key = hashlib.blake2b(str(data_root.resolve()).encode(), digest_size=6).hexdigest()
-    return cache_root() / "metric-cache" / f"{key}-{split}"
+    return metric_cache_dir(data_root, split)
 
 
 def _resolve_agent(name: str, data_root: Path, ckpts: tuple[Path, ...] = ()) -> Any:

@@ -58,6 +58,40 @@ def cache_root() -> Path:
     return Path(base) / "lead-bench"
 
 
+def metric_cache_dir(data_root: Path, split: str) -> Path:
+    """The NAVSIM metric cache of a split: ``<cache>/metric-cache/<path key>-<split>-<inputs key>``.
+
+    The inputs key hashes ``SCORING_SCENE_VERSION`` and the identity (relative path, size, mtime, inode) of the
+    files a scene is built from: the split's log pickles, the maps under the data root, and for
+    ``navhard_two_stage`` its split file and synthetic scenes. A rebuilt world or replaced logs therefore get a
+    fresh cache directory rather than another build's scenes (each scene also checks its own log's fingerprint
+    before it is reused). Costs one ``stat`` per file. Old directories are left in place.
+    """
+    import hashlib
+
+    from harness.scoring_scene import SCORING_SCENE_VERSION
+
+    root = Path(data_root).resolve()
+    h = hashlib.blake2b(f"v{SCORING_SCENE_VERSION}|{split}\n".encode(), digest_size=6)
+    for path in _metric_cache_inputs(root, split):
+        st = path.stat()
+        h.update(f"{path.relative_to(root).as_posix()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}\n".encode())
+    path_key = hashlib.blake2b(str(root).encode(), digest_size=6).hexdigest()
+    return cache_root() / "metric-cache" / f"{path_key}-{split}-{h.hexdigest()}"
+
+
+def _metric_cache_inputs(root: Path, split: str) -> list[Path]:
+    two_stage = split == "navhard_two_stage"
+    logs = root / "navsim_logs" / ("test" if two_stage else split)
+    files = sorted(logs.glob("*.pkl")) if logs.is_dir() else []
+    if (root / "maps").is_dir():
+        files += sorted(p for p in (root / "maps").rglob("*") if p.suffix in (".json", ".gpkg"))
+    if two_stage and (root / split).is_dir():
+        files += sorted(p for p in (root / split).rglob("*")
+                        if p.suffix in (".yaml", ".pkl") and "sensor_blobs" not in p.relative_to(root).parts)
+    return files
+
+
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
     """A rich progress display on stderr (stdout stays clean for tables)."""
