@@ -159,6 +159,15 @@ class _GeometrySet:
         first = np.repeat(self._start[cells] - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
         geom_idx = self._pair_geom[first]
         inside = self._pair_full[first].copy()
+        # A full cell's polygon strictly contains the cell's box; a point binned into it within rounding of
+        # the box's edge is tested exactly rather than trusted (the box edge may lie an ulp from the polygon).
+        cx = self._origin[0] + ix[pts] * self._cell
+        cy = self._origin[1] + iy[pts] * self._cell
+        px, py = points_xy[pts, 0], points_xy[pts, 1]
+        margin = 1e-9 * (1.0 + np.abs(px) + np.abs(py))
+        deep = ((px - cx > margin) & (cx + self._cell - px > margin) & (py - cy > margin)
+                & (cy + self._cell - py > margin))
+        inside &= np.repeat(deep, counts)
         test = np.flatnonzero(~inside)
         inside[test] = shapely.contains_xy(
             self.geoms[geom_idx[test]], points_xy[pt_idx[test], 0], points_xy[pt_idx[test], 1]
