@@ -7,7 +7,8 @@ ms/step, samples/s, peak memory, fraction of bf16 peak and GPU utilisation, with
 TFv6 (measured on an H100 in the same configuration, issue 7) and against this model's eager default. Every
 variant runs through :class:`harness.model.step.TrainStep`, the step a training loop uses: ``default`` (eager,
 channels-last, matrix resampling, padded stem), ``contiguous``, ``native_resample`` (``F.interpolate`` /
-``adaptive_avg_pool2d``), ``nopad_stem``, ``cudagraph`` (whole step in one CUDA graph), ``compile``
+``adaptive_avg_pool2d``), ``nopad_stem``, ``cudagraph`` (forward, losses, backward and clipping in one CUDA
+graph; the fused AdamW step after it), ``compile``
 (``torch.compile`` of forward + losses) and ``compile_graph`` (both; minutes of compilation per batch size).
 ``--profile`` prints the default variant's kernel time by category.
 
@@ -190,8 +191,8 @@ def count_flops(cfg: TFv6Config, device: torch.device) -> float:
 def run_variant(cfg: TFv6Config, b: int, variant: str, steps: int, warmup: int, device: torch.device,
                 profile: bool = False) -> dict:
     """Variants (all through :class:`harness.model.step.TrainStep`): default (eager, channels-last, matrix
-    resampling, padded stem), contiguous, native_resample, nopad_stem, cudagraph (the whole step captured in a
-    CUDA graph), compile (torch.compile of forward + losses), compile_graph (both)."""
+    resampling, padded stem), contiguous, native_resample, nopad_stem, cudagraph (forward/backward captured
+    in a CUDA graph, optimiser after it), compile (torch.compile of forward + losses), compile_graph (both)."""
     torch.manual_seed(0)
     Resample.native = variant == "native_resample"
     ResNet.pad_stem_channels = 0 if variant == "nopad_stem" else 4

@@ -275,6 +275,11 @@ class ModelInputs:
     def to(self, device: torch.device | str, non_blocking: bool = True) -> ModelInputs:
         return _to(self, device, non_blocking)
 
+    def pin_memory(self) -> ModelInputs:
+        """Every tensor in page-locked memory (the DataLoader calls this with ``pin_memory=True``), so the
+        copy to the GPU runs asynchronously."""
+        return _map(self, torch.Tensor.pin_memory)
+
 
 # --- targets ---------------------------------------------------------------------------------------------
 
@@ -413,6 +418,11 @@ class ModelTargets:
     def to(self, device: torch.device | str, non_blocking: bool = True) -> ModelTargets:
         return _to(self, device, non_blocking)
 
+    def pin_memory(self) -> ModelTargets:
+        """Every tensor in page-locked memory (the DataLoader calls this with ``pin_memory=True``), so the
+        copy to the GPU runs asynchronously."""
+        return _map(self, torch.Tensor.pin_memory)
+
 
 # --- predictions -----------------------------------------------------------------------------------------
 
@@ -476,13 +486,17 @@ class LossWeights:
 
 
 def _to(obj, device, non_blocking):  # noqa: ANN001, ANN202 - generic over the dataclasses above
+    return _map(obj, lambda t: t.to(device, non_blocking=non_blocking))
+
+
+def _map(obj, fn):  # noqa: ANN001, ANN202 - every tensor of a (nested) dataclass through fn
     def mv(v):  # noqa: ANN001, ANN202
         if isinstance(v, torch.Tensor):
-            return v.to(device, non_blocking=non_blocking)
+            return fn(v)
         if isinstance(v, Mapping):
             return {k: mv(x) for k, x in v.items()}
         if hasattr(v, "__dataclass_fields__"):
-            return _to(v, device, non_blocking)
+            return _map(v, fn)
         return v
 
     return replace(obj, **{f.name: mv(getattr(obj, f.name)) for f in fields(obj)})

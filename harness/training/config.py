@@ -122,7 +122,8 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     channels_last: bool = True
-    compile: bool = False
+    compile: str = "auto"  # auto | on | off: torch.compile of forward + losses (auto: on for a CUDA device)
+    cuda_graph: str = "auto"  # auto | on | off: CUDA-graph replay of each step (auto: on for one CUDA process)
     waypoint_interval_s: float = 0.5
     past_interval_s: float = 0.5
     loss_weights: tuple[tuple[str, float], ...] = ()  # (loss key, raw weight); unlisted keys weigh 1 (LEAD)
@@ -133,6 +134,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
 
     def __post_init__(self) -> None:
+        for name in ("compile", "cuda_graph"):
+            object.__setattr__(self, name, _switch(getattr(self, name), name))
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"precision must be auto | bf16 | fp32, got {self.precision!r}")
         if self.batch_size < 1 or self.max_steps < 1 or self.steps_per_epoch < 0:
@@ -156,6 +159,24 @@ class TrainConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict` (an unknown key is an error)."""
         return _apply_mapping(TrainConfig(), d, "")
+
+
+def _switch(value: Any, name: str) -> str:
+    """``auto`` | ``on`` | ``off``; booleans (``true``/``false``, as older configs wrote ``compile``) map to
+    on / off."""
+    s = str(value).strip().lower()
+    s = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(s, s)
+    if s not in ("auto", "on", "off"):
+        raise ConfigError(f"{name} must be auto | on | off, got {value!r}")
+    return s
+
+
+def resolve_switch(value: str, cuda: bool, world_size: int = 1, needs_single: bool = False) -> bool:
+    """Whether an ``auto | on | off`` switch is on for this device (``auto``: on CUDA, and for
+    ``needs_single`` switches only with one process)."""
+    if value == "auto":
+        return cuda and (world_size == 1 or not needs_single)
+    return value == "on"
 
 
 #: Training presets: a model preset plus the data/optimiser choices that go with it.

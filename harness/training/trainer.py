@@ -1,6 +1,13 @@
-"""The TFv6 training loop: mixed sources, AdamW with cosine restarts, bf16 autocast on GPU, optional
-``torch.compile``, gradient clipping, exact resume, DDP under torchrun, CSV/TensorBoard logs, and validation
-with the benchmarks' own metrics (PDMS, RFS) on held-out splits.
+"""The TFv6 training loop: mixed sources, AdamW with cosine restarts, bf16 autocast on GPU, ``torch.compile``
+and CUDA-graph replay of the step, gradient clipping, exact resume, DDP under torchrun, CSV/TensorBoard logs,
+and validation with the benchmarks' own metrics (PDMS, RFS) on held-out splits.
+
+Every step runs through :class:`harness.model.step.TrainStep`. On one CUDA device it is, by default
+(``compile=auto``, ``cuda_graph=auto``), compiled and replayed from a CUDA graph per batch signature, with a
+fused AdamW outside the graph; on CPU, and under DDP, it runs eagerly (``compile=on`` still compiles). The
+loop does not synchronise with the GPU between log points: batches arrive in pinned memory and are copied
+asynchronously, losses are summed on the device, and the host reads them (one synchronisation) every
+``log_every`` steps, at checkpoints and at the end.
 
 Checkpoints (``<out>/checkpoints/step_NNNNNNN.pt``, written atomically, the newest ``keep_checkpoints`` kept)
 hold only tensors and plain values and load with ``torch.load(weights_only=True)``: the model, optimiser and
@@ -30,9 +37,9 @@ from harness.agents.tfv6 import load_checkpoint
 from harness.atomic import atomic_write_text, temp_path
 from harness.errors import ConfigError
 from harness.model.io import LossWeights, TFv6Config
-from harness.model.losses import tfv6_losses
+from harness.model.step import TrainStep
 from harness.model.tfv6 import TFv6
-from harness.training.config import TrainConfig, dump_yaml
+from harness.training.config import TrainConfig, dump_yaml, resolve_switch
 from harness.training.data import (
     MixedBatchSampler,
     MixedData,
@@ -160,7 +167,8 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
         resume: a checkpoint to continue from.
         dist: torchrun layout (DDP when ``world_size > 1``).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
-        on_step: called after every step with the step number and its scalar losses (progress bars).
+        on_step: called after every step with the step number and, at log steps (every ``log_every``, and the
+            last), its scalar losses; between log steps with ``{}`` (reading them would synchronise the GPU).
         on_log: called with human-readable log lines.
     """
     say = on_log or log.info
@@ -180,11 +188,20 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
 
+    cuda = dev.type == "cuda"
+    use_graph = resolve_switch(cfg.cuda_graph, cuda, dist.world_size, needs_single=True)
+    use_compile = resolve_switch(cfg.compile, cuda, dist.world_size)
+    if use_graph and not cuda:
+        raise ConfigError(f"cuda_graph=on needs a CUDA device, training runs on {dev}")
+    if use_graph and dist.world_size > 1:
+        raise ConfigError("cuda_graph=on is not supported with several processes (DDP); use cuda_graph=auto")
+
     model = build_model(cfg.model).to(dev)
-    if dev.type == "cuda" and cfg.channels_last:
+    if cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # fused AdamW on the GPU: a few kernel launches per step, no host synchronisation
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                            amsgrad=cfg.optim.amsgrad)
+                            amsgrad=cfg.optim.amsgrad, fused=True if cuda else None)
     lengths = tuple(len(s) for s in sources)
     spe = cfg.steps_per_epoch or default_steps_per_epoch(lengths, cfg.batch_size)
     sched = make_scheduler(opt, cfg, spe)
@@ -204,7 +221,7 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
         if ck.get("kind") != CKPT_KIND:
             raise ConfigError(f"{resume} is a model-only checkpoint; resume needs a training checkpoint")
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        _load_optimizer(opt, ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start = int(ck["step"])
         MixedBatchSampler(plan, seed=cfg.seed).check_state(ck["sampler"])
@@ -215,17 +232,16 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
     if dist.world_size > 1:
         fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                                         broadcast_buffers=False)
-    if cfg.compile:
-        fwd = torch.compile(fwd)  # the compiled module is the one used (LEAD discards it, spec §7.19)
+    weights = LossWeights(dict(cfg.loss_weights))
+    # the compiled step is the one used (LEAD discards its compiled model, spec §7.19)
+    step_fn = TrainStep(fwd, opt, cfg.model, weights, bf16=_autocast_dtype(cfg, dev) is not None,
+                        compile=use_compile, cuda_graph=use_graph, channels_last=False,
+                        clip_grad_norm=cfg.optim.grad_clip_norm or None, join_outputs=dist.world_size > 1,
+                        scheduler_step=sched.step)
 
     sampler = MixedBatchSampler(plan, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, start_step=start,
                                 max_steps=cfg.max_steps, augment=True)
-    spec = cfg.input_spec()
-    loader = DataLoader(MixedData(sources), batch_sampler=sampler, collate_fn=make_collate(spec),
-                        num_workers=cfg.data.num_workers, worker_init_fn=seed_worker,
-                        pin_memory=dev.type == "cuda", persistent_workers=cfg.data.num_workers > 0,
-                        prefetch_factor=4 if cfg.data.num_workers > 0 else None)
-    batches = iter(loader)  # creating the iterator draws from torch's RNG, so restore the RNG after it
+    batches = iter(make_loader(cfg, sources, sampler, pin_memory=cuda))  # creating the iterator draws from torch's RNG, so restore the RNG after it
     if ck is not None:
         rng = ck["rng"]
         torch.set_rng_state(rng["torch"][dist.rank] if isinstance(rng["torch"], list) else rng["torch"])
@@ -237,57 +253,52 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
             say(f"{src.source}: {len(src.skipped)} of {len(src) + len(src.skipped)} samples left out as unreadable "
                 f"(first: {src.skipped[0][0]}: {src.skipped[0][1]})")
     logger = _Logger(out_dir, main_proc)
-    weights = LossWeights(dict(cfg.loss_weights))
     amp = _autocast_dtype(cfg, dev)
     say(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {dev} "
-        f"({'bf16 autocast' if amp else 'fp32'}{', compiled' if cfg.compile else ''}, {dist.world_size} process(es)); "
+        f"({'bf16 autocast' if amp else 'fp32'}{', compiled' if use_compile else ''}"
+        f"{', CUDA graphs' if use_graph else ''}, {dist.world_size} process(es)); "
         f"sources {dict(zip(plan.sources, lengths))}, {spe} steps per epoch, steps {start}..{cfg.max_steps}")
 
     model.train()
     step = start
     last: dict[str, float] = {}
     val: dict[str, float] = {}
-    acc: dict[str, float] = {}
-    n_acc = 0
-    t_data = t_comp = 0.0
-    t0 = time.perf_counter()
+    acc: dict[str, torch.Tensor] = {}  # loss sums on the device since the last log row
+    n_acc: dict[str, int] = {}
+    t_data = 0.0
+    t_log = t0 = time.perf_counter()
+    steps_since_log = 0
     for inputs, targets, _srcs in batches:
         t1 = time.perf_counter()
-        inputs, targets = inputs.to(dev), targets.to(dev)
-        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
-            pred = fwd(inputs)
-        losses = tfv6_losses(pred, targets, cfg.model, weights)
-        opt.zero_grad(set_to_none=True)
-        total = losses["loss"]
-        if dist.world_size > 1:
-            # A head whose label no sample of the batch carries (NAVSIM BEV semantics, CARLA heads in a real-only
-            # batch) would get no gradient, which DDP's reducer does not allow: every output joins with weight 0.
-            total = total + 0.0 * sum(t.float().mean() for t in _output_tensors(pred))
-        total.backward()
-        if cfg.optim.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
-        opt.step()
-        sched.step()
-        step += 1
-        t2 = time.perf_counter()
         t_data += t1 - t0
-        t_comp += t2 - t1
-        t0 = t2
-        scalars = {k: float(v.detach()) for k, v in losses.items()} if (
-            on_step is not None or step % cfg.log_every == 0 or step == cfg.max_steps) else {}
-        for k, v in scalars.items():
-            acc[k] = acc.get(k, 0.0) + v
-        n_acc += bool(scalars)
-        last = scalars or last
+        inputs, targets = inputs.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
+        losses = step_fn(inputs, targets)  # optimiser and scheduler stepped; device tensors, no host sync
+        step += 1
+        steps_since_log += 1
+        for k, v in losses.items():
+            acc[k] = acc[k] + v if k in acc else v.clone()
+            n_acc[k] = n_acc.get(k, 0) + 1
+        log_now = step % cfg.log_every == 0 or step == cfg.max_steps
+        scalars: dict[str, float] = {}
+        if log_now:
+            keys = list(losses)
+            vals = torch.stack([losses[k].float() for k in keys] + [acc[k].float() for k in acc]).tolist()
+            scalars = dict(zip(keys, vals[:len(keys)]))
+            sums = dict(zip(acc, vals[len(keys):]))
+            last = scalars
+            now = time.perf_counter()  # after the synchronisation above: the GPU work is done
+            row = {f"train/{k}": v / n_acc[k] for k, v in sums.items()}
+            row.update({"lr": float(sched.get_last_lr()[0]), "epoch": step / spe,
+                        "samples_per_s": cfg.batch_size * steps_since_log / max(1e-9, now - t_log),
+                        "data_fraction": t_data / max(1e-9, now - t_log), "unix_time": time.time()})
+            if cuda:
+                row["gpu_peak_allocated_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+                row["gpu_peak_reserved_gib"] = torch.cuda.max_memory_reserved(dev) / 2**30
+            logger.write(step, row)
+            acc, n_acc, t_data, steps_since_log = {}, {}, 0.0, 0
+            t_log = time.perf_counter()
         if on_step is not None:
             on_step(step, scalars)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            row = {f"train/{k}": v / max(1, n_acc) for k, v in acc.items()}
-            row.update({"lr": sched.get_last_lr()[0], "epoch": step / spe,
-                        "samples_per_s": cfg.batch_size * cfg.log_every / max(1e-9, t_data + t_comp),
-                        "data_fraction": t_data / max(1e-9, t_data + t_comp)})
-            logger.write(step, row)
-            acc, n_acc, t_data, t_comp = {}, 0, 0.0, 0.0
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
             _checkpoint(out_dir, step, model, opt, sched, sampler, cfg, dev, dist)
         if validation is not None and cfg.val.every_steps and step % cfg.val.every_steps == 0 \
@@ -295,6 +306,10 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
             val = validate(model, cfg, validation, out_dir / "val" / f"step_{step:07d}", dev, say)
             logger.write(step, val)
             model.train()
+        t0 = time.perf_counter()
+    if step_fn.cuda_graph:
+        say(f"{step_fn.replays} steps replayed from {step_fn.num_graphs} CUDA graph(s), "
+            f"{step_fn.eager_steps} eager")
     model_path = out_dir / "model.pt"
     _checkpoint(out_dir, step, model, opt, sched, sampler, cfg, dev, dist)  # every rank: RNG states are gathered
     if main_proc:
@@ -306,6 +321,16 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
     if dist.world_size > 1:
         torch.distributed.barrier()
     return TrainResult(step, last, model_path, val)
+
+
+def make_loader(cfg: TrainConfig, sources: list[SourceData], sampler: MixedBatchSampler, *,
+                pin_memory: bool) -> DataLoader:
+    """The training DataLoader: ``cfg.data.num_workers`` processes encode and collate whole batches, which
+    arrive in page-locked memory when ``pin_memory`` (GPU training) so the copy to the device is asynchronous."""
+    n = cfg.data.num_workers
+    return DataLoader(MixedData(sources), batch_sampler=sampler, collate_fn=make_collate(cfg.input_spec()),
+                      num_workers=n, worker_init_fn=seed_worker, pin_memory=pin_memory, persistent_workers=n > 0,
+                      prefetch_factor=4 if n > 0 else None)
 
 
 def mean_waypoint_step(sources: list[SourceData], cfg: TrainConfig, max_samples: int = 64) -> np.ndarray | None:
@@ -329,14 +354,20 @@ def mean_waypoint_step(sources: list[SourceData], cfg: TrainConfig, max_samples:
     return np.concatenate(steps).mean(axis=0)
 
 
-def _output_tensors(obj: Any) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj] if obj.requires_grad else []
-    if isinstance(obj, Mapping):
-        return [t for v in obj.values() for t in _output_tensors(v)]
-    if hasattr(obj, "__dataclass_fields__"):
-        return [t for f in obj.__dataclass_fields__ for t in _output_tensors(getattr(obj, f))]
-    return []
+def _load_optimizer(opt: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """Load an optimiser state, keeping this run's implementation flags (a checkpoint written by a GPU run
+    with fused AdamW resumes on CPU, and the other way round); the moments move to the parameters' device."""
+    impl = [{k: g[k] for k in ("fused", "foreach", "capturable", "differentiable") if k in g}
+            for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for g, flags in zip(opt.param_groups, impl):
+        g.update(flags)
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"] = float(g["lr"])
+    on_device = {id(p) for g in opt.param_groups if g.get("fused") or g.get("capturable") for p in g["params"]}
+    for p, st in opt.state.items():
+        if isinstance(st.get("step"), torch.Tensor):  # fused/capturable: on the parameter's device, else CPU
+            st["step"] = st["step"].to(p.device if id(p) in on_device else "cpu", torch.float32)
 
 
 def _device(device: str, dist: DistInfo) -> torch.device:

@@ -14,7 +14,7 @@ def test_overrides_convert_to_the_field_types():
                                          "compile=true", "data.navsim_root=none"])
     assert cfg.optim.lr == 2e-3 and cfg.data.sources == ("navsim", "waymo") and cfg.model.token_dim == 32
     assert cfg.augment.view_prob == 0.5 and cfg.model.bev_extent_m == (-8.0, 8.0, -8.0, 8.0)
-    assert cfg.compile is True and cfg.data.navsim_root is None
+    assert cfg.compile == "on" and cfg.data.navsim_root is None  # booleans map to on | off
 
 
 @pytest.mark.parametrize("item, match", [
