@@ -1,8 +1,9 @@
 """``lead-bench train``: train TFv6 on CARLA / NAVSIM / Waymo data (embedded world by default).
 
 Data roots: ``--navsim-root`` (else $OPENSCENE_DATA_ROOT, else the embedded world), ``--waymo-root`` (else
-$WAYMO_E2E_DATA_ROOT, else the embedded world's ``waymo/``), ``--carla-root`` (else $LEAD_CARLA_ROOT, else a
-CARLA copy of a second embedded world, seed 1, rendered with the configured rig and cached). Multi-GPU:
+$WAYMO_E2E_DATA_ROOT, else the embedded world's ``waymo/``), ``--carla-root`` (else $LEAD_CARLA_ROOT, else the
+embedded world's ``carla/`` when it was written with the configured rig, or a rig-specific copy of those routes,
+written once and cached: :func:`harness.embedded.carla_root_for_rig`; the log says which). Multi-GPU:
 ``torchrun --nproc_per_node N $(which lead-bench) train ...`` (DDP; RANK/WORLD_SIZE/LOCAL_RANK are read here).
 """
 
@@ -20,32 +21,25 @@ from rich.table import Table
 from harness.cli_common import cache_root, console, handle_errors, out_console, progress_bar
 from harness.errors import ConfigError
 
-#: The simulated training world (a different seed from the evaluation world, so no log is shared).
-CARLA_WORLD_SEED = 1
-
 
 def register(groups: dict[str, click.Group]) -> None:
     groups["main"].add_command(train_cmd)
 
 
-def embedded_carla_root(writer_rig: str, camera_scale: float = 0.25) -> Path:
-    """A CARLA (LEAD format) copy of the seed-1 embedded world for ``writer_rig``, written once and cached."""
-    from adapters.carla.writer import CarlaWriteOptions, write_carla_world
-    from harness.atomic import atomic_write_text
-    from harness.world.build import WorldConfig, build_world
+def embedded_carla_root(world: Path, writer_rig: str) -> Path:
+    """The embedded world's CARLA data for ``writer_rig``: ``<world>/carla`` if its rig matches, else a cached copy."""
+    from harness.embedded import carla_root_for_rig
 
-    root = cache_root() / f"carla-world-seed{CARLA_WORLD_SEED}-{writer_rig}-{camera_scale:g}"
-    marker = root / "complete"
-    if not marker.is_file():
-        console.print(f"writing the simulated (CARLA-format) training world into {root} (once)")
-        world = build_world(WorldConfig(seed=CARLA_WORLD_SEED, num_logs=4, duration_s=30.0, test_fraction=0.25))
-        with progress_bar() as progress:
-            task = progress.add_task("CARLA routes", total=len(world.logs))
-            write_carla_world(world, root, CarlaWriteOptions(rig=writer_rig, camera_scale=camera_scale,
-                                                             perturbed=False),
-                              on_log_done=lambda _n: progress.advance(task))
-        atomic_write_text(marker, "ok\n")
-    return root
+    with progress_bar() as progress:
+        task = progress.add_task(f"CARLA routes ({writer_rig})", total=None, visible=False)
+
+        def start(n: int) -> None:
+            console.print(f"the embedded world's CARLA routes are another rig: writing a {writer_rig} copy (once)")
+            progress.update(task, total=n, visible=True)
+
+        found = carla_root_for_rig(world, writer_rig, cache_root(), on_start=start,
+                                   on_log_done=lambda _n: progress.advance(task))
+    return found.root  # carla_root_for_rig logs which data it is (the world's own or a rig-specific copy)
 
 
 def _roots(cfg: Any, navsim_root: Path | None, waymo_root: Path | None, carla_root: Path | None) -> Any:
@@ -61,12 +55,12 @@ def _roots(cfg: Any, navsim_root: Path | None, waymo_root: Path | None, carla_ro
     car = carla_root or (Path(d.carla_root) if d.carla_root else None) or (
         Path(env("LEAD_CARLA_ROOT")) if env("LEAD_CARLA_ROOT") else None)
     need_world = (nav is None and (("navsim" in d.sources) or cfg.val.navsim)) or (
-        way is None and (("waymo" in d.sources) or cfg.val.waymo))
+        way is None and (("waymo" in d.sources) or cfg.val.waymo)) or (car is None and "carla" in d.sources)
     world = embedded_world_root() if need_world else None
     nav = nav or world
     way = way or (world / "waymo" if world is not None and (world / "waymo").is_dir() else None)
-    if car is None and "carla" in d.sources:
-        car = embedded_carla_root(CARLA_WRITER_RIG[d.rig_carla])
+    if car is None and world is not None and "carla" in d.sources:
+        car = embedded_carla_root(world, CARLA_WRITER_RIG[d.rig_carla])
     return SourceRoots(nav, way, car)
 
 
@@ -127,11 +121,9 @@ def train_cmd(config_file: Path | None, preset: str, sources: str | None, max_st
     with progress_bar() as progress:
         task = progress.add_task("training", total=cfg.max_steps)
 
-        def on_step(step: int, losses: dict[str, float]) -> None:  # losses only at log steps (no GPU sync)
-            if "loss" in losses:
-                progress.update(task, completed=step, description=f"training loss {losses['loss']:.3f}")
-            else:
-                progress.update(task, completed=step)
+        def on_step(step: int, losses: dict[str, float]) -> None:
+            desc = f"training loss {losses['loss']:.3f}" if "loss" in losses else "training"
+            progress.update(task, completed=step, description=desc)
 
         result = train(cfg, out, parts, validation=validation, resume=resume_path, dist=dist, device=device,
                        on_step=on_step if dist.rank == 0 else None,

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,85 @@ def is_built(root: Path, spec: EmbeddedWorldSpec = EmbeddedWorldSpec()) -> bool:
         return False
     want = spec.to_json()
     return all(meta.get(k) == v for k, v in want.items())
+
+
+@dataclass(frozen=True)
+class CarlaTrainingRoot:
+    """Where training reads the embedded world's CARLA data for one writer rig.
+
+    ``reused`` is True when it is the world's own ``<world>/carla`` (written with that rig), False for a
+    rig-specific copy of the same logs with the same write options; ``note`` says which, for the log.
+    """
+
+    root: Path
+    rig: str
+    reused: bool
+    note: str
+
+
+def carla_portion(world_root: str | Path) -> EmbeddedCarlaOptions | None:
+    """The CARLA options a built world recorded in its ``world.json`` (None: it has no CARLA portion)."""
+    marker = Path(world_root) / MARKER
+    try:
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+        carla = meta.get("carla")
+        if carla is None:
+            return None
+        return EmbeddedCarlaOptions(CarlaWriteOptions(**carla["write"]), tuple(carla["splits"]))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        from harness.errors import DataError
+
+        raise DataError(f"cannot read the CARLA options of the embedded world: {exc}", path=marker) from exc
+
+
+def carla_root_for_rig(world_root: str | Path, writer_rig: str, copies_dir: str | Path, *,
+                       on_start: Callable[[int], None] | None = None,
+                       on_log_done: Callable[[str], None] | None = None) -> CarlaTrainingRoot:
+    """The embedded world's CARLA data rendered with ``writer_rig``, for training.
+
+    ``<world>/carla`` itself when the world wrote it with ``writer_rig``. Otherwise a copy of the same logs
+    (the portion's splits) with the same write options but ``writer_rig``, written once into
+    ``copies_dir/world-seed<seed>-carla-<rig>-<key>`` (``key`` hashes the world's generator digest, config and
+    CARLA options, so a rebuilt or changed world gets a fresh copy) and marked complete last.
+
+    Raises:
+        DataError: the world has no CARLA portion or its ``world.json`` cannot be read.
+    """
+    import hashlib
+
+    from harness.errors import DataError
+
+    world_root = Path(world_root)
+    portion = carla_portion(world_root)
+    if portion is None:
+        raise DataError("the embedded world was built without a CARLA portion", path=world_root / MARKER)
+    own = portion.write.rig
+    if own == writer_rig:
+        return CarlaTrainingRoot(world_root / CARLA_DIR, own, True,
+                                 f"CARLA: the embedded world's own copy {world_root / CARLA_DIR} (rig {own})")
+    meta = json.loads((world_root / MARKER).read_text(encoding="utf-8"))
+    ident = json.dumps({"generator": meta.get("generator"), "format_version": meta.get("format_version"),
+                        "config": meta.get("config"), "carla": meta.get("carla"), "rig": writer_rig},
+                       sort_keys=True)
+    key = hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
+    seed = (meta.get("config") or {}).get("seed", "x")
+    out = Path(copies_dir) / f"world-seed{seed}-carla-{writer_rig}-{key}"
+    done = out / "complete"
+    note = (f"CARLA: the embedded world's copy is rig {own}, training needs {writer_rig}: "
+            f"rig-specific copy of the same routes in {out}")
+    if not (done.is_file() and done.read_text(encoding="utf-8") == ident):
+        world = build_world(WorldConfig(**meta["config"]))
+        names = [n for s in portion.splits for n in world.splits.get(s, ())]
+        if on_start is not None:
+            on_start(len(names))
+        t0 = time.perf_counter()
+        write_carla_world(world, out, replace(portion.write, rig=writer_rig), logs=names, on_log_done=on_log_done)
+        atomic_write_text(done, ident)
+        log.info("CARLA copy for rig %s: %d route(s) in %.1f s -> %s", writer_rig, len(names),
+                 time.perf_counter() - t0, out)
+        note += " (written now)"
+    log.info(note)
+    return CarlaTrainingRoot(out, writer_rig, False, note)
 
 
 def default_workers() -> int:
