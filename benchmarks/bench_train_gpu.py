@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -144,7 +145,7 @@ def count_flops(world: Path) -> tuple[float, str]:
 
 
 def real_train(world: Path, out: Path, batch: int, steps: int, workers: int, log_every: int) -> dict:
-    run_dir = out / f"train_b{batch}"
+    run_dir = Path(tempfile.gettempdir()) / "bench_train_gpu" / f"train_b{batch}"  # checkpoints stay out of OUT
     shutil.rmtree(run_dir, ignore_errors=True)
     cmd = cli("train", "--preset", "navsim-r34", "--navsim-root", str(world), "--no-val", "--device", "cuda",
               "--max-steps", str(steps), "--out", str(run_dir), "--set", f"batch_size={batch}",
@@ -157,6 +158,7 @@ def real_train(world: Path, out: Path, batch: int, steps: int, workers: int, log
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-5000:], flush=True)
         raise RuntimeError(f"lead-bench train failed with exit code {proc.returncode}")
+    shutil.copy(run_dir / "metrics.csv", out / f"train_b{batch}_metrics.csv")
     with (run_dir / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("samples_per_s")]
     first = rows[1]  # the first interval holds compilation and capture; steady state from the second row on
