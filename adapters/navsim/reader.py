@@ -7,6 +7,9 @@ Layout (specs/navsim.md §8.1–8.2)::
 
 ``index()`` is cheap after the first call (logs are parsed once and kept); ``load(ref)`` reads only the
 sensors asked for. The canonical frame is NAVSIM's local frame, so poses are copied, not converted.
+
+Given a nuPlan maps root, ``load(ref, bev=BEVGrid(...))`` also attaches NAVSIM TransFuser's 7-class BEV
+semantic label (:mod:`adapters.navsim.bev_semantic`) as ``targets.bev``; each location's map is read once.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from adapters.navsim.bev_semantic import BEVGrid, navsim_bev_semantic
 from adapters.navsim.log_format import NavsimFrame, parse_frame, relative_poses
+from adapters.navsim.map_reader import read_nuplan_map
+from adapters.navsim.map_writer import canonical_location
 from adapters.navsim.pcd import read_pcd
 from adapters.navsim.scene_filter import NAVTEST_FILTER, SceneFilter, SceneWindow, filter_scenes
 from harness.errors import DataError
 from harness.geometry import normalize_angle, se3_transform_points
+from harness.map_query import MapQuery
 from harness.safe_pickle import load_restricted
 from harness.trajectory import Trajectory, TrajectorySampling
 from harness.types import (
@@ -72,6 +79,8 @@ class NavsimReader:
         split: the log folder name under ``navsim_logs/`` (e.g. ``test``, ``trainval``, ``mini``).
         scene_filter: how logs are cut into scenes (default: navtest's).
         sensor_split: folder under ``sensor_blobs/`` (defaults to ``split``).
+        maps_root: nuPlan maps root (``nuplan-maps-v1.0.json``, ``<location>/<version>/map.gpkg``); needed
+            only to attach BEV semantic labels.
     """
 
     def __init__(
@@ -81,6 +90,7 @@ class NavsimReader:
         *,
         scene_filter: SceneFilter = NAVTEST_FILTER,
         sensor_split: str | None = None,
+        maps_root: str | Path | None = None,
     ) -> None:
         self.data_root = Path(data_root)
         self.split = split
@@ -94,8 +104,10 @@ class NavsimReader:
                 f"splits present: {have or 'none'})",
                 path=self.logs_dir,
             )
+        self.maps_root = Path(maps_root) if maps_root is not None else None
         self._frames: dict[str, tuple[NavsimFrame, ...]] = {}
         self._windows: dict[str, SceneWindow] | None = None
+        self._maps: dict[str, MapQuery] = {}
 
     # --- logs --------------------------------------------------------------------------------------------
 
@@ -157,8 +169,10 @@ class NavsimReader:
 
     # --- load -------------------------------------------------------------------------------------------
 
-    def load(self, ref: SampleRef | str, sensors: SensorSelection = NO_SENSORS) -> Sample:
-        """The canonical sample of a scene token, with the sensors in ``sensors`` attached."""
+    def load(self, ref: SampleRef | str, sensors: SensorSelection = NO_SENSORS, *, bev: BEVGrid | None = None
+             ) -> Sample:
+        """The canonical sample of a scene token, with the sensors in ``sensors`` attached, and with the
+        BEV semantic label rendered on ``bev`` when given (needs ``maps_root``)."""
         token = ref if isinstance(ref, str) else ref.token
         frames, cur = self.scene_frames(token)
         now = frames[cur]
@@ -181,9 +195,23 @@ class NavsimReader:
         n_future = len(frames) - cur - 1
         if n_future > 0:
             future = Trajectory(rel[cur + 1 :], TrajectorySampling(n_future, KEYFRAME_INTERVAL_S))
-        targets = Targets(future=future, boxes=self._boxes(now))
+        boxes = self._boxes(now)
+        raster = None
+        if bev is not None:
+            raster = navsim_bev_semantic(self.map_query(now.map_location), now.ego_pose, boxes, bev)
+        targets = Targets(future=future, boxes=boxes, bev=raster)
         meta = SampleMeta(Source.NAVSIM, self.split, now.log_name, now.token, now.timestamp_us, now.map_location)
         return Sample(meta=meta, observation=observation, targets=targets)
+
+    def map_query(self, location: str) -> MapQuery:
+        """The index of a location's nuPlan map (read on first use, then kept)."""
+        if self.maps_root is None:
+            raise DataError("BEV semantic labels need the nuPlan maps: give the reader a maps_root",
+                            path=self.logs_dir)
+        loc = canonical_location(location)
+        if loc not in self._maps:
+            self._maps[loc] = MapQuery(read_nuplan_map(self.maps_root, loc))
+        return self._maps[loc]
 
     def _cameras(self, frame: NavsimFrame, names: Sequence[str]) -> Mapping[str, Camera]:
         out: dict[str, Camera] = {}
