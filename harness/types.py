@@ -358,8 +358,17 @@ class Targets:
     rater_scores: F64 | None = None
     semantics: Mapping[str, U8] = field(default_factory=dict)  # per camera (H, W) class ids
     depth_m: Mapping[str, F32] = field(default_factory=dict)  # per camera (H, W)
+    target_speed_mps: float | None = None  # the expert's target speed (CARLA/LEAD); None where a source has none
+    brake: bool | None = None  # the expert brakes at this frame (CARLA/LEAD); None where unknown
 
     def __post_init__(self) -> None:
+        if self.target_speed_mps is not None:
+            v = float(self.target_speed_mps)
+            if not (np.isfinite(v) and v >= 0.0):
+                raise ValueError(f"Targets.target_speed_mps must be finite and >= 0, got {self.target_speed_mps}")
+            _set(self, "target_speed_mps", v)
+        if self.brake is not None:
+            _set(self, "brake", bool(self.brake))
         if not all(isinstance(t, Trajectory) for t in self.rater_trajectories):
             raise ValueError("Targets.rater_trajectories must all be Trajectory")
         _set(self, "rater_trajectories", tuple(self.rater_trajectories))

@@ -150,6 +150,20 @@ class _Stitched:
         return np.ascontiguousarray(self.get()[:, a:b])
 
 
+def _expert_speed(meta: Mapping[str, Any], where: str) -> tuple[float | None, bool | None]:
+    """The expert's ``target_speed`` (m/s) and ``brake`` flag of a frame's metas (LEAD's planning-decoder
+    labels); None where the metas lack them."""
+    speed = meta.get("target_speed")
+    brake = meta.get("brake")
+    try:
+        v = None if speed is None else float(speed)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: metas target_speed {speed!r} is not a number") from exc
+    if v is not None and not (np.isfinite(v) and v >= 0.0):
+        raise DataError(f"{where}: metas target_speed {v} must be finite and >= 0")
+    return v, None if brake is None else bool(brake)
+
+
 class CarlaReader:
     """LEAD route folders -> canonical samples.
 
@@ -260,10 +274,11 @@ class CarlaReader:
         obs = Observation(cameras=cameras, ego=self._ego(meta, perturbed, where),
                           navigation=self._navigation(meta, t_m, r_deg, where), lidar=lidar)
         future = self._future(meta, t_m, r_deg, sampling or self.sampling, where)
-        targets = Targets(future=future)
+        speed, brake = _expert_speed(meta, where)
+        targets = Targets(future=future, target_speed_mps=speed, brake=brake)
         if sensors.labels:
             boxes, raw, box_xy, box_yaw, box_ext = self._boxes(route, frame, t_m, r_deg, where)
-            targets = Targets(future=future, boxes=boxes,
+            targets = Targets(future=future, boxes=boxes, target_speed_mps=speed, brake=brake,
                               bev=self._bev(route, frame, perturbed, raw, meta, box_xy, box_yaw, box_ext, where),
                               semantics=self._semantics(route, frame, perturbed, rig, where),
                               depth_m=self._depth(route, frame, perturbed, rig, where))

@@ -8,7 +8,9 @@ Per sample (numpy, in a DataLoader worker):
   resampled at fixed times (``past_interval_s``) with a validity mask.
 - :func:`encode_targets`: the logged future resampled at the model's waypoint times with a per-time validity
   mask (times beyond the logged horizon are masked, never extrapolated), headings, CenterNet and BEV-semantic
-  labels for the head of the sample's own source, image semantics and depth on the stitched strip.
+  labels for the head of the sample's own source, image semantics and depth on the stitched strip, and the
+  expert's target speed and brake flag where the source has them (CARLA/LEAD; NAVSIM and Waymo have none, as in
+  LEAD, so their target-speed loss is masked).
 
 An optional :class:`ViewAugment` (a small lateral shift and yaw of the ego) moves everything consistently:
 images are re-projected, and every position, heading, velocity, box, raster and point is expressed in the
@@ -139,6 +141,8 @@ class EncodedTargets:
     image_semantic: npt.NDArray[np.int64] | None = None  # (H, W) on the stitched image, -1 ignore
     depth_m: F32 | None = None  # (H, W), NaN = no label
     route: F32 | None = None  # (R, 2)
+    target_speed_mps: float | None = None  # the expert's target speed; None = no label
+    brake: bool = False  # the expert brakes (forces target-speed class 0, LEAD's encode_two_hot)
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,9 @@ def encode_targets(sample: Sample, source: str, spec: InputSpec, aug: ViewAugmen
     route = None
     if cfg.predict_route and sample.observation.navigation.route_xy is not None:
         route = _route_points(sample.observation.navigation.route_xy, cfg.num_route_points, aug)
-    return EncodedTargets(wp, valid, hd, heading_valid, bev, boxes, sem, depth, route)
+    speed = sample.targets.target_speed_mps if cfg.predict_target_speed else None
+    brake = bool(sample.targets.brake) if speed is not None else False
+    return EncodedTargets(wp, valid, hd, heading_valid, bev, boxes, sem, depth, route, speed, brake)
 
 
 def _route_points(route_xy: npt.NDArray[np.float64], num: int, aug: ViewAugment | None) -> F32 | None:
@@ -340,7 +346,6 @@ def collate_inputs(obs: Sequence[EncodedObservation], cfg: TFv6Config) -> ModelI
 def collate(items: Sequence[TrainItem], cfg: TFv6Config) -> tuple[ModelInputs, ModelTargets]:
     """Stack training items; every label gets its per-sample validity mask."""
     tg = [it.targets for it in items]
-    b = len(items)
 
     def stack(xs: Sequence[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(xs))
@@ -374,8 +379,11 @@ def collate(items: Sequence[TrainItem], cfg: TFv6Config) -> tuple[ModelInputs, M
         route = stack([blank_r if t.route is None else t.route for t in tg])
         route_valid = mask([t.route is not None for t in tg])
     speed = brake = speed_valid = None
-    if cfg.predict_target_speed:  # no canonical source carries an expert target speed yet: all masked
-        speed, brake, speed_valid = torch.zeros(b), torch.zeros(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)
+    if cfg.predict_target_speed:  # present whenever the head is (batches keep one structure); masked per sample
+        have = [t.target_speed_mps is not None for t in tg]
+        speed = torch.tensor([t.target_speed_mps if h else 0.0 for t, h in zip(tg, have)], dtype=torch.float32)
+        brake = mask([t.brake and h for t, h in zip(tg, have)])
+        speed_valid = mask(have)
     headings = stack([t.headings for t in tg]) if cfg.predict_headings else None
     targets = ModelTargets(
         waypoints_m=stack([t.waypoints for t in tg]), waypoints_valid=stack([t.waypoints_valid for t in tg]),

@@ -1,12 +1,16 @@
 """Open each training source's reader and wrap it as a :class:`~harness.training.data.SourceData`.
 
 Data roots are passed in (the CLI resolves them from options, the environment or the embedded world); this
-module reads no environment. Every source yields canonical samples with the rig's cameras attached; only the
-CARLA adapter provides perception labels beyond NAVSIM's boxes.
+module reads no environment. Every source yields canonical samples with the rig's cameras attached. Perception
+labels: CARLA's adapter provides boxes, its 13-class BEV raster, image semantics and depth; NAVSIM's provides
+boxes and, when the model has a NAVSIM BEV head, NAVSIM TransFuser's 7-class BEV raster rendered from the nuPlan
+maps (``SourceRoots.navsim_maps``, default ``<navsim root>/maps``) on the model's BEV grid plus a margin that
+viewpoint augmentation may rotate or shift into view.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,26 @@ class SourceRoots:
     navsim: Path | None = None
     waymo: Path | None = None
     carla: Path | None = None
+    navsim_maps: Path | None = None  # nuPlan maps root; None: <navsim>/maps when that exists
+
+
+def navsim_label_grid(cfg: TrainConfig, augment: bool = True) -> Any:
+    """The grid NAVSIM's BEV label is rendered on: the model's BEV extent and resolution, grown by a margin
+    (a whole number of cells) that covers the largest viewpoint shift and rotation of the augmentation, so
+    augmented labels have no unlabelled corners."""
+    from adapters.navsim.bev_semantic import BEVGrid
+
+    m = cfg.model
+    res = 1.0 / m.bev_pixels_per_m
+    margin = 0.0
+    a = cfg.augment
+    if augment and a.view_prob > 0:
+        x0, x1, y0, y1 = m.bev_extent_m
+        corner = math.hypot(max(abs(x0), abs(x1)), max(abs(y0), abs(y1)))
+        margin = a.max_shift_m + 2.0 * corner * math.sin(math.radians(a.max_yaw_deg) / 2.0)
+        margin = math.ceil(margin / res) * res
+    x0, x1, y0, y1 = m.bev_extent_m
+    return BEVGrid((x0 - margin, x1 + margin, y0 - margin, y1 + margin), res)
 
 
 def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | None = None,
@@ -43,9 +67,18 @@ def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | 
         from adapters.navsim.reader import NavsimReader, SensorSelection
 
         root = _need(roots.navsim, "navsim")
-        reader = NavsimReader(root, split or d.navsim_split)
+        grid = maps = None
+        if "navsim" in dict(cfg.model.bev_semantic_classes):
+            maps = roots.navsim_maps or root / "maps"
+            if not Path(maps).is_dir():
+                raise ConfigError(f"the model's NAVSIM BEV head needs the nuPlan maps, not found at {maps}: pass "
+                                  "--maps-root (or set NUPLAN_MAPS_ROOT), or drop the head "
+                                  "(model.bev_semantic_classes)")
+            grid = navsim_label_grid(cfg, augment)
+        reader = NavsimReader(root, split or d.navsim_split, maps_root=maps)
         sel = SensorSelection(cameras=rig.cameras, lidar=not cfg.model.latent)
-        return SourceData(source, reader.index(), lambda ref: reader.load(ref, sel), spec, aug, d.cache_images)
+        return SourceData(source, reader.index(), lambda ref: reader.load(ref, sel, bev=grid), spec, aug,
+                          d.cache_images)
     if source == "waymo":
         from adapters.waymo.reader import WaymoReader
 
@@ -111,4 +144,4 @@ def roots_from_config(cfg: TrainConfig, defaults: Mapping[str, Path | None]) -> 
         v = getattr(d, f"{name}_root")
         return Path(v) if v else defaults.get(name)
 
-    return SourceRoots(pick("navsim"), pick("waymo"), pick("carla"))
+    return SourceRoots(pick("navsim"), pick("waymo"), pick("carla"), defaults.get("navsim_maps"))

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from adapters.navsim.bev_semantic import NAVSIM_BEV_CLASSES
 from adapters.navsim.reader import NavsimReader, SensorSelection
-from harness.errors import DataError
-from harness.model.io import TFv6Config
+from harness.errors import ConfigError, DataError
+from harness.model.io import TFv6Config, TFv6Prediction
+from harness.model.losses import tfv6_losses
+from harness.training.config import load_config
 from harness.training.inputs import (
     AugmentSpec,
     InputSpec,
@@ -19,6 +22,7 @@ from harness.training.inputs import (
     encode_sample,
     encode_targets,
 )
+from harness.training.sources import SourceRoots, navsim_label_grid, open_source
 from harness.training.views import ViewAugment
 from harness.trajectory import Trajectory, TrajectorySampling
 from harness.types import BEVRaster
@@ -115,7 +119,7 @@ def test_carla_source_carries_perception_labels(small_world, tmp_path):
     root = write_carla_world(small_world, tmp_path, CarlaWriteOptions(rig="navsim_4cam", camera_scale=0.1,
                                                                       perturbed=False, max_frames=3), logs=[name])
     cfg = load_config("tiny-carla", overrides=["model.image_width=192", "data.sources=carla",
-                                               "augment.view_prob=1.0"])
+                                               "augment.view_prob=1.0", "model.target_speed_classes_mps=[0,4,8,10]"])
     src = open_source("carla", cfg, SourceRoots(carla=root))
     assert len(src) + len(src.skipped) == 3
     keys = MixedBatchSampler(MixPlan(("carla",), (len(src),), 2, 1), max_steps=1).batch(0)
@@ -127,3 +131,59 @@ def test_carla_source_carries_perception_labels(small_world, tmp_path):
     assert targets.image_semantic.valid.all() and sem.max() > 0 and (sem >= -1).all() and sem.max() < 10
     assert torch.isfinite(targets.depth.depth_m).any()
     assert targets.waypoints_valid.any()
+    assert targets.target_speed_valid.all() and (targets.target_speed_mps >= 0).all()  # LEAD's metas carry it
+
+
+def test_target_speed_labels_where_the_source_has_them(sample):
+    cfg = replace(CFG, target_speed_classes_mps=(0.0, 4.0, 8.0))
+    spec = replace(SPEC, model=cfg)
+    labelled = replace(sample, targets=replace(sample.targets, target_speed_mps=6.0, brake=False))
+    braking = replace(sample, targets=replace(sample.targets, target_speed_mps=5.0, brake=True))
+    _, t = collate([encode_sample(s, spec) for s in (sample, labelled, braking)], cfg)
+    assert t.target_speed_valid.tolist() == [False, True, True]  # NAVSIM has no target speed: masked
+    assert t.target_speed_mps.tolist() == [0.0, 6.0, 5.0] and t.brake.tolist() == [False, False, True]
+    # two-hot of 6 m/s over (0, 4, 8) is (0, .5, .5); braking forces class 0; the unlabelled row is ignored
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.4, 0.4], [0.5, 0.25, 0.25]])
+    out = tfv6_losses(TFv6Prediction(waypoints_m=t.waypoints_m, target_speed_logits=probs.log()), t, cfg)
+    assert out["target_speed"].item() == pytest.approx((-np.log(0.4) - np.log(0.5)) / 2, rel=1e-6)
+    # a model without the head gets no target-speed label at all
+    _, t0 = collate([encode_sample(labelled, SPEC)], CFG)
+    assert t0.target_speed_mps is None
+
+
+def test_navsim_source_supervises_bev_semantics(small_world_root):
+    cfg = load_config("tiny", overrides=["model.image_width=192", "augment.view_prob=1.0",
+                                         "data.rig_navsim=navsim_3cam"])
+    src = open_source("navsim", cfg, SourceRoots(navsim=small_world_root))
+    raster = src._get(3)[0].targets.bev
+    grid = navsim_label_grid(cfg)
+    assert raster.vocabulary == NAVSIM_BEV_CLASSES and raster.extent_m == grid.extent_m
+    margin = round((grid.extent_m[1] - cfg.model.bev_extent_m[1]) * cfg.model.bev_pixels_per_m)
+    assert margin >= 2  # 1 m shift + 5 deg at the corner of a 32 m square, in 0.5 m cells
+    plain = src[(3, -1)].targets.bev["navsim"]  # no augmentation: the model's grid cut out of the raster
+    np.testing.assert_array_equal(plain, raster.classes[margin:-margin, margin:-margin])
+    moved = [src[(3, seed)] for seed in (1, 2)]
+    assert all((m.targets.bev["navsim"] >= 0).all() for m in moved)  # the margin covers the augmented corners
+    inputs, targets = collate(moved, cfg.model)
+    assert targets.bev_semantic["navsim"].valid.all()
+    from harness.model.tfv6 import TFv6
+
+    torch.manual_seed(0)
+    model = TFv6(cfg.model)
+    losses = tfv6_losses(model(inputs), targets, cfg.model)
+    assert losses["bev_semantic/navsim"].item() > 0
+    losses["bev_semantic/navsim"].backward()
+    assert model.bev_semantic_heads["navsim"].out.weight.grad.abs().sum() > 0
+
+
+def test_navsim_bev_head_without_maps_is_a_config_error(small_world_root, tmp_path):
+    for name in ("navsim_logs", "sensor_blobs"):
+        (tmp_path / name).symlink_to(small_world_root / name)
+    cfg = load_config("tiny", overrides=["model.image_width=192", "data.rig_navsim=navsim_3cam"])
+    with pytest.raises(ConfigError, match="maps"):
+        open_source("navsim", cfg, SourceRoots(navsim=tmp_path))
+    no_head = load_config("tiny", overrides=["model.image_width=192", "data.rig_navsim=navsim_3cam",
+                                             "model.bev_semantic_classes=[]"])
+    assert open_source("navsim", no_head, SourceRoots(navsim=tmp_path))._get(0)[0].targets.bev is None
+    with_maps = open_source("navsim", cfg, SourceRoots(navsim=tmp_path, navsim_maps=small_world_root / "maps"))
+    assert with_maps._get(0)[0].targets.bev is not None
