@@ -329,7 +329,7 @@ def _score_chunk(
         is_agent=is_agent,
         track_stopped=~is_agent | (first_speed <= cfg.collision_stopped_speed_mps),
         present=np.concatenate([o.present[:n_steps] for o in timelines], axis=1),
-        poses=np.concatenate([o.poses[:n_steps] for o in timelines], axis=1).astype(np.float64),
+        poses=np.concatenate([o.poses[:n_steps] for o in timelines], axis=1).astype(np.float64, copy=False),
         half_length=size[:, 0] / 2.0,
         half_width=size[:, 1] / 2.0,
     )
@@ -342,14 +342,16 @@ def _score_chunk(
     ptypes = np.concatenate([s.drivable_types for s in scenes]).astype(np.int64)
     is_lane = np.isin(ptypes, _LANE_TYPES)
     on_route = np.concatenate([np.isin(s.drivable_ids, s.route_lane_ids) for s in scenes]).astype(bool)
+    bounds = shapely.bounds(geoms).reshape(-1, 4)
     polys = MapPolygons(
         geoms=geoms,
         scene=np.repeat(np.arange(len(scenes)), n_poly),
-        bounds=shapely.bounds(geoms).reshape(-1, 4),
+        bounds=bounds,
         is_lane=is_lane,
         is_drivable=np.isin(ptypes, _DRIVABLE_TYPES),
         is_route_lane=is_lane & on_route,
         is_intersection=ptypes == int(MapLayer.INTERSECTION),
+        representative=_same_map_polygons(scenes, n_poly, ptypes, geoms, bounds),
     )
 
     coords = ego_coords(states)  # (R, 41, 5, 2)
@@ -407,6 +409,26 @@ def _score_chunk(
             )
         )
     return out
+
+
+def _same_map_polygons(
+    scenes: Sequence[ScoringScene], n_poly: I64, types: I64, geoms: npt.NDArray[np.object_], bounds: F64
+) -> I64:
+    """For each drivable polygon of the chunk, the first polygon with the same map identity.
+
+    A nuPlan map object is one polygon: scenes near each other list it each (as its own shapely object when
+    read from the cache), and the scorer need test it once. Identity = map location, layer, map object id,
+    number of vertices and bounds (the last two guard against scenes built from different map versions).
+    """
+    if len(geoms) == 0:
+        return np.empty(0, dtype=np.int64)
+    locations = {s.map_location: i for i, s in enumerate(scenes)}
+    location = np.repeat([locations[s.map_location] for s in scenes], n_poly)
+    ids = np.concatenate([np.asarray(s.drivable_ids) for s in scenes]).astype(np.int64)
+    key = np.column_stack([location, types, ids, shapely.get_num_coordinates(geoms),
+                           bounds.view(np.int64)])
+    _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return first[which.reshape(-1)]
 
 
 def _token_of(res: CollisionResult, sl: slice, tokens: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:

@@ -160,7 +160,6 @@ class ContactFinder:
         self.dxy_per_s = np.stack([self.cos * self.speeds, self.sin * self.speeds], axis=-1)
         self.delta_t = np.array([float(k) * dt_s for k in self.offsets])
         n_obs = n_t + int(self.offsets.max())
-        self.obj_cos, self.obj_sin = np.cos(objs.poses[:n_obs, :, 2]), np.sin(objs.poses[:n_obs, :, 2])
         self.obj_radius = objs.radius
         self.hits = self._find(row_scene, n_t, n_obs)
 
@@ -199,12 +198,13 @@ class ContactFinder:
         # 3. The exact test: separating axes, shapely inside the tolerance band.
         shift = self.dxy_per_s[r, t] * self.delta_t[ki][:, None]
         d = oxy[to, m] - (self.centers[r, t] + shift)
+        obj_heading = objs.poses[to, m, 2]
         margin = obb_margin(
             d,
             self.cos[r, t],
             self.sin[r, t],
-            self.obj_cos[to, m],
-            self.obj_sin[to, m],
+            np.cos(obj_heading),
+            np.sin(obj_heading),
             objs.half_length[m],
             objs.half_width[m],
         )

@@ -2,12 +2,12 @@
 
 The official ``PDMScorer._calculate_ego_area`` tests every ego corner and centre against every polygon of
 the drivable map with ``shapely.vectorized.contains`` (strict interior), polygon by polygon. Here the same
-strict test (``shapely.contains_xy`` on prepared polygons) runs only on the (point, polygon) pairs that pass
-a bounding-box and an aligned-rectangle filter, found with numpy over all scenes of a batch at once.
-Polygons of many vertices (long roads) are first clipped to the box of their scene's ego points, which
-makes preparing them cheap; points near an edge that clipping cut are re-tested on the original polygon
-(``strictly_inside``). The result is the same boolean per (point, polygon) as the official one; the flags
-derived from it follow the official definitions:
+strict test (``shapely.contains_xy`` on the original polygons, prepared) runs only on the (point, polygon)
+pairs that pass a bounding-box and an aligned-rectangle filter, found with numpy over all scenes of a batch at
+once. A map polygon near several scenes of a batch is handled once (``MapPolygons.representative``); the
+rectangle of a polygon of many vertices (a long road) is that of its piece clipped to the box of nearby
+rows' points, which keeps the filter tight. The result is the same boolean per (point, polygon) as the
+official one; the flags derived from it follow the official definitions:
 
 - MULTIPLE_LANES: more than one LANE/LANE_CONNECTOR polygon holds at least one corner, and none holds all 4.
 - NON_DRIVABLE_AREA: fewer than 4 corners lie each in some ROADBLOCK / INTERSECTION / CARPARK_AREA polygon.
@@ -53,6 +53,9 @@ class MapPolygons:
         is_drivable: ROADBLOCK, INTERSECTION or CARPARK_AREA (the drivable-area test).
         is_route_lane: a lane/lane connector whose id is on the route (the oncoming test).
         is_intersection: INTERSECTION (TTC's "ego in intersection").
+        representative: ``(N,)`` for each polygon the index of an equal polygon (the same for all polygons
+            equal to each other, e.g. one map polygon near several scenes), whose geometry is tested in its
+            place; None: the first occurrence of the same Python object.
     """
 
     geoms: npt.NDArray[np.object_]
@@ -62,6 +65,7 @@ class MapPolygons:
     is_drivable: B
     is_route_lane: B
     is_intersection: B
+    representative: I64 | None = None
 
 
 @dataclass(frozen=True)
@@ -135,140 +139,104 @@ def polygon_frames(geoms: npt.NDArray[np.object_]) -> F64:
     return out
 
 
-def _cut_edges(clipped: npt.NDArray[np.object_], region: F64) -> tuple[I64, F64, F64]:
-    """Edges of clipped polygons that clipping created or shortened: those with an end on the clip box.
-
-    Returns:
-        (polygon index, start xy ``(E, 2)``, end xy ``(E, 2)``) of every edge with an endpoint on the
-        boundary of its polygon's clip box, except edges lying along that boundary.
-    """
-    parts, part_of = shapely.get_parts(clipped, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    xy, ring = shapely.get_coordinates(rings, return_index=True)
-    poly = part_of[ring_part[ring]]
-    box = region[poly]
-    # Which sides of the box a vertex lies on (clipping puts new vertices exactly on them).
-    side = np.stack(
-        [xy[:, 0] == box[:, 0], xy[:, 1] == box[:, 1], xy[:, 0] == box[:, 2], xy[:, 1] == box[:, 3]], axis=-1
-    )
-    same_ring = ring[1:] == ring[:-1]
-    a, b = side[:-1], side[1:]
-    cut = same_ring & (a.any(-1) | b.any(-1)) & ~(a & b).any(-1)
-    return poly[:-1][cut], xy[:-1][cut], xy[1:][cut]
+def _clip_rect(geoms: npt.NDArray[np.object_], box: F64) -> npt.NDArray[np.object_]:
+    """``shapely.clip_by_rect`` of each polygon to its own box ``(N, 4)`` (the public function takes one box)."""
+    try:  # the ufunc behind clip_by_rect broadcasts its box arguments
+        return shapely.lib.clip_by_rect(geoms, box[:, 0], box[:, 1], box[:, 2], box[:, 3])
+    except (AttributeError, TypeError):
+        return np.array([shapely.clip_by_rect(g, *b.tolist()) for g, b in zip(geoms, box, strict=True)],
+                        dtype=object)
 
 
-def _near_segments(p: F64, a: F64, b: F64, tol: float) -> npt.NDArray[np.bool_]:
-    """Whether points ``p`` lie within ``tol`` of segments ``a``-``b`` (all ``(N, 2)``)."""
-    ab, ap = b - a, p - a
-    denom = np.einsum("ij,ij->i", ab, ab)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        u = np.clip(np.einsum("ij,ij->i", ap, ab) / denom, 0.0, 1.0)
-    u = np.where(denom > 0, u, 0.0)
-    d = ap - u[:, None] * ab
-    return np.einsum("ij,ij->i", d, d) <= tol * tol
+def group_frames(geoms: npt.NDArray[np.object_], poly: I64, lo: F64, hi: F64) -> tuple[I64, F64]:
+    """Prefilter frames for (row, polygon) pairs: a ``polygon_frames`` rectangle per group of pairs.
 
-
-def clip_to_boxes(geoms: npt.NDArray[np.object_], boxes: F64) -> tuple[npt.NDArray[np.object_], F64]:
-    """Clips polygons of many vertices to boxes around the points they will be asked about.
-
-    Preparing a polygon for point queries costs O(n log n) in its vertices; a road polygon of thousands
-    of vertices clipped to the box of a scene's ego points keeps only the hundred or so near the ego.
+    Pairs of a polygon share one frame. For a polygon of many vertices (a long road), whose whole-polygon
+    rectangle would be loose, the pairs are grouped by the ``_CLIP_CELL_M`` cell of their row's box centre and
+    each group's frame is that of the polygon clipped to the group's box of ego points (widened by
+    ``_CLIP_MARGIN_M``). Every point of a pair's row that lies in the polygon lies in the pair's frame: the
+    clipped piece holds the polygon's part within the box (its new vertices are rounded by ~1e-10 m, far within
+    the frames' 1e-6 m padding), and the rows' points lie inside the box.
 
     Args:
         geoms: ``(N,)`` polygons.
-        boxes: ``(N, 4)`` min x, min y, max x, max y per polygon (rows may repeat; NaN: leave it as is).
-            Points later tested against a polygon must lie strictly inside its box.
+        poly: ``(n,)`` polygon of each pair; lo, hi: ``(n, 2)`` min / max x, y of the pair's row's points.
 
     Returns:
-        ``(clipped, boxes)``: the polygons, those with more than ``_CLIP_MIN_VERTICES`` vertices clipped,
-        and the boxes with NaN rows for the polygons left unclipped (``strictly_inside``'s input).
+        ``(group of each pair (n,), frames (G, 8))``.
     """
-    clipped = geoms.copy()
-    boxes = np.array(boxes, dtype=np.float64, copy=True)
-    big = np.isfinite(boxes).all(axis=1) & (shapely.get_num_coordinates(geoms) > _CLIP_MIN_VERTICES)
-    boxes[~big] = np.nan
-    idx = np.flatnonzero(big)
-    if len(idx):
-        # clip_by_rect takes one box per call: one call per distinct box (one per scene in a batch).
-        uniq, which = np.unique(boxes[idx], axis=0, return_inverse=True)
-        for k, box in enumerate(uniq):
-            group = idx[which.reshape(-1) == k]
-            clipped[group] = shapely.clip_by_rect(geoms[group], *box.tolist())
-    return clipped, boxes
+    used, which = np.unique(poly, return_inverse=True)
+    which = which.reshape(-1)
+    big = shapely.get_num_coordinates(geoms[used]) > _CLIP_MIN_VERTICES
+    cell = np.floor((lo + hi) / (2.0 * _CLIP_CELL_M)).astype(np.int64)
+    cell[~big[which]] = 0  # small polygons: one whole-polygon frame
+    keys, group = np.unique(np.column_stack([which, cell]), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    n_groups = len(keys)
+    g_lo = np.full((n_groups, 2), np.inf)
+    g_hi = np.full((n_groups, 2), -np.inf)
+    np.minimum.at(g_lo, group, lo)
+    np.maximum.at(g_hi, group, hi)
+    pieces = geoms[used[keys[:, 0]]]
+    clip = np.flatnonzero(big[keys[:, 0]])
+    if len(clip):
+        box = np.concatenate([g_lo[clip] - _CLIP_MARGIN_M, g_hi[clip] + _CLIP_MARGIN_M], axis=-1)
+        pieces[clip] = _clip_rect(pieces[clip], box)
+    return group, polygon_frames(pieces)
 
 
-def strictly_inside(
-    geoms: npt.NDArray[np.object_], clipped: npt.NDArray[np.object_], boxes: F64, poly: I64, x: F64, y: F64
-) -> npt.NDArray[np.bool_]:
-    """Strict point-in-polygon, exactly ``shapely.contains_xy(geoms[poly], x, y)``, on clipped copies.
+def strictly_inside(geoms: npt.NDArray[np.object_], poly: I64, x: F64, y: F64) -> B:
+    """``shapely.contains_xy(geoms[poly], x, y)`` (strict interior), each polygon prepared once.
 
-    Inside its box a clipped polygon has the original vertices and edges, except the edges clipping cut,
-    whose new end points are rounded (about 1e-10 m at UTM magnitudes). A point within
-    ``_CUT_TOLERANCE_M`` of such an edge is therefore re-tested on the original polygon, so the answer is
-    always the original polygon's (strict interior: a point on the boundary is outside).
-
-    Args:
-        geoms, clipped, boxes: the polygons and ``clip_to_boxes(geoms, ...)``.
-        poly: ``(K,)`` polygon index of each query; x, y: ``(K,)`` query points, inside the polygon's box.
-
-    Returns:
-        ``(K,)`` bool.
+    Polygons prepared here are unprepared again afterwards (scenes of one map patch share polygon objects).
     """
-    region = boxes
     used = np.unique(poly)
-    shapely.prepare(clipped[used])
-    inside = shapely.contains_xy(clipped[poly], x, y)
-    cut = used[np.isfinite(region[used, 0])]
-    e_poly, e_a, e_b = _cut_edges(clipped[cut], region[cut])
-    # Query points lie at least _CLIP_MARGIN_M inside their box. A cut edge whose bounding box stays in
-    # that margin (the usual case for densely sampled roads, whose cut edges are short) cannot be near one.
-    inner = region[cut][e_poly] + (_CLIP_MARGIN_M - 2 * _CUT_TOLERANCE_M) * np.array([1.0, 1.0, -1.0, -1.0])
-    lo, hi = np.minimum(e_a, e_b), np.maximum(e_a, e_b)
-    deep = (
-        (lo[:, 0] <= inner[:, 2])
-        & (hi[:, 0] >= inner[:, 0])
-        & (lo[:, 1] <= inner[:, 3])
-        & (hi[:, 1] >= inner[:, 1])
-    )
-    e_poly, e_a, e_b = e_poly[deep], e_a[deep], e_b[deep]
-    if len(e_poly):
-        e_poly = cut[e_poly]
-        order = np.argsort(e_poly, kind="stable")
-        e_poly, e_a, e_b = e_poly[order], e_a[order], e_b[order]
-        start = np.searchsorted(e_poly, poly)
-        count = np.searchsorted(e_poly, poly, side="right") - start
-        pair = np.repeat(np.arange(len(poly)), count)
-        edge = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(count.sum())
-        near = _near_segments(np.stack([x[pair], y[pair]], -1), e_a[edge], e_b[edge], _CUT_TOLERANCE_M)
-        redo = np.unique(pair[near])
-        if len(redo):
-            inside[redo] = shapely.contains_xy(geoms[poly[redo]], x[redo], y[redo])
-    return inside
+    fresh = used[~shapely.is_prepared(geoms[used])]
+    shapely.prepare(geoms[fresh])
+    try:
+        return shapely.contains_xy(geoms[poly], x, y)
+    finally:
+        shapely.destroy_prepared(geoms[fresh])
 
 
-#: Clip boxes extend this far beyond the ego points, so that no point lies on a box edge.
+#: Polygons of one group are clipped to their rows' box widened by this, so that no point lies on a box edge.
 _CLIP_MARGIN_M = 1.0
-#: Polygons with more vertices than this are clipped before they are prepared.
+#: Polygons with more vertices than this get frames of clipped pieces (one per group of nearby rows).
 _CLIP_MIN_VERTICES = 256
-#: Points this close to an edge cut by clipping are re-tested on the original polygon.
-_CUT_TOLERANCE_M = 1e-6
+#: Rows whose box centres share a cell of this size share a clipped piece of a polygon.
+_CLIP_CELL_M = 128.0
 
 
-def _in_frames(pts: F64, pr: I64, frames: F64, pairs: I64, kinds: slice) -> tuple[I64, I64, I64]:
-    """(pair, step, kind) of the points of kinds ``kinds`` of each pair's row inside the pair's aligned frame.
+def _same_objects(geoms: npt.NDArray[np.object_]) -> I64:
+    """For each geometry the index of its first occurrence as the same Python object (scenes of one map
+    patch share their polygon objects)."""
+    ident = np.fromiter((id(g) for g in geoms), dtype=np.int64, count=len(geoms))
+    _, first, which = np.unique(ident, return_index=True, return_inverse=True)
+    return first[which.reshape(-1)]
+
+
+def _in_frames(xs: F64, ys: F64, pr: I64, frames: F64, pairs: I64) -> tuple[I64, I64]:
+    """(pair, flat point index) of the points of each pair's row that lie in the pair's aligned frame.
 
     Args:
-        pts: ``(R, T, 6, 2)`` points; pr: ``(n,)`` row of each pair; frames: ``(n, 8)`` ``polygon_frames`` rows
-        of each pair's polygon; pairs: the pairs to test.
+        xs, ys: ``(R, K)`` x and y of the K points of each row.
+        pr: ``(n,)`` row of each pair; frames: ``(n, 8)`` ``polygon_frames`` rows; pairs: the pairs to test.
     """
-    f = frames[pairs][:, None, None, :]
-    p = pts[pr[pairs], :, kinds]  # (m, T, k, 2)
-    rel_x = p[..., 0] - f[..., 0]
-    rel_y = p[..., 1] - f[..., 1]
-    u = rel_x * f[..., 2] + rel_y * f[..., 3]
-    v = rel_y * f[..., 2] - rel_x * f[..., 3]
-    pair, t, kind = np.nonzero((u >= f[..., 4]) & (u <= f[..., 5]) & (v >= f[..., 6]) & (v <= f[..., 7]))
-    return pairs[pair], t, kind + kinds.start
+    f = frames[pairs]
+    rows = pr[pairs]
+    rel_x = xs[rows] - f[:, 0:1]
+    rel_y = ys[rows] - f[:, 1:2]
+    cos, sin = f[:, 2:3], f[:, 3:4]
+    u = rel_x * cos
+    u += rel_y * sin
+    inside = u >= f[:, 4:5]
+    inside &= u <= f[:, 5:6]
+    v = rel_y * cos
+    v -= rel_x * sin
+    inside &= v >= f[:, 6:7]
+    inside &= v <= f[:, 7:8]
+    pair, flat = np.nonzero(inside)
+    return pairs[pair], flat
 
 
 def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: MapPolygons) -> EgoAreas:
@@ -305,40 +273,32 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
         )
         pr, pp = pr[keep], pp[keep]
 
-        # 2. Clip the polygons to their scene's box of ego points; every point of the row against the
-        #    clipped polygon's aligned bounding rectangle, on dense arrays.
-        n_scenes = int(row_scene.max()) + 1
-        s_lo = np.full((n_scenes, 2), np.inf)
-        s_hi = np.full((n_scenes, 2), -np.inf)
-        np.minimum.at(s_lo, row_scene, lo)
-        np.maximum.at(s_hi, row_scene, hi)
-        used, inverse = np.unique(pp, return_inverse=True)
-        boxes = np.concatenate(
-            [s_lo[polys.scene[used]] - _CLIP_MARGIN_M, s_hi[polys.scene[used]] + _CLIP_MARGIN_M], axis=-1
-        )
-        clipped_used, boxes = clip_to_boxes(polys.geoms[used], boxes)
-        clipped = polys.geoms.copy()
-        clipped[used] = clipped_used
-        region = np.full((len(polys.geoms), 4), np.nan)
-        region[used] = boxes
-        frames = polygon_frames(clipped[used])[inverse]  # (n, 8)
+        # 2. Each point of the row against an aligned bounding rectangle of (a clipped piece of) the polygon,
+        #    on dense arrays. Equal polygons of several scenes are handled once, as their representative.
+        rep = (_same_objects(polys.geoms) if polys.representative is None else polys.representative)[pp]
+        group, group_frame = group_frames(polys.geoms, rep, lo[pr], hi[pr])
+        frames = group_frame[group]  # (n, 8)
         # Each point kind only against the polygons it is tested on: corners against lanes and drivable
         # areas, the centre against route lanes, the rear axle against intersections.
-        found = [
-            _in_frames(pts, pr, frames, np.flatnonzero(mask), kinds)
-            for mask, kinds in (
-                ((polys.is_lane | polys.is_drivable)[pp], slice(0, 4)),
-                (polys.is_route_lane[pp], slice(CENTER, CENTER + 1)),
-                (polys.is_intersection[pp], slice(CENTER + 1, CENTER + 2)),
-            )
-        ]
+        found = []
+        for mask, kinds in (
+            ((polys.is_lane | polys.is_drivable)[pp], slice(0, 4)),
+            (polys.is_route_lane[pp], slice(CENTER, CENTER + 1)),
+            (polys.is_intersection[pp], slice(CENTER + 1, CENTER + 2)),
+        ):
+            sel = pts[:, :, kinds]  # (R, T, k, 2)
+            n_kinds = sel.shape[2]
+            xs = np.ascontiguousarray(sel[..., 0]).reshape(n_rows, -1)
+            ys = np.ascontiguousarray(sel[..., 1]).reshape(n_rows, -1)
+            hit_pair, flat = _in_frames(xs, ys, pr, frames, np.flatnonzero(mask))
+            found.append((hit_pair, flat // n_kinds, flat % n_kinds + kinds.start))
         pair = np.concatenate([f[0] for f in found])
         t = np.concatenate([f[1] for f in found])
         kind = np.concatenate([f[2] for f in found])
         rr, pp = pr[pair], pp[pair]
 
         # 3. The strict point-in-polygon test on what is left.
-        inside = strictly_inside(polys.geoms, clipped, region, pp, pts[rr, t, kind, 0], pts[rr, t, kind, 1])
+        inside = strictly_inside(polys.geoms, rep[pair], pts[rr, t, kind, 0], pts[rr, t, kind, 1])
         rr, pp, t, kind = rr[inside], pp[inside], t[inside], kind[inside]
 
         corner = kind < 4

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.scoring_scene import ObjectType
-from metrics.pdm_scoring.ego_areas import EgoArea, clip_to_boxes, strictly_inside
+from metrics.pdm_scoring.ego_areas import EgoArea, _in_frames, group_frames, strictly_inside
 from metrics.pdm_scoring.geometry import FRONT_LEFT, ego_coords, relative_angle
 from metrics.pdm_scoring.loop_scorer import loop_score
 from metrics.pdms import PDMS_COLUMNS, PDMSConfig, score_batch, score_proposals
@@ -197,11 +197,11 @@ def test_a_corner_on_the_shared_roadblock_edge_is_off_road():
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_clipped_point_in_polygon_is_exactly_shapelys(seed):
+def test_clipped_prefilter_keeps_every_point_the_polygon_holds(seed):
     # A 400 m road (two single long edges, a 300-vertex cap) at UTM coordinates, any orientation, and
-    # points on or within 1e-13..1e-9 m of a long edge that the clip box cuts: the scorer clips the
-    # polygon to the points' box before preparing it, and must still answer as contains_xy on the
-    # original (clipping alone gets a few percent of these wrong).
+    # points on or within 1e-13..1e-9 m of a long edge that the clip box cuts: the scorer's prefilter frame
+    # is that of the polygon clipped to the points' box (tight), and it must hold every point that
+    # contains_xy on the original holds; the final test is contains_xy on the original.
     rng = np.random.default_rng(seed)
     a = rng.uniform(-np.pi, np.pi)
     cap = np.linspace(-np.pi / 2, np.pi / 2, 300)
@@ -212,15 +212,21 @@ def test_clipped_point_in_polygon_is_exactly_shapelys(seed):
     normal = np.array([edge_a[1] - edge_b[1], edge_b[0] - edge_a[0]]) / np.linalg.norm(edge_b - edge_a)
     offset = rng.choice([0.0, 1e-13, -1e-13, 1e-11, -1e-11, 1e-9, -1e-9], 300)
     pts = edge_a + rng.uniform(0.3, 0.35, (300, 1)) * (edge_b - edge_a) + offset[:, None] * normal
-    pts = np.r_[pts, ring[[0, -1]], rng.uniform(pts.min(0), pts.max(0), (100, 2))]
+    pts = np.r_[pts, rng.uniform(pts.min(0), pts.max(0), (100, 2))]
     geoms = np.array([poly], dtype=object)
-    clipped, boxes = clip_to_boxes(geoms, np.r_[pts.min(0) - 1.0, pts.max(0) + 1.0][None])
-    assert shapely.get_num_coordinates(clipped[0]) < 20
-    which = np.zeros(len(pts), dtype=np.int64)
-    np.testing.assert_array_equal(
-        strictly_inside(geoms, clipped, boxes, which, pts[:, 0], pts[:, 1]),
-        shapely.contains_xy(poly, pts[:, 0], pts[:, 1]),
-    )
+    one = np.zeros(1, dtype=np.int64)
+    group, frames = group_frames(geoms, one, pts.min(0)[None], pts.max(0)[None])
+    u_len, v_len = frames[0, 5] - frames[0, 4], frames[0, 7] - frames[0, 6]
+    assert max(u_len, v_len) < 0.1 * 400  # the clipped piece's frame, not the whole road's
+    _, flat = _in_frames(pts[None, :, 0], pts[None, :, 1], one, frames[group], np.arange(1))
+    kept = np.zeros(len(pts), dtype=bool)
+    kept[flat] = True
+    scorer = strictly_inside(geoms, np.zeros(len(pts), dtype=np.int64), pts[:, 0], pts[:, 1])
+    assert not shapely.is_prepared(poly)  # prepared for the test only
+    inside = shapely.contains_xy(poly, pts[:, 0], pts[:, 1])
+    assert inside.sum() > 100 and not inside.all()
+    assert not np.any(inside & ~kept)
+    np.testing.assert_array_equal(scorer, inside)
 
 
 @pytest.mark.parametrize(("speed", "ddc", "metres"), [(1.5, 1.0, 1.65), (3.0, 0.5, 3.3), (6.0, 0.0, 6.6)])
