@@ -10,6 +10,7 @@ from harness.model.io import (
     LossWeights,
     ModelInputs,
     ModelTargets,
+    RadarTarget,
     TFv6Config,
     TFv6Prediction,
 )
@@ -18,5 +19,5 @@ from harness.model.tfv6 import TFv6
 
 __all__ = [
     "BEVSemanticTarget", "BoxPrediction", "BoxTarget", "DepthTarget", "ImageSemanticTarget", "LossWeights",
-    "ModelInputs", "ModelTargets", "TFv6", "TFv6Config", "TFv6Prediction", "tfv6_losses",
+    "ModelInputs", "ModelTargets", "RadarTarget", "TFv6", "TFv6Config", "TFv6Prediction", "tfv6_losses",
 ]

@@ -90,6 +90,19 @@ class TFv6Config:
     image_semantic_classes: int = 0  # 0: no image-semantics head (CARLA: 10)
     predict_depth: bool = False
     perspective_channels: tuple[int, int, int] = (128, 64, 32)
+    # radar detector (CARLA only; LEAD's radar_detection, on in its leaderboard mode): see harness.model.radar
+    radar: bool = False
+    radar_planner_tokens: bool = True  # its query features become planner status tokens (LEAD's use_radar_detection)
+    num_radar_sensors: int = 4
+    radar_points_per_sensor: int = 75
+    num_radar_queries: int = 20
+    radar_token_dim: int = 256
+    radar_tokenizer_dim: int = 1024
+    radar_decoder_dim: int = 1024
+    radar_layers: int = 4
+    radar_heads: int = 8
+    radar_ffn_dim: int = 1024
+    radar_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("image_backbone", "bev_backbone"):
@@ -151,7 +164,7 @@ class TFv6Config:
     @property
     def num_status_tokens(self) -> int:
         return (int(self.use_speed) + int(self.use_acceleration) + int(self.use_command) + self.num_target_points
-                + self.num_past_poses)
+                + self.num_past_poses + (self.num_radar_queries if self.radar and self.radar_planner_tokens else 0))
 
     @classmethod
     def preset(cls, name: str, **overrides: object) -> TFv6Config:
@@ -183,13 +196,14 @@ PRESETS: dict[str, TFv6Config] = {
     # 3x270x1920, BEV 64 m x 64 m at 4 px/m, 8 waypoints + headings, speed / acceleration / command tokens,
     # NAVSIM BEV-semantic (7) and CenterNet (1 class) heads.
     "navsim-r34": TFv6Config(),
-    # CARLA leaderboard geometry with LiDAR, 3 target points, route and target speed, CARLA heads.
+    # CARLA leaderboard geometry with LiDAR, 3 target points, route and target speed, CARLA heads and the radar
+    # detector (20 planner tokens), as LEAD's leaderboard mode.
     "carla-r34": TFv6Config(
         image_height=384, image_width=1152, bev_extent_m=(-32.0, 64.0, -40.0, 40.0), latent=False,
         use_acceleration=False, num_target_points=3, num_route_points=10, predict_headings=False,
         target_speed_classes_mps=(0.0, 4.0, 8.0, 10.0, 13.88888888, 16.0, 17.77777777, 20.0),
         max_speed_mps=25.0, bev_semantic_classes=(("carla", 13),), box_classes=(("carla", 8),),
-        box_velocity=True, image_semantic_classes=10, predict_depth=True),
+        box_velocity=True, image_semantic_classes=10, predict_depth=True, radar=True),
     # Waymo E2E camera-only: 3 front cameras, 10 waypoints, speed + command + 6 past poses, no perception.
     "waymo-r34": TFv6Config(
         image_height=270, image_width=1440, bev_extent_m=(0.0, 64.0, -32.0, 32.0), num_waypoints=10,
@@ -242,6 +256,9 @@ class ModelInputs:
             first (the current pose excluded), or None.
         past_valid: ``(B, Tp)`` bool, False where a past pose does not exist (start of a log); None = all
             valid.
+        radar_points: ``(B, S * P, 5)`` radar returns (x m, y m, z m, radial velocity m/s, sensor index 0..S-1),
+            ``P = radar_points_per_sensor`` per sensor, zero-padded (LEAD's layout), or None (no radar: all
+            padding).
     """
 
     images: Tensor
@@ -252,6 +269,7 @@ class ModelInputs:
     target_points_m: Tensor | None = None
     past_poses: Tensor | None = None
     past_valid: Tensor | None = None
+    radar_points: Tensor | None = None
 
     def __post_init__(self) -> None:
         o = "ModelInputs"
@@ -267,6 +285,7 @@ class ModelInputs:
             if self.past_poses is None:
                 raise ValueError("ModelInputs.past_valid given without past_poses")
             _check(o, "past_valid", self.past_valid, tuple(self.past_poses.shape[:2]), floating=False)
+        _check(o, "radar_points", self.radar_points, (None, None, 5), floating=True, batch=b)
 
     @property
     def batch_size(self) -> int:
@@ -362,6 +381,19 @@ class DepthTarget:
 
 
 @dataclass(frozen=True)
+class RadarTarget:
+    """``detections (B, Q, 4)`` = x, y (m, ego frame), speed (m/s), valid (1.0 / 0.0): up to Q boxes with radar
+    returns, the rest zeros (LEAD's ``radar_detections``); ``valid (B,)`` bool: the sample has radar labels."""
+
+    detections: Tensor
+    valid: Tensor
+
+    def __post_init__(self) -> None:
+        _check("RadarTarget", "detections", self.detections, (None, None, 4), floating=True)
+        _check("RadarTarget", "valid", self.valid, (self.detections.shape[0],), floating=False)
+
+
+@dataclass(frozen=True)
 class ModelTargets:
     """Training labels of one batch, each with its validity mask.
 
@@ -389,6 +421,7 @@ class ModelTargets:
     boxes: Mapping[str, BoxTarget] = field(default_factory=dict)
     image_semantic: ImageSemanticTarget | None = None
     depth: DepthTarget | None = None
+    radar: RadarTarget | None = None
 
     def __post_init__(self) -> None:
         o = "ModelTargets"
@@ -412,6 +445,8 @@ class ModelTargets:
         for name, t in [*self.bev_semantic.items(), *self.boxes.items()]:
             if t.valid.shape[0] != b:
                 raise ValueError(f"ModelTargets: head {name!r} has batch {t.valid.shape[0]}, expected {b}")
+        if self.radar is not None and self.radar.valid.shape[0] != b:
+            raise ValueError(f"ModelTargets: radar has batch {self.radar.valid.shape[0]}, expected {b}")
         object.__setattr__(self, "bev_semantic", dict(self.bev_semantic))
         object.__setattr__(self, "boxes", dict(self.boxes))
 
@@ -457,6 +492,7 @@ class TFv6Prediction:
         boxes: per source :class:`BoxPrediction` on the perception grid.
         image_semantic_logits: ``(B, C, H, W)`` on the stitched image, or None.
         depth_m: ``(B, H, W)`` or None.
+        radar_detections: ``(B, Q, 4)`` = x, y (m), speed (m/s), validity logit, or None (no radar detector).
     """
 
     waypoints_m: Tensor | None
@@ -468,6 +504,7 @@ class TFv6Prediction:
     boxes: Mapping[str, BoxPrediction] = field(default_factory=dict)
     image_semantic_logits: Tensor | None = None
     depth_m: Tensor | None = None
+    radar_detections: Tensor | None = None
 
 
 @dataclass(frozen=True)

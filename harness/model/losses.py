@@ -7,8 +7,8 @@ gives 0 for that key, still part of the graph, so no branch on tensor values is 
 
 Loss keys: ``waypoints``, ``headings``, ``route``, ``target_speed``, ``bev_semantic/<source>``,
 ``box_heatmap/<source>``, ``box_size/<source>``, ``box_offset/<source>``, ``box_yaw_class/<source>``,
-``box_yaw_res/<source>``, ``box_velocity/<source>``, ``image_semantic``, ``depth``, and ``loss`` (the weighted
-sum). A key exists when the model has the head and the targets carry the label.
+``box_yaw_res/<source>``, ``box_velocity/<source>``, ``image_semantic``, ``depth``, ``radar`` (Hungarian-matched
+detections, :mod:`harness.model.radar`), and ``loss`` (the weighted sum). A key exists when the model has the head and the targets carry the label.
 
 Where this follows LEAD exactly (same inputs, same value): waypoint/heading/route L1, two-hot target-speed CE,
 BEV-semantic CE averaged over all pixels of a sample (ignored pixels count as zero, as in LEAD), CenterNet
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.model.io import BoxPrediction, BoxTarget, LossWeights, ModelTargets, TFv6Config, TFv6Prediction
+from harness.model.radar import radar_loss
 
 _CLASS_CACHE: dict[tuple[str, tuple[float, ...]], torch.Tensor] = {}
 
@@ -153,6 +154,8 @@ def _losses(pred: TFv6Prediction, targets: ModelTargets, cfg: TFv6Config,
         err = torch.where(has, (pred.depth_m.float() - torch.where(has, d, 0.0)).abs(), 0.0)
         per = err.flatten(1).sum(1) / has.flatten(1).sum(1).clamp(min=1)
         out["depth"] = masked_mean(per, targets.depth.valid)
+    if pred.radar_detections is not None and targets.radar is not None:
+        out["radar"] = radar_loss(pred.radar_detections, targets.radar, cfg)
     if not out:
         raise ValueError("tfv6_losses: no loss could be computed (no head has a matching target)")
     w = {k: weights.get(k) for k in out}

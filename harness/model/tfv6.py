@@ -22,6 +22,7 @@ from torch import nn
 from harness.model.backbones import build_backbone, feature_sizes
 from harness.model.io import BoxPrediction, ModelInputs, TFv6Config, TFv6Prediction
 from harness.model.layers import FusionTransformer, Resample, conv3x3_relu, sine_embedding_2d
+from harness.model.radar import RadarDetector, RadarPlannerTokens
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -147,6 +148,7 @@ class PlanningDecoder(nn.Module):
         if cfg.num_past_poses:
             self.past_encoder = nn.Linear(4, d)  # (x, y) / scale, cos, sin of the heading
             self.past_missing = nn.Parameter(torch.zeros(1, 1, d))
+        self.radar_tokens = RadarPlannerTokens(cfg) if cfg.radar and cfg.radar_planner_tokens else None
         self.status_pos = nn.Parameter(torch.empty(1, max(1, cfg.num_status_tokens), d).uniform_())
         nq = cfg.num_route_points + cfg.num_waypoints + int(cfg.predict_target_speed)
         self.query = nn.Parameter(torch.empty(1, nq, d).uniform_())
@@ -162,7 +164,8 @@ class PlanningDecoder(nn.Module):
             self.register_buffer("speed_classes", torch.tensor(cfg.target_speed_classes_mps), persistent=False)
         self.register_buffer("tp_scale", torch.tensor(cfg.target_point_scale_m), persistent=False)
 
-    def status_tokens(self, inputs: ModelInputs, dtype: torch.dtype) -> list[torch.Tensor]:
+    def status_tokens(self, inputs: ModelInputs, dtype: torch.dtype,
+                      radar: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[torch.Tensor]:
         cfg = self.cfg
         b = inputs.batch_size
         out: list[torch.Tensor] = []
@@ -192,17 +195,23 @@ class PlanningDecoder(nn.Module):
                 pp.shape[:2], dtype=torch.bool, device=pp.device)
             tok = torch.where(valid[..., None], tok, self.past_missing.to(tok.dtype))
             out.append(tok)
+        if self.radar_tokens is not None:
+            if radar is None:
+                raise ValueError("TFv6: the planner takes radar tokens, but no radar detector output was given")
+            out.append(self.radar_tokens(*radar))
         if not out:  # a planner with no status input still gets one (constant) token
             out.append(torch.zeros(b, 1, cfg.token_dim, device=self.query.device, dtype=dtype))
         return out
 
-    def forward(self, bev_features: torch.Tensor, inputs: ModelInputs
+    def forward(self, bev_features: torch.Tensor, inputs: ModelInputs,
+                radar: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """``radar``: the radar detector's (query features, detections) when the planner takes radar tokens."""
         cfg = self.cfg
         b = bev_features.shape[0]
         tok = self.bev_adapter(bev_features.permute(0, 2, 3, 1).reshape(b, -1, bev_features.shape[1]))
         tok = tok + self.bev_pos.to(tok.dtype)
-        status = torch.cat([t.to(tok.dtype) for t in self.status_tokens(inputs, tok.dtype)], dim=1)
+        status = torch.cat([t.to(tok.dtype) for t in self.status_tokens(inputs, tok.dtype, radar)], dim=1)
         status = status + self.status_pos.to(tok.dtype)
         memory = torch.cat((tok, status), dim=1)
         q = self.decoder(self.query.expand(b, -1, -1).to(tok.dtype), memory)
@@ -292,12 +301,16 @@ class TFv6(nn.Module):
                                                     bb.image_sizes[-1]) if cfg.image_semantic_classes else None)
         self.depth_head = (PerspectiveHead(cfg, bb.image_channels, 1, bb.image_sizes[-1])
                            if cfg.predict_depth else None)
+        self.radar_detector = (RadarDetector(cfg, bb.bev_channels, bb.bev_sizes[-1]) if cfg.radar else None)
 
     def forward(self, inputs: ModelInputs) -> TFv6Prediction:
         bev, img = self.backbone(inputs)
         waypoints = headings = route = speed_logits = speed = None
+        radar = None
+        if self.radar_detector is not None:
+            radar = self.radar_detector(bev, inputs.radar_points, inputs.speed_mps)
         if self.planner is not None:
-            waypoints, headings, route, speed_logits = self.planner(bev, inputs)
+            waypoints, headings, route, speed_logits = self.planner(bev, inputs, radar)
             if speed_logits is not None:
                 speed = (speed_logits.softmax(-1) * self.planner.speed_classes).sum(-1)
         bev_sem: dict[str, torch.Tensor] = {}
@@ -310,7 +323,8 @@ class TFv6(nn.Module):
         depth = self.depth_head(img)[:, 0] if self.depth_head is not None else None
         return TFv6Prediction(waypoints_m=waypoints, headings_rad=headings, route_m=route,
                               target_speed_logits=speed_logits, target_speed_mps=speed, bev_semantic_logits=bev_sem,
-                              boxes=boxes, image_semantic_logits=sem, depth_m=depth)
+                              boxes=boxes, image_semantic_logits=sem, depth_m=depth,
+                              radar_detections=None if radar is None else radar[1])
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per top-level part (image / BEV encoder, fusion, planner, heads) and in total."""

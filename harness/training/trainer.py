@@ -195,6 +195,10 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
         raise ConfigError(f"cuda_graph=on needs a CUDA device, training runs on {dev}")
     if use_graph and dist.world_size > 1:
         raise ConfigError("cuda_graph=on is not supported with several processes (DDP); use cuda_graph=auto")
+    if use_graph and cfg.model.radar:  # the radar loss's Hungarian matching runs on the host (harness.model.radar)
+        if cfg.cuda_graph == "on":
+            raise ConfigError("cuda_graph=on cannot capture the radar loss (host-side matching); use model.radar=false")
+        use_graph = False
 
     model = build_model(cfg.model).to(dev)
     if cuda and cfg.channels_last:

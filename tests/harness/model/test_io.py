@@ -21,7 +21,7 @@ def test_presets_and_geometry():
     assert nav.num_status_tokens == 3 and nav.latent
     carla = TFv6Config.preset("carla-r34")
     assert (carla.bev_height_px, carla.bev_width_px) == (384, 320)  # rows = x (96 m), columns = y (80 m)
-    assert carla.num_status_tokens == 5 and not carla.latent
+    assert carla.num_status_tokens == 25 and not carla.latent  # speed, command, 3 TPs, 20 radar (spec §1.4)
     assert TFv6Config.preset("tiny", num_waypoints=6).num_waypoints == 6
     with pytest.raises(ValueError, match="unknown TFv6 preset"):
         TFv6Config.preset("nope")
