@@ -448,7 +448,11 @@ def submit_navsim(run_dir: Path, out: Path, team: str, authors: str, email: str,
     if version == "2":
         from harness.cli_epdms import write_v2
 
-        return write_v2(out, plans, meta)
+        return write_v2(out, plans, meta, run_dir=run_dir)
+    from harness.navhard_plans import read_stage_plans
+
+    if read_stage_plans(run_dir) is not None:
+        raise ConfigError(f"run {run_dir} is a two-stage run: submit it with --version 2")
     write_submission_v1(out, [plans], meta)
     console.print(f"wrote {out}: {len(plans)} tokens, 1 seed, team {team!r}")
 

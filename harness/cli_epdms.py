@@ -62,14 +62,27 @@ def print_epdms(summary: Any, title: str) -> None:
     out_console.print(table)
 
 
-def write_v2(out: Path, plans: Mapping[str, Trajectory], meta: Any) -> None:
-    """The v2 pickle from a run's plans: original tokens to stage one, synthetic ones to stage two."""
+def write_v2(out: Path, plans: Mapping[str, Trajectory], meta: Any, *, run_dir: Path | None = None) -> None:
+    """The v2 pickle from a run's plans.
+
+    A two-stage run's ``plans.npz`` names each token's stage and the split's tokens of both stages: the
+    stages are taken from it and each is checked against the split (every token once). Plans without that
+    (one-stage runs, older files) are split by token length: original tokens to stage one, synthetic
+    (17-character) ones to stage two.
+    """
+    from harness.navhard_plans import read_stage_plans
     from submissions.navsim import write_submission_v2
 
-    first = {t: p for t, p in plans.items() if len(t) != SYNTHETIC_TOKEN_LENGTH}
-    second = {t: p for t, p in plans.items() if len(t) == SYNTHETIC_TOKEN_LENGTH}
-    if not second:
-        raise ConfigError("a v2 submission needs stage-two (synthetic, 17-character) tokens; the run has none "
-                          "(run a two-stage split such as navhard_two_stage, or submit --version 1)")
-    write_submission_v2(out, first, second, meta)
+    staged = read_stage_plans(run_dir) if run_dir is not None else None
+    if staged is not None:
+        first, second = staged.first, staged.second
+        write_submission_v2(out, first, second, meta, expected_first=staged.stage_one_tokens,
+                            expected_second=staged.stage_two_tokens)
+    else:
+        first = {t: p for t, p in plans.items() if len(t) != SYNTHETIC_TOKEN_LENGTH}
+        second = {t: p for t, p in plans.items() if len(t) == SYNTHETIC_TOKEN_LENGTH}
+        if not second:
+            raise ConfigError("a v2 submission needs stage-two (synthetic, 17-character) tokens; the run has "
+                              "none (run a two-stage split such as navhard_two_stage, or submit --version 1)")
+        write_submission_v2(out, first, second, meta)
     click.echo(f"wrote {out}: {len(first)} stage-one and {len(second)} stage-two tokens, team {meta.team_name!r}")

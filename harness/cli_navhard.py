@@ -45,6 +45,7 @@ def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache
         score_two_stage,
         write_two_stage,
     )
+    from harness.navhard_plans import PLANS_FILE, write_stage_plans
     from harness.trajectory import NAVSIM_SAMPLING
     from metrics.epdms import EPDMSConfig
     from metrics.traffic_agents import TrafficPolicy
@@ -66,9 +67,11 @@ def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache
                                  config=EPDMSConfig(human_penalty_filter=human_filter), errors=errors)
     meta = {"benchmark": "navsim", "split": TWO_STAGE_SPLIT, "metric": "epdms-two-stage", "traffic": traffic,
             "human_filter": human_filter, "scorer": "navsim-v2.2 EPDMS two-stage (post-#151 human filter)",
-            "agent": getattr(agent, "name", None)}
+            "agent": getattr(agent, "name", None), "privileged": bool(getattr(agent, "privileged", False))}
     cfg = dict(config or {}, traffic=traffic, human_filter=human_filter)
     write_two_stage(out, result, meta, cfg)
+    # what `submit navsim --version 2` reads: the plans of both stages and the split's tokens of each
+    write_stage_plans(out / PLANS_FILE, plans, split.stage_one_tokens, split.stage_two_tokens)
     _print(result, title or f"NAVSIM {TWO_STAGE_SPLIT} — {getattr(agent, 'name', 'submission')} — EPDMS two-stage "
                             f"({traffic} traffic, human filter {'on' if human_filter else 'off'})")
     console.print(f"results in [bold]{out}[/]")

@@ -376,7 +376,11 @@ def build_navhard_world(root: Path, spec: Any, options: Any) -> NavhardSplit:
 
 def plan_tokens(cache: NavhardMetricCache, agent: Any, tokens: Sequence[str], sampling: Any, *,
                 batch_size: int = 64) -> tuple[dict[str, Trajectory], dict[str, str]]:
-    """The agent's plans for stage-one (from the logs) and stage-two (synthetic) tokens; failures by token."""
+    """The agent's plans for stage-one (from the logs) and stage-two (synthetic) tokens; failures by token.
+
+    Plans are rounded to float32, the precision of a submission pickle, so that scoring the run's submission
+    (``submit navsim --version 2`` then ``score navsim``) gives the run's numbers exactly.
+    """
     from adapters.navsim.navhard import synthetic_sample
     from adapters.navsim.reader import SensorSelection
     from harness.runner import plan_samples
@@ -406,8 +410,12 @@ def plan_tokens(cache: NavhardMetricCache, agent: Any, tokens: Sequence[str], sa
         for t, p in zip(names, got, strict=True):
             if p.sampling != sampling:
                 errors[t] = f"agent returned sampling {p.sampling}, asked for {sampling}"
-            else:
-                plans[t] = p
+                continue
+            try:  # scored as submitted: a submission stores float32 poses (NAVSIM's Trajectory)
+                with np.errstate(over="ignore"):
+                    plans[t] = Trajectory(np.asarray(p.poses, dtype=np.float32), p.sampling)
+            except ValueError as exc:
+                errors[t] = f"agent: plan not finite as float32: {exc}"
     return plans, errors
 
 

@@ -199,6 +199,10 @@ def write_submission_v2(
             raise SubmissionValidationError(
                 f"{name}", [f"{name} must be one {{token: Trajectory}} mapping, got {type(stage).__name__}"])
         stages.append(_checked_seeds([stage], name, expected_tokens))
+    both = set(first_stage) & set(second_stage)
+    if both:
+        raise SubmissionValidationError("tokens in both stages", [f"{len(both)} token(s) are in both "
+                                        f"first_stage_predictions and second_stage_predictions: {_listed(both)}"])
     sampling = nuplan_sampling(NAVSIM_SAMPLING)
     payload = {**metadata.to_navsim_dict(),
                "first_stage_predictions": _navsim_seeds(stages[0], sampling),

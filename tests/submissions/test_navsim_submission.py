@@ -192,6 +192,12 @@ def test_seeds_with_different_token_sets_are_refused(tmp_path):
     assert TOKENS[0] in str(err)
 
 
+def test_v2_token_in_both_stages_is_refused(tmp_path):
+    err = _assert_refused(tmp_path, "both stages", lambda p: write_submission_v2(
+        p, trajectories(0, TOKENS[:3]), trajectories(1, TOKENS[2:]), META))
+    assert TOKENS[2] in str(err) and TOKENS[3] not in str(err)
+
+
 def test_every_bad_trajectory_is_named(tmp_path):
     preds = trajectories(0)
     preds[TOKENS[1]] = Trajectory(np.zeros((7, 3)), TrajectorySampling(7, 0.5))
