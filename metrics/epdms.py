@@ -66,7 +66,7 @@ from metrics.epdms_scoring.map_metrics import (
     points_in_polygons,
     traffic_light_compliance,
 )
-from metrics.pdm.state import PACIFICA, STATE_SIZE
+from metrics.pdm.state import STATE_SIZE
 from metrics.pdm_scoring.collisions import (
     ContactFinder,
     ObjectBatch,
@@ -74,7 +74,8 @@ from metrics.pdm_scoring.collisions import (
     time_to_collision,
 )
 from metrics.pdm_scoring.ego_areas import EgoAreas, MapPolygons, compute_ego_areas
-from metrics.pdm_scoring.geometry import CENTER, X, Y, box_corners, ego_coords, polygons
+from metrics.pdm_scoring.geometry import CENTER, X, Y, ego_coords
+from metrics.traffic_agents import log_replay_objects
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -91,7 +92,6 @@ __all__ = [
     "RedLights",
     "apply_human_filter",
     "final_score",
-    "non_reactive_objects",
     "red_lights_of",
     "scene_history_states",
     "score_batch",
@@ -111,32 +111,6 @@ def red_lights_of(scene: ScoringScene, num_steps: int = NUM_STATES) -> RedLights
     on_route = np.isin(scene.light_connector_ids, np.asarray(route))
     return RedLights(np.asarray(scene.light_polygons, dtype=object)[on_route],
                      scene.red_light_mask[:num_steps][:, on_route])
-
-
-def non_reactive_objects(scene: ScoringScene, num_steps: int = NUM_STATES) -> ObjectTimeline:
-    """NAVSIM's ``LogReplayTrafficAgents``: the logged objects of steps 0..40, minus every track whose box
-    intersects the ego's footprint at t = 0 (removed from all steps).
-
-    The ego footprint is nuPlan's ``car_footprint.oriented_box`` of the initial state: centred 1.461 m ahead
-    of the logged rear axle, Pacifica length and width.
-    """
-    obj = scene.objects
-    if obj.num_steps < num_steps:
-        raise ValueError(f"scene {scene.token}: {obj.num_steps} object steps, EPDMS needs {num_steps}")
-    keep = np.ones(len(obj.tokens), dtype=bool)
-    at0 = np.flatnonzero(obj.present[0])
-    if len(at0):
-        x, y, h = (float(v) for v in scene.ego_pose)
-        d = PACIFICA.rear_axle_to_center
-        center = np.array([[x + d * np.cos(h), y + d * np.sin(h), h]])
-        ego_poly = polygons(box_corners(center, np.array([PACIFICA.length / 2.0]),
-                                        np.array([PACIFICA.width / 2.0])))[0]
-        size = obj.size_lwh[at0].astype(np.float64)
-        boxes = polygons(box_corners(obj.poses[0, at0].astype(np.float64), size[:, 0] / 2.0, size[:, 1] / 2.0))
-        keep[at0[shapely.intersects(boxes, ego_poly)]] = False
-    n = num_steps
-    return ObjectTimeline(obj.tokens[keep], obj.types[keep], obj.size_lwh[keep], obj.first_velocity_xy[keep],
-                          obj.present[:n][:, keep], obj.poses[:n][:, keep], obj.velocity_xy[:n][:, keep])
 
 
 def scene_history_states(scene: ScoringScene) -> F64 | None:
@@ -166,7 +140,7 @@ def score_proposals(
     Args:
         scene: the token's scoring scene (map, route, centerline), global frame.
         states: ``(P, 41, 11)`` simulated rear-axle states, global frame.
-        objects: the traffic policy's timeline (>= 41 steps); ``non_reactive_objects(scene)`` when None.
+        objects: the traffic policy's timeline (>= 41 steps); ``log_replay_objects(scene)`` when None.
         red_lights: red-light polygons per step; ``red_lights_of(scene)`` when None.
         history: ``(H, 11)`` human history states prepended for HC (``scene_history_states``); None: HC = 1.
         config: weights and thresholds.
@@ -240,7 +214,7 @@ def _checked_states(scene: ScoringScene, states: npt.ArrayLike) -> F64:
 
 
 def _checked_objects(scene: ScoringScene, objects: ObjectTimeline | None) -> ObjectTimeline:
-    obj = non_reactive_objects(scene) if objects is None else objects
+    obj = log_replay_objects(scene) if objects is None else objects
     if obj.num_steps < NUM_STATES:
         raise ValueError(f"scene {scene.token}: the object timeline has {obj.num_steps} steps, EPDMS needs "
                          f"{NUM_STATES}")
@@ -422,7 +396,7 @@ def score_rows(
         scenes: N scoring scenes.
         pdm_closed_states, agent_states: ``(N, 41, 11)`` simulated states (``metrics.pdm_simulation``).
         human_states: per scene the simulated human trajectory ``(41, 11)`` or None (no filter).
-        objects: per scene the traffic for the agent (None: ``non_reactive_objects``).
+        objects: per scene the traffic for the agent (None: ``log_replay_objects``, non-reactive).
         human_objects: per scene the traffic for the human (None: the same as ``objects``).
         red_lights: per scene (None: ``red_lights_of``).
         histories: per scene HC's history states (None for a scene: HC = 1); None: ``scene_history_states``.
@@ -432,7 +406,7 @@ def score_rows(
     closed = np.asarray(pdm_closed_states, dtype=np.float64).reshape(n, NUM_STATES, STATE_SIZE)
     agent = np.asarray(agent_states, dtype=np.float64).reshape(n, NUM_STATES, STATE_SIZE)
     objs = [None] * n if objects is None else list(objects)
-    objs = [non_reactive_objects(s) if o is None else o for s, o in zip(scenes, objs)]
+    objs = [log_replay_objects(s) if o is None else o for s, o in zip(scenes, objs)]
     lts = [None] * n if red_lights is None else list(red_lights)
     lts = [red_lights_of(s) if lt is None else lt for s, lt in zip(scenes, lts)]
     hist = [scene_history_states(s) for s in scenes] if histories is None else list(histories)

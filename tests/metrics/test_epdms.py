@@ -19,7 +19,6 @@ from metrics.epdms import (
     EPDMSRow,
     apply_human_filter,
     final_score,
-    non_reactive_objects,
     one_stage_predecessors,
     score_proposals,
     score_rows,
@@ -27,6 +26,7 @@ from metrics.epdms import (
 )
 from metrics.epdms_scoring.comfort import HISTORY_COMFORT_CHECKS, two_frame_extended_comfort
 from metrics.pdms import score_proposals as score_v11
+from metrics.traffic_agents import log_replay_objects
 from tests.metrics.scene_builders import (
     DT,
     N_STATES,
@@ -279,8 +279,8 @@ def test_off_road_manoeuvre_is_forgiven_only_when_the_human_does_the_same(human_
 
 def test_log_replay_drops_objects_overlapping_the_ego_at_t0():
     scene = straight_road([Obj("on_ego", ObjectType.VEHICLE, 1.0, 0.5), Obj("ahead", ObjectType.VEHICLE, 30.0, 0.0)])
-    assert non_reactive_objects(scene).tokens.tolist() == ["ahead"]
-    assert non_reactive_objects(scene).num_steps == N_STATES
+    assert log_replay_objects(scene).tokens.tolist() == ["ahead"]
+    assert log_replay_objects(scene).num_steps == N_STATES
 
 
 # --- properties --------------------------------------------------------------------------------------------
