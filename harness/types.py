@@ -202,6 +202,24 @@ class Lidar:
 
 
 @dataclass(frozen=True)
+class Radar:
+    """Radar returns in the ego frame: ``points (N, 5)`` = x, y, z (m), radial velocity (m/s, as the sensor
+    reports it), sensor index (0 .. ``num_sensors`` - 1, in the source's sensor order)."""
+
+    points: F32
+    num_sensors: int
+
+    def __post_init__(self) -> None:
+        pts = _array("Radar", "points", self.points, (None, 5), np.float32)
+        if self.num_sensors < 1:
+            raise ValueError(f"Radar.num_sensors must be >= 1, got {self.num_sensors}")
+        ids = pts[:, 4]
+        if len(ids) and (np.any(ids != np.round(ids)) or ids.min() < 0 or ids.max() >= self.num_sensors):
+            raise ValueError(f"Radar.points: sensor indices must be integers in 0..{self.num_sensors - 1}")
+        _set(self, "points", pts)
+
+
+@dataclass(frozen=True)
 class EgoState:
     """Ego motion in the ego frame at t = 0 and its recent history.
 
@@ -257,6 +275,7 @@ class Observation:
     ego: EgoState
     navigation: Navigation
     lidar: Lidar | None = None
+    radar: Radar | None = None
 
     def __post_init__(self) -> None:
         for name, cam in self.cameras.items():

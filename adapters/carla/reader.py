@@ -60,6 +60,7 @@ from harness.types import (
     Lidar,
     Navigation,
     Observation,
+    Radar,
     Sample,
     SampleMeta,
     SampleRef,
@@ -116,6 +117,7 @@ class CarlaSensors:
     cameras: bool = True
     lidar: bool = True
     labels: bool = True  # boxes, BEV semantics, per-camera semantics and depth
+    radar: bool = False  # the four radars as ``observation.radar`` (sensor index = LEAD's radar1..4 minus 1)
 
 
 ALL_SENSORS = CarlaSensors()
@@ -271,8 +273,12 @@ class CarlaReader:
                       if perturbed else (0.0, 0.0))
         cameras = self._cameras(route, frame, perturbed, rig, where) if sensors.cameras else {}
         lidar = self._lidar(route, frame, t_m, r_deg, where) if sensors.lidar else None
+        radar = None
+        if sensors.radar:
+            pts = self.load_radar(ref).points
+            radar = Radar(np.column_stack([pts[:, :4], pts[:, 4] - 1.0]), len(fmt.RADAR_KEYS))
         obs = Observation(cameras=cameras, ego=self._ego(meta, perturbed, where),
-                          navigation=self._navigation(meta, t_m, r_deg, where), lidar=lidar)
+                          navigation=self._navigation(meta, t_m, r_deg, where), lidar=lidar, radar=radar)
         future = self._future(meta, t_m, r_deg, sampling or self.sampling, where)
         speed, brake = _expert_speed(meta, where)
         targets = Targets(future=future, target_speed_mps=speed, brake=brake)

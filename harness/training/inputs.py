@@ -4,8 +4,9 @@ Per sample (numpy, in a DataLoader worker):
 
 - :func:`encode_observation`: the rig's cameras cropped/resized into one stitched RGB strip (crops from each
   camera's calibration, :mod:`harness.training.views`), the LiDAR histogram when the model is not latent,
-  signed longitudinal speed and acceleration, the 4-way command one-hot, target points, and the past ego poses
-  resampled at fixed times (``past_interval_s``) with a validity mask.
+  signed longitudinal speed and acceleration, the 4-way command one-hot, target points, the past ego poses
+  resampled at fixed times (``past_interval_s``) with a validity mask, and the padded radar returns when the
+  model has the radar detector (:mod:`harness.training.radar`, which also builds its labels).
 - :func:`encode_targets`: the logged future resampled at the model's waypoint times with a per-time validity
   mask (times beyond the logged horizon are masked, never extrapolated), headings, CenterNet and BEV-semantic
   labels for the head of the sample's own source, image semantics and depth on the stitched strip, and the
@@ -40,6 +41,7 @@ from harness.model.io import (
     ImageSemanticTarget,
     ModelInputs,
     ModelTargets,
+    RadarTarget,
     TFv6Config,
 )
 from harness.training.labels import (
@@ -50,6 +52,7 @@ from harness.training.labels import (
     lidar_histogram,
     resample_raster,
 )
+from harness.training.radar import encode_radar_points, radar_detection_labels
 from harness.training.views import (
     RigSpec,
     ViewAugment,
@@ -128,6 +131,7 @@ class EncodedObservation:
     target_points: F32 | None = None  # (K, 2)
     past_poses: F32 | None = None  # (Tp, 3)
     past_valid: npt.NDArray[np.bool_] | None = None  # (Tp,)
+    radar: F32 | None = None  # (S * P, 5) radar returns, padded (harness.training.radar)
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class EncodedTargets:
     route: F32 | None = None  # (R, 2)
     target_speed_mps: float | None = None  # the expert's target speed; None = no label
     brake: bool = False  # the expert brakes (forces target-speed class 0, LEAD's encode_two_hot)
+    radar: F32 | None = None  # (Q, 4) radar-detection labels; None = no label (harness.training.radar)
 
 
 @dataclass(frozen=True)
@@ -231,8 +236,9 @@ def encode_observation(obs: Observation, source: str, spec: InputSpec, aug: View
     pp = pv = None
     if cfg.num_past_poses:
         pp, pv = past_poses(obs, cfg.num_past_poses, spec.past_interval_s, aug)
+    radar = encode_radar_points(obs.radar, cfg, aug) if cfg.radar else None
     return EncodedObservation(np.ascontiguousarray(img.transpose(2, 0, 1)), float(vel[0]), float(acc[0]),
-                              obs.navigation.command.one_hot().astype(np.float32), lidar, tps, pp, pv)
+                              obs.navigation.command.one_hot().astype(np.float32), lidar, tps, pp, pv, radar)
 
 
 # --- targets --------------------------------------------------------------------------------------------
@@ -284,7 +290,10 @@ def encode_targets(sample: Sample, source: str, spec: InputSpec, aug: ViewAugmen
         route = _route_points(sample.observation.navigation.route_xy, cfg.num_route_points, aug)
     speed = sample.targets.target_speed_mps if cfg.predict_target_speed else None
     brake = bool(sample.targets.brake) if speed is not None else False
-    return EncodedTargets(wp, valid, hd, heading_valid, bev, boxes, sem, depth, route, speed, brake)
+    radar = None
+    if cfg.radar and sample.observation.radar is not None and sample.targets.boxes is not None:
+        radar = radar_detection_labels(sample.targets.boxes, sample.observation.radar, cfg, aug)
+    return EncodedTargets(wp, valid, hd, heading_valid, bev, boxes, sem, depth, route, speed, brake, radar)
 
 
 def _route_points(route_xy: npt.NDArray[np.float64], num: int, aug: ViewAugment | None) -> F32 | None:
@@ -336,11 +345,15 @@ def collate_inputs(obs: Sequence[EncodedObservation], cfg: TFv6Config) -> ModelI
     tps = f32([o.target_points for o in obs]) if cfg.num_target_points else None
     pp = f32([o.past_poses for o in obs]) if cfg.num_past_poses else None
     pv = torch.from_numpy(np.stack([o.past_valid for o in obs])) if cfg.num_past_poses else None
+    radar = None
+    if cfg.radar:
+        pad = encode_radar_points(None, cfg)
+        radar = torch.from_numpy(np.stack([pad if o.radar is None else o.radar for o in obs]))
     return ModelInputs(images=torch.from_numpy(np.stack([o.image for o in obs])),
                        speed_mps=f32([o.speed_mps for o in obs]),
                        acceleration_mps2=f32([o.acceleration_mps2 for o in obs]),
                        command=f32([o.command for o in obs]), lidar_bev=lidar, target_points_m=tps,
-                       past_poses=pp, past_valid=pv)
+                       past_poses=pp, past_valid=pv, radar_points=radar)
 
 
 def collate(items: Sequence[TrainItem], cfg: TFv6Config) -> tuple[ModelInputs, ModelTargets]:
@@ -385,11 +398,16 @@ def collate(items: Sequence[TrainItem], cfg: TFv6Config) -> tuple[ModelInputs, M
         brake = mask([t.brake and h for t, h in zip(tg, have)])
         speed_valid = mask(have)
     headings = stack([t.headings for t in tg]) if cfg.predict_headings else None
+    radar = None
+    if cfg.radar and any(t.radar is not None for t in tg):
+        blank_q = np.zeros((cfg.num_radar_queries, 4), np.float32)
+        radar = RadarTarget(stack([blank_q if t.radar is None else t.radar for t in tg]),
+                            mask([t.radar is not None for t in tg]))
     targets = ModelTargets(
         waypoints_m=stack([t.waypoints for t in tg]), waypoints_valid=stack([t.waypoints_valid for t in tg]),
         headings_rad=headings, headings_valid=stack([t.headings_valid for t in tg]) if headings is not None else None,
         route_m=route, route_valid=route_valid, target_speed_mps=speed, brake=brake, target_speed_valid=speed_valid,
-        bev_semantic=bev, boxes=boxes, image_semantic=sem, depth=depth)
+        bev_semantic=bev, boxes=boxes, image_semantic=sem, depth=depth, radar=radar)
     return collate_inputs([it.obs for it in items], cfg), targets
 
 

@@ -96,7 +96,7 @@ def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | 
         root = _need(roots.carla, "carla")
         horizon = TrajectorySampling(cfg.model.num_waypoints, cfg.waypoint_interval_s)
         creader = CarlaReader(root, split or d.carla_split, sampling=horizon)
-        sensors = CarlaSensors(cameras=True, lidar=not cfg.model.latent, labels=True)
+        sensors = CarlaSensors(cameras=True, lidar=not cfg.model.latent, labels=True, radar=cfg.model.radar)
         refs, skipped = _usable_carla_refs(creader)
         data = SourceData(source, refs, lambda ref: creader.load(ref, sensors), spec, aug, d.cache_images)
         data.skipped = skipped
