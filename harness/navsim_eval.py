@@ -193,7 +193,8 @@ def build_metric_cache(
         return results
     if ray_address is not None:
         raise LeadBenchError("--ray-address needs Ray: pip install -c constraints.txt -e '.[ray]'")
-    log.info("caching %d logs with %d local processes", len(jobs), workers)
+    parts = [(spec, toks) for toks in split_jobs([job[1] for job in jobs], workers)]
+    log.info("caching %d logs (%d parts) with %d local processes", len(jobs), len(parts), workers)
     context = None
     if "fork" in multiprocessing.get_all_start_methods():
         # Workers forked from here inherit the parsed logs and the maps: read once, not once per worker.
@@ -201,14 +202,36 @@ def build_metric_cache(
         _WORKER_CACHE.clear()
         _WORKER_CACHE[spec] = _preloaded(spec, [job[1] for job in jobs])
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for job, res in zip(jobs, pool.map(_cache_log_in_pool, jobs), strict=True):
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded) as pool:
+            for job, res in zip(parts, pool.map(_cache_log_in_pool, parts), strict=True):
                 results.update(res)
                 if on_log_done:
                     on_log_done(len(job[1]))
     finally:
         _WORKER_CACHE.clear()
     return results
+
+
+#: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them: parts of one
+#: log go to different workers when logs differ in size, and the pool hands the next part to whichever
+#: worker is free (a part is still planned as one batch).
+PARTS_PER_WORKER = 2
+
+
+def split_jobs(token_lists: Sequence[Sequence[str]], workers: int) -> list[list[str]]:
+    """The logs' token lists cut into parts for ``workers`` processes, largest first (each part from one log,
+    in the log's order; every token in exactly one part)."""
+    total = sum(len(t) for t in token_lists)
+    size = max(1, -(-total // max(1, PARTS_PER_WORKER * workers)))
+    parts = [list(toks[lo : lo + size]) for toks in token_lists for lo in range(0, len(toks), size)]
+    return sorted(parts, key=len, reverse=True)  # stable: equal sizes keep the logs' order
+
+
+def _single_threaded() -> None:
+    """Pool initializer: one BLAS/OpenMP thread per worker process (the workers already fill the cores)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _preloaded(spec: CacheSpec, token_lists: Sequence[Sequence[str]]) -> MetricCache:
@@ -289,7 +312,8 @@ def _score_forked(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], c
     parts = list(zip(bounds[:-1], bounds[1:], strict=True))
     _FORK_PAYLOAD = (scenes, plans, config)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_single_threaded) as pool:
             results = list(pool.map(_score_part, parts))
     finally:
         _FORK_PAYLOAD = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import io
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -40,7 +41,7 @@ I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
 #: Bump whenever the content or meaning of a stored field changes; older caches are then rebuilt.
-SCORING_SCENE_VERSION = 5
+SCORING_SCENE_VERSION = 6
 SCORING_STEP_S = 0.1
 #: Sub-directory (beside the scene files) of the shared drivable patches.
 DRIVABLE_PATCH_DIR = "drivable"
@@ -239,7 +240,7 @@ class ScoringScene:
                            self.drivable_polygons))
         p.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **_grouped(arrays))
         atomic_write_bytes(p, buf.getvalue())
 
     @classmethod
@@ -251,11 +252,7 @@ class ScoringScene:
                 ``SCORING_SCENE_VERSION``.
         """
         p = Path(path)
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"cannot read scoring scene ({exc})", path=p) from exc
+        data = stored_arrays(p)
         version = int(data.get("version", -1))
         if version != SCORING_SCENE_VERSION:
             raise DataError(f"scoring scene version {version}, this lead-bench needs {SCORING_SCENE_VERSION}",
@@ -286,12 +283,82 @@ class ScoringScene:
         return cls(**kwargs)
 
 
+def stored_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The named arrays of a stored scene file as written (``drivable_ref``, packed polygons, ...).
+
+    Raises:
+        DataError: a missing or unreadable file.
+    """
+    p = Path(path)
+    try:
+        # Read in one go: the zip reader's small reads from a file cost more than the arrays.
+        with np.load(io.BytesIO(p.read_bytes()), allow_pickle=False) as z:
+            return _ungrouped({k: z[k] for k in z.files})
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read scoring scene ({exc})", path=p) from exc
+
+
 _POLYGON_FIELDS = ("light_polygons",)
 _DRIVABLE_FIELDS = ("drivable_ids", "drivable_types", "drivable_polygons")
 _SCALARS = ("token", "log_name", "map_location", "timestamp_us", "scene_type", "fingerprint", "version",
             "start_lane_speed_limit_mps")
 _OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_s", "object_in_current_frame",
              "log_route_lane_ids", "start_lane_speed_limit_mps", "human_history_dynamics")
+
+
+def _grouped(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A scene's arrays as a few ``.npz`` members: the bytes of all arrays of one storage type concatenated
+    into one member named by it (``"<f8"``, ``"<i8"``, ``"|b1"``, ...; unicode arrays of every width as their
+    UCS-4 code units in ``"<u4"``), and ``__layout__``, one string per array: ``name:dtype:offset:shape``
+    (offset in elements of the member). Each ``.npz`` member costs a zip entry and a header to write and to
+    read, which dominated the time of a scene's many small arrays."""
+    blobs: dict[str, list[np.ndarray]] = {}
+    sizes: dict[str, int] = {}
+    layout = []
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        dtype = a.dtype.str
+        if a.dtype.hasobject or ":" in name or ":" in dtype:
+            raise ValueError(f"cannot store array {name!r} of dtype {a.dtype}")
+        flat = np.ascontiguousarray(a).reshape(-1)
+        if a.dtype.kind == "U":
+            flat = flat.view(np.dtype("<u4") if dtype.startswith("<") else np.dtype(">u4"))
+        key = flat.dtype.str
+        offset = sizes.get(key, 0)
+        layout.append(f"{name}:{dtype}:{offset}:{','.join(str(d) for d in a.shape)}")
+        blobs.setdefault(key, []).append(flat)
+        sizes[key] = offset + flat.size
+    out = {key: np.concatenate(parts) for key, parts in blobs.items()}
+    out["__layout__"] = np.array(layout)
+    return out
+
+
+def _ungrouped(members: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of :func:`_grouped` (views into the members).
+
+    Raises:
+        KeyError, ValueError, TypeError: a malformed layout or a member that does not hold it.
+    """
+    out: dict[str, np.ndarray] = {}
+    for entry in members["__layout__"].tolist():
+        name, dtype_str, offset, shape = str(entry).split(":")
+        dtype = np.dtype(dtype_str)
+        if dtype.hasobject:
+            raise TypeError(f"array {name!r}: object dtype")
+        dims = tuple(int(d) for d in shape.split(",")) if shape else ()
+        count = math.prod(dims)
+        if dtype.kind == "U":
+            key, units = ("<u4" if dtype_str.startswith("<") else ">u4"), dtype.itemsize // 4
+        else:
+            key, units = dtype_str, 1
+        member = members[key]
+        lo = int(offset)
+        hi = lo + count * units
+        if member.ndim != 1 or lo < 0 or hi > member.size:
+            raise ValueError(f"array {name!r} lies outside member {key!r}")
+        part = member[lo:hi]
+        out[name] = (part.view(dtype) if units > 1 or dtype.kind == "U" else part).reshape(dims)
+    return out
 
 
 def _pack_polygons(arrays: dict[str, np.ndarray], name: str, polys: np.ndarray) -> None:

@@ -32,9 +32,10 @@ lanes, centerline and initial state agree bit for bit. Things a consumer must kn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -223,7 +224,7 @@ class ScoringSceneCache:
     index. The fingerprint covers the log pickle's size and mtime, the map location and version, the
     horizon and ``SCORING_SCENE_VERSION``, so editing a log, swapping the map or upgrading lead-bench
     rebuilds exactly the scenes concerned. The ``.npz`` files (each with its own fingerprint) are
-    authoritative; the index is a listing that processes writing the same log at once may leave incomplete.
+    authoritative; the index is a listing, updated under a lock file by processes writing the same log at once.
 
     Args:
         cache_dir: root of the cache (created on first write).
@@ -361,7 +362,26 @@ class ScoringSceneCache:
 
     def _record(self, log_name: str, fingerprints: dict[str, str]) -> None:
         path = self.cache_dir / log_name / self.INDEX
-        tokens = self._read_index(path)
-        tokens.update(fingerprints)
-        atomic_write_text(path, json.dumps({"log_name": log_name, "tokens": dict(sorted(tokens.items()))},
-                                            indent=1) + "\n")
+        # Processes building parts of one log at once take turns (read, update, write) under a lock file.
+        with _locked(path.with_name(self.INDEX + ".lock")):
+            tokens = self._read_index(path)
+            tokens.update(fingerprints)
+            atomic_write_text(path, json.dumps({"log_name": log_name, "tokens": dict(sorted(tokens.items()))},
+                                                indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (``fcntl.flock``) held for the block; no lock where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: processes may then drop each other's index entries (the .npz stay)
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

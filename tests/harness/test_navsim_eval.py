@@ -10,7 +10,7 @@ import pytest
 
 from adapters.navsim.reader import NavsimReader
 from harness.agents import build_agent
-from harness.navsim_eval import CacheSpec, build_metric_cache
+from harness.navsim_eval import CacheSpec, build_metric_cache, split_jobs
 from harness.runner import run_navsim
 from metrics.pdms import PDMS_COLUMNS
 
@@ -54,10 +54,23 @@ def test_parallel_cache_equals_serial(small_world_root, tmp_path):
     assert not any(build_metric_cache(specs[0], by_log, workers=1).values())
     assert not any(build_metric_cache(specs[1], by_log, workers=2, engine="processes").values())
     a, b = specs[0].open(), specs[1].open()
-    for tok in [t for toks in by_log.values() for t in toks][:6]:
+    for tok in [t for toks in by_log.values() for t in toks]:
         sa, sb = a.get(tok), b.get(tok)
         np.testing.assert_array_equal(sa.pdm_closed_states, sb.pdm_closed_states)
         np.testing.assert_array_equal(sa.object_poses, sb.object_poses)
+    # Parts of one log built by different processes: every token still listed in the log's index.
+    assert a.scenes.index() == b.scenes.index()
+    assert sum(len(v) for v in b.scenes.index().values()) == sum(len(v) for v in by_log.values())
+
+
+def test_split_jobs_cuts_logs_into_parts_largest_first():
+    logs = [[f"a{i}" for i in range(9)], [f"b{i}" for i in range(3)], [f"c{i}" for i in range(4)]]
+    parts = split_jobs(logs, 2)  # 16 tokens, 2 workers x 2 parts: at most 4 tokens a part
+    assert [len(p) for p in parts] == [4, 4, 4, 3, 1]
+    assert sorted(t for p in parts for t in p) == sorted(t for log in logs for t in log)
+    assert all(len({t[0] for t in p}) == 1 for p in parts)  # a part never mixes logs
+    assert parts[0] == ["a0", "a1", "a2", "a3"] and ["a8"] in parts
+    assert split_jobs(logs, 1) == [logs[0][:8], logs[2], logs[1], logs[0][8:]]
 
 
 def test_a_broken_log_is_reported_not_dropped(small_world_root, cache_dir, tmp_path):

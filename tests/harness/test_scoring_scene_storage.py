@@ -12,7 +12,7 @@ import shapely
 from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.errors import DataError
-from harness.scoring_scene import DRIVABLE_PATCH_DIR, ScoringScene
+from harness.scoring_scene import DRIVABLE_PATCH_DIR, ScoringScene, stored_arrays
 
 
 def _assert_equal(a: ScoringScene, b: ScoringScene) -> None:
@@ -42,7 +42,7 @@ def test_scenes_of_a_log_share_drivable_patches(log_cache):
     cache, log_name, tokens = log_cache
     built = [cache.get(t) for t in tokens]
     patches = sorted((cache.cache_dir / log_name / DRIVABLE_PATCH_DIR).glob("*.npz"))
-    refs = {str(np.load(cache.path_of(log_name, t))["drivable_ref"]) for t in tokens}
+    refs = {str(stored_arrays(cache.path_of(log_name, t))["drivable_ref"]) for t in tokens}
     assert {p.stem for p in patches} == refs
     assert 1 <= len(patches) < len(tokens)  # consecutive scenes of a log see the same map objects
     loaded = [ScoringScene.load(cache.path_of(log_name, t)) for t in tokens]
@@ -52,19 +52,22 @@ def test_scenes_of_a_log_share_drivable_patches(log_cache):
     # Scenes of one patch share its arrays (read once).
     by_ref: dict[str, ScoringScene] = {}
     for t, scene in zip(tokens, loaded, strict=True):
-        ref = str(np.load(cache.path_of(log_name, t))["drivable_ref"])
+        ref = str(stored_arrays(cache.path_of(log_name, t))["drivable_ref"])
         if ref in by_ref:
             assert scene.drivable_polygons is by_ref[ref].drivable_polygons
         by_ref.setdefault(ref, scene)
     # Scene files no longer carry the polygons.
-    assert not any(k.startswith("drivable_polygons") for k in np.load(cache.path_of(log_name, tokens[0])).files)
+    stored = stored_arrays(cache.path_of(log_name, tokens[0]))
+    assert not any(k.startswith("drivable_") for k in stored if k != "drivable_ref")
+    # A few .npz members (arrays grouped by storage type), not one per array.
+    assert len(np.load(cache.path_of(log_name, tokens[0])).files) <= 8 < len(stored)
 
 
 def test_damaged_or_missing_patch_fails_the_scene_and_the_cache_rebuilds_it(log_cache, tmp_path):
     cache, log_name, tokens = log_cache
     token = tokens[0]
     first = cache.get(token)
-    ref = str(np.load(cache.path_of(log_name, token))["drivable_ref"])
+    ref = str(stored_arrays(cache.path_of(log_name, token))["drivable_ref"])
     patch = cache.cache_dir / log_name / DRIVABLE_PATCH_DIR / f"{ref}.npz"
     # A copy elsewhere (a fresh path, so no process memory of it): flip one coordinate byte of the patch.
     other = tmp_path / "copy" / log_name
@@ -99,9 +102,28 @@ def test_patch_reference_must_be_a_digest(log_cache, tmp_path):
     cache, log_name, tokens = log_cache
     cache.get(tokens[0])
     with np.load(cache.path_of(log_name, tokens[0])) as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["drivable_ref"] = np.array("../../etc/passwd")
+        members = {k: z[k] for k in z.files}
+    layout = members["__layout__"].tolist()
+    ref = next(i for i, e in enumerate(layout) if e.startswith("drivable_ref:"))
+    members["__layout__"] = np.array(layout[:ref] + layout[ref + 1 :] + [f"drivable_ref:<U16:{members['<u4'].size}:"])
+    members["<u4"] = np.concatenate([members["<u4"], np.array("../../etc/passwd").reshape(1).view("<u4")])
     bad = tmp_path / "bad.npz"
-    np.savez(bad, **arrays)
+    np.savez(bad, **members)
     with pytest.raises(DataError, match="not a digest"):
+        ScoringScene.load(bad)
+
+
+def test_garbled_layout_is_a_data_error(log_cache, tmp_path):
+    cache, log_name, tokens = log_cache
+    cache.get(tokens[0])
+    with np.load(cache.path_of(log_name, tokens[0])) as z:
+        members = {k: z[k] for k in z.files}
+    members["<f8"] = members["<f8"][:10]  # arrays now lie outside their member
+    bad = tmp_path / "short.npz"
+    np.savez(bad, **members)
+    with pytest.raises(DataError, match="outside member"):
+        ScoringScene.load(bad)
+    del members["<f8"]
+    np.savez(bad, **members)
+    with pytest.raises(DataError, match="cannot read scoring scene"):
         ScoringScene.load(bad)
