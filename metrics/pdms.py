@@ -425,10 +425,15 @@ def _same_map_polygons(
     locations = {s.map_location: i for i, s in enumerate(scenes)}
     location = np.repeat([locations[s.map_location] for s in scenes], n_poly)
     ids = np.concatenate([np.asarray(s.drivable_ids) for s in scenes]).astype(np.int64)
-    key = np.column_stack([location, types, ids, shapely.get_num_coordinates(geoms),
-                           bounds.view(np.int64)])
-    _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return first[which.reshape(-1)]
+    key = np.column_stack([location, types, ids, shapely.get_num_coordinates(geoms), bounds.view(np.int64)])
+    order = np.lexsort(key.T[::-1])  # rows sorted, equal rows in index order
+    k = key[order]
+    starts = np.ones(len(k), dtype=bool)
+    starts[1:] = np.any(k[1:] != k[:-1], axis=1)
+    first = order[starts][np.cumsum(starts) - 1]  # the first (lowest) index of each row's equal run
+    out = np.empty(len(key), dtype=np.int64)
+    out[order] = first
+    return out
 
 
 def _token_of(res: CollisionResult, sl: slice, tokens: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:

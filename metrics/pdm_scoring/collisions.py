@@ -174,8 +174,11 @@ class ContactFinder:
         reach = EGO_CIRCUMRADIUS_M + max_shift.max(axis=1) + CONTACT_TOLERANCE_M
         emin = self.centers.min(axis=1) - reach[:, None]
         emax = self.centers.max(axis=1) + reach[:, None]
-        omin = np.where(present[..., None], oxy, np.inf).min(axis=0) - self.obj_radius[:, None]
-        omax = np.where(present[..., None], oxy, -np.inf).max(axis=0) + self.obj_radius[:, None]
+        # Extents over the steps each object is present (NaN elsewhere, which fmin / fmax skip; never present:
+        # NaN extents, which meet nothing).
+        present_xy = np.where(present[..., None], oxy, np.nan)
+        omin = np.fmin.reduce(present_xy, axis=0) - self.obj_radius[:, None]
+        omax = np.fmax.reduce(present_xy, axis=0) + self.obj_radius[:, None]
         keep = np.all((omin[pm] <= emax[pr]) & (omax[pm] >= emin[pr]), axis=-1)
         pr, pm = pr[keep], pm[keep]
 

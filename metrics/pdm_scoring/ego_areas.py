@@ -149,18 +149,18 @@ def _clip_rect(geoms: npt.NDArray[np.object_], box: F64) -> npt.NDArray[np.objec
 
 
 def group_frames(geoms: npt.NDArray[np.object_], poly: I64, lo: F64, hi: F64) -> tuple[I64, F64]:
-    """Prefilter frames for (row, polygon) pairs: a ``polygon_frames`` rectangle per group of pairs.
+    """Prefilter frames for (point set, polygon) pairs: a ``polygon_frames`` rectangle per group of pairs.
 
     Pairs of a polygon share one frame. For a polygon of many vertices (a long road), whose whole-polygon
-    rectangle would be loose, the pairs are grouped by the ``_CLIP_CELL_M`` cell of their row's box centre and
-    each group's frame is that of the polygon clipped to the group's box of ego points (widened by
-    ``_CLIP_MARGIN_M``). Every point of a pair's row that lies in the polygon lies in the pair's frame: the
+    rectangle would be loose, the pairs are grouped by the ``_CLIP_CELL_M`` cell of their box centre and each
+    group's frame is that of the polygon clipped to the group's box of points (widened by
+    ``_CLIP_MARGIN_M``). Every point of a pair's set that lies in the polygon lies in the pair's frame: the
     clipped piece holds the polygon's part within the box (its new vertices are rounded by ~1e-10 m, far within
-    the frames' 1e-6 m padding), and the rows' points lie inside the box.
+    the frames' 1e-6 m padding), and the points lie inside the box.
 
     Args:
         geoms: ``(N,)`` polygons.
-        poly: ``(n,)`` polygon of each pair; lo, hi: ``(n, 2)`` min / max x, y of the pair's row's points.
+        poly: ``(n,)`` polygon of each pair; lo, hi: ``(n, 2)`` min / max x, y of the pair's points.
 
     Returns:
         ``(group of each pair (n,), frames (G, 8))``.
@@ -169,16 +169,20 @@ def group_frames(geoms: npt.NDArray[np.object_], poly: I64, lo: F64, hi: F64) ->
     which = which.reshape(-1)
     big = shapely.get_num_coordinates(geoms[used]) > _CLIP_MIN_VERTICES
     cell = np.floor((lo + hi) / (2.0 * _CLIP_CELL_M)).astype(np.int64)
+    if len(cell):
+        cell -= cell.min(axis=0)
     cell[~big[which]] = 0  # small polygons: one whole-polygon frame
-    keys, group = np.unique(np.column_stack([which, cell]), axis=0, return_inverse=True)
+    n_cells = int(cell.max(initial=0)) + 1  # per axis: the span of the points' cells
+    uniq, group = np.unique((which * n_cells + cell[:, 0]) * n_cells + cell[:, 1], return_inverse=True)
     group = group.reshape(-1)
-    n_groups = len(keys)
+    keys = uniq // (n_cells * n_cells)  # the polygon (index into ``used``) of each group
+    n_groups = len(uniq)
     g_lo = np.full((n_groups, 2), np.inf)
     g_hi = np.full((n_groups, 2), -np.inf)
     np.minimum.at(g_lo, group, lo)
     np.maximum.at(g_hi, group, hi)
-    pieces = geoms[used[keys[:, 0]]]
-    clip = np.flatnonzero(big[keys[:, 0]])
+    pieces = geoms[used[keys]]
+    clip = np.flatnonzero(big[keys])
     if len(clip):
         box = np.concatenate([g_lo[clip] - _CLIP_MARGIN_M, g_hi[clip] + _CLIP_MARGIN_M], axis=-1)
         pieces[clip] = _clip_rect(pieces[clip], box)
@@ -203,8 +207,39 @@ def strictly_inside(geoms: npt.NDArray[np.object_], poly: I64, x: F64, y: F64) -
 _CLIP_MARGIN_M = 1.0
 #: Polygons with more vertices than this get frames of clipped pieces (one per group of nearby rows).
 _CLIP_MIN_VERTICES = 256
-#: Rows whose box centres share a cell of this size share a clipped piece of a polygon.
+#: Point sets whose box centres share a cell of this size share a clipped piece of a polygon.
 _CLIP_CELL_M = 128.0
+#: Each row's states are filtered in segments of this many steps (boxes of 6 points x 6 steps).
+_SEGMENT_STEPS = 6
+
+
+def _box_meets_frame(lo: F64, hi: F64, f: F64) -> B:
+    """Whether axis-aligned boxes ``(n, 2)`` lo/hi may meet ``polygon_frames`` rectangles ``(n, 8)``: the
+    separating-axis test on the frames' two axes (the box projected onto them; conservative by the frames'
+    padding) and the x, y axes (the frames' bounding boxes)."""
+    cos, sin = f[:, 2], f[:, 3]
+    cx, cy = (lo[:, 0] + hi[:, 0]) / 2 - f[:, 0], (lo[:, 1] + hi[:, 1]) / 2 - f[:, 1]
+    hx, hy = (hi[:, 0] - lo[:, 0]) / 2, (hi[:, 1] - lo[:, 1]) / 2
+    cu, cv = cx * cos + cy * sin, cy * cos - cx * sin
+    ru = hx * np.abs(cos) + hy * np.abs(sin) + _FRAME_SLACK_M
+    rv = hx * np.abs(sin) + hy * np.abs(cos) + _FRAME_SLACK_M
+    meets = (cu + ru >= f[:, 4]) & (cu - ru <= f[:, 5]) & (cv + rv >= f[:, 6]) & (cv - rv <= f[:, 7])
+    # The frame's corners, back in x, y: its bounding box against the box.
+    u = f[:, [4, 5, 5, 4]]
+    v = f[:, [6, 6, 7, 7]]
+    x = u * cos[:, None] - v * sin[:, None]
+    y = u * sin[:, None] + v * cos[:, None]
+    return (
+        meets
+        & (x.min(axis=1) - _FRAME_SLACK_M <= hi[:, 0] - f[:, 0])
+        & (x.max(axis=1) + _FRAME_SLACK_M >= lo[:, 0] - f[:, 0])
+        & (y.min(axis=1) - _FRAME_SLACK_M <= hi[:, 1] - f[:, 1])
+        & (y.max(axis=1) + _FRAME_SLACK_M >= lo[:, 1] - f[:, 1])
+    )
+
+
+#: Rounding allowance of ``_box_meets_frame`` (a pair it drops may not hold a point the frame holds).
+_FRAME_SLACK_M = 1e-6
 
 
 def _same_objects(geoms: npt.NDArray[np.object_]) -> I64:
@@ -263,7 +298,13 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
     if len(polys.geoms):
         # 1. (row, polygon) pairs of one scene whose bounding boxes meet.
         pr, pp = same_scene_pairs(row_scene, polys.scene)
-        lo, hi = pts.min(axis=(1, 2)), pts.max(axis=(1, 2))
+        seg = _SEGMENT_STEPS
+        n_seg = -(-n_t // seg)
+        # Boxes of each row's points per segment of steps (the last segment repeats the last state).
+        steps = np.minimum(np.arange(n_seg * seg), n_t - 1)
+        seg_pts = pts[:, steps].reshape(n_rows, n_seg, seg * 6, 2)
+        seg_lo, seg_hi = seg_pts.min(axis=2), seg_pts.max(axis=2)  # (R, S, 2)
+        lo, hi = seg_lo.min(axis=1), seg_hi.max(axis=1)
         bb = polys.bounds[pp]
         keep = (
             (bb[:, 0] <= hi[pr, 0])
@@ -273,32 +314,48 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
         )
         pr, pp = pr[keep], pp[keep]
 
-        # 2. Each point of the row against an aligned bounding rectangle of (a clipped piece of) the polygon,
-        #    on dense arrays. Equal polygons of several scenes are handled once, as their representative.
+        # 2. (row, segment, polygon) triples whose boxes meet, then each point of the segment against an aligned
+        #    bounding rectangle of (a clipped piece of) the polygon, on dense arrays. Equal polygons of several
+        #    scenes are handled once, as their representative.
         rep = (_same_objects(polys.geoms) if polys.representative is None else polys.representative)[pp]
-        group, group_frame = group_frames(polys.geoms, rep, lo[pr], hi[pr])
-        frames = group_frame[group]  # (n, 8)
+        pair = np.repeat(np.arange(len(pr)), n_seg)
+        sg = np.tile(np.arange(n_seg), len(pr))
+        b_lo, b_hi = seg_lo[pr[pair], sg], seg_hi[pr[pair], sg]
+        bb = polys.bounds[pp[pair]]
+        keep = (bb[:, 0] <= b_hi[:, 0]) & (bb[:, 2] >= b_lo[:, 0]) & (bb[:, 1] <= b_hi[:, 1]) & (bb[:, 3] >= b_lo[:, 1])
+        pair, sg, b_lo, b_hi = pair[keep], sg[keep], b_lo[keep], b_hi[keep]
+        group, group_frame = group_frames(polys.geoms, rep[pair], b_lo, b_hi)
+        frames = group_frame[group]
+        keep = _box_meets_frame(b_lo, b_hi, frames)
+        pair, sg, frames = pair[keep], sg[keep], frames[keep]
+        seg_row = pr[pair] * n_seg + sg  # index into the (R * S) segments
+        # Points of a segment, step-major; steps past the end are NaN (in no frame).
+        padded = np.full((n_rows, n_seg * seg, 6, 2), np.nan)
+        padded[:, :n_t] = pts
         # Each point kind only against the polygons it is tested on: corners against lanes and drivable
         # areas, the centre against route lanes, the rear axle against intersections.
         found = []
         for mask, kinds in (
-            ((polys.is_lane | polys.is_drivable)[pp], slice(0, 4)),
-            (polys.is_route_lane[pp], slice(CENTER, CENTER + 1)),
-            (polys.is_intersection[pp], slice(CENTER + 1, CENTER + 2)),
+            ((polys.is_lane | polys.is_drivable)[pp[pair]], slice(0, 4)),
+            (polys.is_route_lane[pp[pair]], slice(CENTER, CENTER + 1)),
+            (polys.is_intersection[pp[pair]], slice(CENTER + 1, CENTER + 2)),
         ):
-            sel = pts[:, :, kinds]  # (R, T, k, 2)
+            sel = padded[:, :, kinds]  # (R, S * seg, k, 2)
             n_kinds = sel.shape[2]
-            xs = np.ascontiguousarray(sel[..., 0]).reshape(n_rows, -1)
-            ys = np.ascontiguousarray(sel[..., 1]).reshape(n_rows, -1)
-            hit_pair, flat = _in_frames(xs, ys, pr, frames, np.flatnonzero(mask))
-            found.append((hit_pair, flat // n_kinds, flat % n_kinds + kinds.start))
-        pair = np.concatenate([f[0] for f in found])
+            xs = np.ascontiguousarray(sel[..., 0]).reshape(n_rows * n_seg, -1)
+            ys = np.ascontiguousarray(sel[..., 1]).reshape(n_rows * n_seg, -1)
+            hit, flat = _in_frames(xs, ys, seg_row, frames, np.flatnonzero(mask))
+            found.append((hit, sg[hit] * seg + flat // n_kinds, flat % n_kinds + kinds.start))
+        hit = np.concatenate([f[0] for f in found])
         t = np.concatenate([f[1] for f in found])
         kind = np.concatenate([f[2] for f in found])
-        rr, pp = pr[pair], pp[pair]
+        pair = pair[hit]
+        rr = pr[pair]
+        rep = rep[pair]
+        pp = pp[pair]
 
         # 3. The strict point-in-polygon test on what is left.
-        inside = strictly_inside(polys.geoms, rep[pair], pts[rr, t, kind, 0], pts[rr, t, kind, 1])
+        inside = strictly_inside(polys.geoms, rep, pts[rr, t, kind, 0], pts[rr, t, kind, 1])
         rr, pp, t, kind = rr[inside], pp[inside], t[inside], kind[inside]
 
         corner = kind < 4
