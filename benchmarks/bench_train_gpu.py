@@ -144,21 +144,24 @@ def count_flops(world: Path) -> tuple[float, str]:
     return fc.get_total_flops() / 4, labels
 
 
-def real_train(world: Path, out: Path, batch: int, steps: int, workers: int, log_every: int) -> dict:
-    run_dir = Path(tempfile.gettempdir()) / "bench_train_gpu" / f"train_b{batch}"  # checkpoints stay out of OUT
+def real_train(world: Path, out: Path, batch: int, steps: int, workers: int, log_every: int,
+               extra: list[str] | None = None) -> dict:
+    name = f"train_b{batch}" + "".join("_" + "".join(c if c.isalnum() else "-" for c in kv) for kv in extra or [])
+    run_dir = Path(tempfile.gettempdir()) / "bench_train_gpu" / name  # checkpoints stay out of OUT
     shutil.rmtree(run_dir, ignore_errors=True)
     cmd = cli("train", "--preset", "navsim-r34", "--navsim-root", str(world), "--no-val", "--device", "cuda",
               "--max-steps", str(steps), "--out", str(run_dir), "--set", f"batch_size={batch}",
-              "--set", f"data.num_workers={workers}", "--set", f"log_every={log_every}")
+              "--set", f"data.num_workers={workers}", "--set", f"log_every={log_every}",
+              *[a for kv in extra or [] for a in ("--set", kv)])
     t, t_unix = time.perf_counter(), time.time()
     with Util() as util:
         proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t
-    (out / f"train_b{batch}.log").write_text(proc.stdout + proc.stderr)
+    (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-5000:], flush=True)
         raise RuntimeError(f"lead-bench train failed with exit code {proc.returncode}")
-    shutil.copy(run_dir / "metrics.csv", out / f"train_b{batch}_metrics.csv")
+    shutil.copy(run_dir / "metrics.csv", out / f"{name}_metrics.csv")
     with (run_dir / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get("samples_per_s")]
     first = rows[1]  # the first interval holds compilation and capture; steady state from the second row on
@@ -166,7 +169,7 @@ def real_train(world: Path, out: Path, batch: int, steps: int, workers: int, log
     n = batch * (int(lastr["step"]) - int(first["step"]))
     dt = float(lastr["unix_time"]) - float(first["unix_time"])
     steady = rows[2:]
-    return {"kind": "lead-bench train", "batch": batch, "samples_per_s": n / dt,
+    return {"kind": "lead-bench train" + (" " + ",".join(extra) if extra else ""), "batch": batch, "samples_per_s": n / dt,
             "ms_per_step": 1000 * dt / (int(lastr["step"]) - int(first["step"])),
             "peak_reserved_gib": float(lastr["gpu_peak_reserved_gib"]),
             "peak_allocated_gib": float(lastr["gpu_peak_allocated_gib"]),
@@ -182,14 +185,11 @@ def synthetic(batch: int, steps: int) -> dict:
 
     from harness.model.io import TFv6Config
 
-    with Util() as util:
-        t = time.time()
-        r = b.run_variant(TFv6Config.preset("navsim-r34"), batch, "compile_graph", steps, 6, torch.device("cuda"))
-        r["gpu_util_nvml"] = util.mean(t + r["warmup_s"], time.time())
+    r = b.run_variant(TFv6Config.preset("navsim-r34"), batch, "compile_graph", steps, 6, torch.device("cuda"))
     torch.cuda.empty_cache()
     return {"kind": "TrainStep synthetic", "batch": batch, "samples_per_s": r["samples_per_s"],
             "ms_per_step": r["ms_per_step"], "peak_reserved_gib": r["peak_reserved_gib"],
-            "peak_allocated_gib": float("nan"), "gpu_util": r["gpu_util_nvml"], "data_fraction": 0.0,
+            "peak_allocated_gib": float("nan"), "gpu_util": r["gpu_util"], "data_fraction": 0.0,
             "warmup_s": r["warmup_s"]}
 
 
@@ -205,6 +205,8 @@ def main() -> None:
     ap.add_argument("--loader-workers", type=int, nargs="*", default=[2, 4, 8, 14])
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-flops", action="store_true")
+    ap.add_argument("--skip-loader", action="store_true")
+    ap.add_argument("--train-set", nargs="*", default=[], help="extra --set key=value for lead-bench train")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/bench_train_gpu")))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +215,7 @@ def main() -> None:
     t_world = build_world(args.world, args.logs, args.duration)
     print(f"world {args.world} built in {t_world:.0f} s", flush=True)
     loader = []
-    for w, cache in [(0, True), (0, False), *[(w, False) for w in args.loader_workers]]:
+    for w, cache in [] if args.skip_loader else [(0, True), (0, False), *[(w, False) for w in args.loader_workers]]:
         try:
             r = loader_rate(args.world, w, cache, 32, 0 if w == 0 else 24)
             loader.append(r)
@@ -228,7 +230,8 @@ def main() -> None:
             if kind == "synthetic" and args.skip_synthetic:
                 continue
             try:
-                r = (real_train(args.world, args.out, b, args.steps, args.workers, args.log_every) if kind == "real"
+                r = (real_train(args.world, args.out, b, args.steps, args.workers, args.log_every, args.train_set)
+                     if kind == "real"
                      else synthetic(b, 30))
                 rows.append(r)
                 print(json.dumps(r), flush=True)
@@ -242,14 +245,14 @@ def main() -> None:
         print(f"{r['workers']:>8}{'warm' if r['cache'] else 'off':>13}{r['samples_per_s']:>11.0f}"
               f"{r['world_samples']:>15}")
     synth = {r["batch"]: r for r in rows if r["kind"].startswith("TrainStep")}
-    hdr = (f"{'run':<22}{'batch':>6}{'ms/step':>9}{'samples/s':>11}{'vs synth':>9}{'vs LEAD':>9}{'peak res GiB':>13}"
+    hdr = (f"{'run':<30}{'batch':>6}{'ms/step':>9}{'samples/s':>11}{'vs synth':>9}{'vs LEAD':>9}{'peak res GiB':>13}"
            f"{'LEAD GiB':>9}{'GPU util':>9}{'data frac':>10}{'of bf16 pk':>11}")
     print("\n" + hdr + "\n" + "-" * len(hdr))
     for r in rows:
         b = r["batch"]
         vs = f"{r['samples_per_s'] / synth[b]['samples_per_s']:.2f}x" if b in synth else "-"
         util = f"{r['gpu_util']:.0f}%" if r.get("gpu_util") is not None else "-"
-        print(f"{r['kind']:<22}{b:>6}{r['ms_per_step']:>9.1f}{r['samples_per_s']:>11.0f}{vs:>9}"
+        print(f"{r['kind']:<30}{b:>6}{r['ms_per_step']:>9.1f}{r['samples_per_s']:>11.0f}{vs:>9}"
               f"{r['samples_per_s'] / LEAD.get(b, float('nan')):>8.2f}x{r['peak_reserved_gib']:>13.1f}"
               f"{LEAD_GIB.get(b, float('nan')):>9.1f}{util:>9}{r['data_fraction']:>10.2f}"
               f"{flops * r['samples_per_s'] / PEAK:>10.1%}")

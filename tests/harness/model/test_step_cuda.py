@@ -46,7 +46,7 @@ def _pair(max_graphs: int = 4, clip: float | None = 1.0):
 
 
 def _batches(cfg: TFv6Config, sizes: list[int]):
-    return [tuple(x.cuda() for x in tiny_batch(cfg, b=n, seed=i)) for i, n in enumerate(sizes)]
+    return [tuple(x.to("cuda") for x in tiny_batch(cfg, b=n, seed=i)) for i, n in enumerate(sizes)]
 
 
 def _close_models(a: torch.nn.Module, b: torch.nn.Module, tol: float = 2e-4) -> None:
