@@ -8,6 +8,8 @@ order (ascending FID), as in :mod:`adapters.navsim.scoring_route`.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +34,29 @@ F64 = npt.NDArray[np.float64]
 #: abstract_pdm_planner.py: roadblocks ahead of the starting one that Dijkstra may end in.
 CENTERLINE_ROADBLOCK_WINDOW = 30
 
+
+
+#: STR-trees of the drivable polygon arrays last used (scenes of a log share one array: one tree for them).
+_TREES: OrderedDict[int, tuple[npt.NDArray[np.object_], shapely.STRtree]] = OrderedDict()
+_TREES_KEPT = 8
+_TREES_LOCK = threading.Lock()
+
+
+def _tree_of(polys: npt.NDArray[np.object_]) -> shapely.STRtree:
+    """``STRtree(polys, node_capacity=10)``, reused while the same read-only array object comes back."""
+    if polys.flags.writeable:
+        return shapely.STRtree(polys, node_capacity=10)
+    with _TREES_LOCK:
+        hit = _TREES.get(id(polys))
+        if hit is not None and hit[0] is polys:
+            _TREES.move_to_end(id(polys))
+            return hit[1]
+    tree = shapely.STRtree(polys, node_capacity=10)
+    with _TREES_LOCK:
+        _TREES[id(polys)] = (polys, tree)
+        while len(_TREES) > _TREES_KEPT:
+            _TREES.popitem(last=False)
+    return tree
 
 
 def starting_lane(
@@ -65,7 +90,7 @@ def starting_lane(
     polys = np.asarray(drivable_polygons, dtype=object)
     hits: list[int] = []
     if len(polys):
-        tree = shapely.STRtree(polys, node_capacity=10)
+        tree = _tree_of(polys)
         hits = [int(ids[i]) for i in tree.query(shapely.Point(pose[0], pose[1]), predicate="intersects")]
     on_route = [h for h in hits if h in lanes]
     if on_route:

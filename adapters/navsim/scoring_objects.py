@@ -24,6 +24,7 @@ Everything is numpy over tracks x keyframes x steps; there is no Python loop ove
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,6 +73,18 @@ def _type_codes(names: Sequence[str]) -> npt.NDArray[np.int64]:
         raise
 
 
+@functools.lru_cache(maxsize=512)
+def _frame_type_codes(names: tuple[str, ...]) -> npt.NDArray[np.int64]:
+    """A frame's type codes, read-only (a keyframe belongs to a dozen scenes: converted once)."""
+    codes = _type_codes(names)
+    codes.flags.writeable = False
+    return codes
+
+
+#: Code -> whether the type is an agent.
+_IS_AGENT = np.isin(np.arange(len(ObjectType)), _AGENT_CODES)
+
+
 def object_timeline(frames: Sequence[NavsimFrame], current: int, horizon_s: float = 5.0) -> ObjectTimeline:
     """Ground-truth objects of a scene at 10 Hz over ``[0, horizon_s]``, map frame.
 
@@ -112,7 +125,7 @@ def object_timeline(frames: Sequence[NavsimFrame], current: int, horizon_s: floa
     vel = np.concatenate([a.velocity_3d for a in anns], axis=0)  # type: ignore[union-attr]
     tokens = [t for a in anns for t in a.track_tokens]  # type: ignore[union-attr]
     try:
-        types = _type_codes([n for a in anns for n in a.names])  # type: ignore[union-attr]
+        types = np.concatenate([_frame_type_codes(a.names) for a in anns])  # type: ignore[union-attr]
     except ValueError as exc:
         raise DataError(str(exc), token=frames[current].token) from exc
     kidx = np.repeat(np.arange(n_kf), counts)
@@ -124,13 +137,17 @@ def object_timeline(frames: Sequence[NavsimFrame], current: int, horizon_s: floa
     gx = (lx * cos - ly * sin) + ego[:, 0]
     gy = (lx * sin + ly * cos) + ego[:, 1]
     gh = _wrap(_wrap(boxes[:, 6] + ego[:, 2]))
-    is_agent = np.isin(types, _AGENT_CODES)
+    is_agent = _IS_AGENT[types]
     vx, vy = vel[:, 0], vel[:, 1]
     gvx = np.where(is_agent, vx * cos - vy * sin, 0.0)
     gvy = np.where(is_agent, vx * sin + vy * cos, 0.0)
 
-    # A token repeated within one frame keeps its first box.
-    names, first_det, inverse = np.unique(np.asarray(tokens, dtype=str), return_index=True, return_inverse=True)
+    # A token repeated within one frame keeps its first box. Tracks are numbered in order of first appearance
+    # (the final order below depends only on that position and the type, never on the token strings).
+    number: dict[str, int] = {}
+    inverse = np.fromiter((number.setdefault(t, len(number)) for t in tokens), dtype=np.int64, count=len(tokens))
+    _, first_det = np.unique(inverse, return_index=True)
+    names = np.asarray([tokens[i] for i in first_det.tolist()], dtype=str)
     # nuPlan's TrackedObjects sorts every step's objects by type (stable), so order tracks by the type of their
     # first appearance, then by first appearance: each step's present tracks are then in NAVSIM's order.
     by_appearance = np.lexsort((first_det, types[first_det]))
@@ -178,7 +195,7 @@ def object_timeline(frames: Sequence[NavsimFrame], current: int, horizon_s: floa
     interp[..., 2][wrap] = _wrap(interp[..., 2][wrap])
 
     first_types = types[first_det]
-    agent = np.isin(first_types, _AGENT_CODES)
+    agent = _IS_AGENT[first_types]
     interp[:, ~agent, 3:] = 0.0  # static objects carry no velocity
     poses = interp[..., :3]
     velocity = interp[..., 3:]

@@ -263,10 +263,10 @@ def forecast_timeline(obs: PDMObservation, num_steps: int, *, drop_collided: boo
     keep = np.flatnonzero(~obs.is_red_light & (~obs.collided if drop_collided else True))
     m = len(keep)
     poses = np.empty((num_steps, m, 3), dtype=np.float64)
-    for k in range(num_steps):
-        dt = obs.map_time_s(obs.map_index(k))
-        poses[k, :, :2] = obs.center_pose[keep, :2] + dt * obs.forecast_velocity_xy[keep]
-        poses[k, :, 2] = obs.center_pose[keep, 2]
+    # All steps at once; element by element the same expression as step by step (centre + dt * velocity).
+    dt = np.array([obs.map_time_s(obs.map_index(k)) for k in range(num_steps)])
+    poses[:, :, :2] = obs.center_pose[keep, :2][None] + dt[:, None, None] * obs.forecast_velocity_xy[keep][None]
+    poses[:, :, 2] = obs.center_pose[keep, 2][None]
     vel = np.broadcast_to(obs.forecast_velocity_xy[keep], (num_steps, m, 2)).copy()
     return ObjectTimeline(
         tokens=obs.tokens[keep].copy(),
