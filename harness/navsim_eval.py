@@ -26,6 +26,7 @@ from adapters.navsim.scene_filter import SceneFilter
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.agents.pdm_closed import plan_pdm_closed, plan_pdm_closed_batch
 from harness.errors import DataError, LeadBenchError
+from harness.scoring_pool import can_fork, fork_map, split_bounds
 from harness.scoring_scene import ScoringScene
 from harness.trajectory import Trajectory
 from metrics.pdm_simulation import (
@@ -281,9 +282,10 @@ def score_plans(
 ) -> list[ProposalScores]:
     """Simulate and score ``[PDM-Closed, plan]`` for each scene; proposal 1 of each result is the agent.
 
-    With ``workers > 1`` (and the fork start method, i.e. Linux) the scenes are split into contiguous parts
-    scored by forked processes that inherit them: only part bounds and results cross process boundaries,
-    never the scenes. Every scene's result is the same as scored serially (scenes are scored independently).
+    With ``workers > 1`` (and the fork start method, i.e. Linux) the scenes are split into ``workers``
+    contiguous parts: this process scores the first while processes forked for the call score the others
+    (``harness.scoring_pool.fork_map``: they inherit the scenes; only results cross process boundaries). Every
+    scene's result is the same as scored serially (scenes are scored independently).
 
     Raises:
         ValueError: a plan with non-finite poses (Trajectory already forbids it) or wrong shapes.
@@ -296,36 +298,12 @@ def score_plans(
     for s in scenes:
         if s.pdm_closed_states.shape[0] < 2:
             raise DataError("scoring scene has no PDM-Closed trajectory (metric cache incomplete)", token=s.token)
-    if workers > 1 and len(scenes) >= 2 * workers and "fork" in multiprocessing.get_all_start_methods():
-        return _score_forked(scenes, plans, config, workers)
+    if workers > 1 and len(scenes) >= 2 * workers and can_fork():
+        parts = split_bounds(len(scenes), workers)
+        results = fork_map(lambda i: _score_serial(scenes[parts[i][0]:parts[i][1]],
+                                                   plans[parts[i][0]:parts[i][1]], config), workers)
+        return [r for part in results for r in part]
     return _score_serial(scenes, plans, config)
-
-
-#: What forked scoring workers inherit: (scenes, plans, config), set only while their pool runs.
-_FORK_PAYLOAD: tuple[Sequence[ScoringScene], Sequence[Trajectory], PDMSConfig | None] | None = None
-
-
-def _score_forked(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], config: PDMSConfig | None,
-                  workers: int) -> list[ProposalScores]:
-    global _FORK_PAYLOAD
-    bounds = np.linspace(0, len(scenes), workers + 1).round().astype(int).tolist()
-    parts = list(zip(bounds[:-1], bounds[1:], strict=True))
-    _FORK_PAYLOAD = (scenes, plans, config)
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_single_threaded) as pool:
-            results = list(pool.map(_score_part, parts))
-    finally:
-        _FORK_PAYLOAD = None
-    return [r for part in results for r in part]
-
-
-def _score_part(bounds: tuple[int, int]) -> list[ProposalScores]:
-    if _FORK_PAYLOAD is None:
-        raise RuntimeError("scoring worker started without its scenes (not forked from score_plans)")
-    scenes, plans, config = _FORK_PAYLOAD
-    lo, hi = bounds
-    return _score_serial(scenes[lo:hi], plans[lo:hi], config)
 
 
 def _score_serial(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], config: PDMSConfig | None

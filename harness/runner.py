@@ -27,6 +27,7 @@ from harness.navsim_eval import (
     score_plans,
 )
 from harness.results import ProgressLog, atomic_write_frame, write_results
+from harness.scoring_pool import ScoringPool, can_fork
 from harness.trajectory import NAVSIM_SAMPLING, Trajectory, TrajectorySampling
 from harness.types import Sample, SampleRef
 from metrics.displacement import displacement_errors
@@ -98,7 +99,8 @@ def run_navsim(
         batch_size: scenes per agent call and per scoring batch.
         resume: keep rows already in ``out_dir/progress.jsonl`` and run only the rest.
         workers, ray_address, engine: metric-cache building over local processes or Ray
-            (see ``build_metric_cache``).
+            (see ``build_metric_cache``); with ``workers > 1`` scoring also runs in that many local worker
+            processes (``harness.scoring_pool.ScoringPool``: they load the scenes and score them; same results).
         config: the resolved configuration recorded with the results.
         callbacks: progress hooks.
     """
@@ -126,10 +128,15 @@ def run_navsim(
     needs = agent.sensor_needs()
     selection = SensorSelection(cameras=needs.cameras, lidar=needs.lidar)
     callbacks.phase(f"{agent.name} on {reader.split}", len(todo))
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        progress.append(_run_batch(reader, cache, agent, batch, selection, sampling, cache_errors))
-        callbacks.advance(len(batch))
+    pool = ScoringPool(spec, workers) if workers > 1 and todo and can_fork() else None
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            progress.append(_run_batch(reader, cache, agent, batch, selection, sampling, cache_errors, pool))
+            callbacks.advance(len(batch))
+    finally:
+        if pool is not None:
+            pool.close()
 
     finished = progress.load()
     rows = [_complete(finished[r.token]) for r in refs]
@@ -213,13 +220,27 @@ def _run_batch(
     selection: SensorSelection,
     sampling: TrajectorySampling,
     cache_errors: Mapping[str, str | None],
+    pool: ScoringPool | None = None,
 ) -> list[dict[str, Any]]:
+    if pool is not None:  # the pool's workers load the scenes: only tokens and plans are sent
+        return run_scored_batch(
+            reader, _TokensOnly(), agent, refs, selection, sampling, cache_errors,
+            score=pool.score, make_row=lambda sample, sc: agent_row(sample.meta.token, sc), failed=_failed,
+        )
     return run_scored_batch(
         reader, cache, agent, refs, selection, sampling, cache_errors,
         score=lambda scenes, plans: score_plans(scenes, plans),
         make_row=lambda sample, sc: agent_row(sample.meta.token, sc),
         failed=_failed,
     )
+
+
+class _TokensOnly:
+    """Stands in for the metric cache where workers load the scenes: a token's "scene" is its token."""
+
+    @staticmethod
+    def get(token: str) -> str:
+        return token
 
 
 def run_scored_batch(
@@ -237,8 +258,9 @@ def run_scored_batch(
 ) -> list[dict[str, Any]]:
     """Load, plan and score one batch of tokens; every token comes back as a row, failures with their error.
 
-    Shared by the PDMS and EPDMS runners: ``score`` maps (scenes, plans) to per-token scores, ``make_row``
-    turns one into a result row, ``failed`` builds the row of a token that could not be scored.
+    Shared by the PDMS and EPDMS runners: ``score`` maps (scenes, plans) to per-token scores (an exception in
+    place of a token's scores fails that token alone), ``make_row`` turns one into a result row, ``failed``
+    builds the row of a token that could not be scored.
     """
     rows: list[dict[str, Any]] = []
     samples: list[Sample] = []
@@ -270,6 +292,9 @@ def run_scored_batch(
         return rows + [failed(samples[i].meta, exc) for i in ok]
     for i, sc in zip(ok, scores, strict=True):
         sample = samples[i]
+        if isinstance(sc, Exception):
+            rows.append(failed(sample.meta, sc))
+            continue
         row = make_row(sample, sc)
         row.update(log_name=sample.meta.log_id, error=None, **displacement_row(sample, plans[i], sampling))
         row["plan"] = plans[i].poses.tolist()

@@ -1,0 +1,236 @@
+"""Local multi-process scoring: forked parts of one call, and a persistent pool that loads scenes by token.
+
+Two ways to spread PDMS scoring over the cores of one machine (Ray stays for clusters, ``--ray-address``):
+
+- ``fork_map(fn, n)``: part 0 runs in this process, parts 1..n-1 in processes forked for this call. The children
+  inherit everything (the scenes of ``score_plans``): nothing is pickled on the way in, only each part's result
+  comes back through a pipe. The calling process works too, and it is the warm one (a forked child first pays
+  for the pages it writes), so a call with 2 parts costs one fork.
+- ``ScoringPool``: worker processes forked once per run, each with its own ``MetricCache``. A batch is sent as
+  tokens and plan poses; the workers load their scenes from the cache and score them, so loading (which costs
+  more than scoring) is spread over the workers too, and the workers stay warm from batch to batch.
+
+Scenes are scored independently (``score_batch`` chunks are an implementation detail), so how the scenes are
+split over processes never changes a result. Workers run with one BLAS/OpenMP thread each
+(``one_blas_thread``).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import multiprocessing
+import os
+import pickle
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from harness.errors import LeadBenchError
+from harness.trajectory import Trajectory, TrajectorySampling
+
+T = TypeVar("T")
+
+
+def can_fork() -> bool:
+    """Whether this platform has the fork start method (Linux); elsewhere everything runs serially."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+@functools.lru_cache(maxsize=1)
+def _thread_pools() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # inspects the loaded libraries once (~10 ms); limiting is then cheap
+
+
+def one_blas_thread() -> Any:
+    """Context manager: one BLAS/OpenMP thread in this process (workers beside each other fill the cores).
+
+    Processes forked inside it keep the limit. Setting it in a forked child instead makes OpenBLAS rebuild its
+    threads there, which costs the child's first scoring call ~50 ms.
+    """
+    return _thread_pools().limit(limits=1)
+
+
+def split_bounds(n_items: int, n_parts: int) -> list[tuple[int, int]]:
+    """``n_parts`` contiguous (lo, hi) ranges covering ``range(n_items)``, sizes differing by at most one."""
+    bounds = np.linspace(0, n_items, n_parts + 1).round().astype(int).tolist()
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def fork_map(fn: Callable[[int], T], n_parts: int) -> list[T]:
+    """``[fn(0), ..., fn(n_parts - 1)]``, part 0 here and the others in forked child processes.
+
+    The children share this process's memory as it was at the fork (copy-on-write), so ``fn`` may close over
+    large inputs. A child's result (or exception) is pickled back through a pipe from the child this call
+    forked (trusted: nothing else writes to it). An exception in any part is raised here after every child has
+    finished; a child that dies without answering raises ``RuntimeError``. Without fork, runs serially.
+    """
+    if n_parts <= 1 or not can_fork():
+        return [fn(i) for i in range(n_parts)]
+    with one_blas_thread():
+        return _fork_map(fn, n_parts)
+
+
+def _fork_map(fn: Callable[[int], T], n_parts: int) -> list[T]:
+    children: list[tuple[int, int]] = []
+    gc.freeze()  # the children's garbage collector then leaves the inherited objects' pages alone
+    try:
+        for part in range(1, n_parts):
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child; coverage is not collected in forked processes
+                _child(fn, part, read_fd, write_fd)
+            os.close(write_fd)
+            children.append((pid, read_fd))
+    except BaseException:
+        _reap(children, kill=True)
+        raise
+    finally:
+        gc.unfreeze()
+    results: list[Any] = [None] * n_parts
+    failure: BaseException | None = None
+    try:
+        results[0] = fn(0)
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, once the children are reaped
+        failure = exc
+    answers = _reap(children, kill=isinstance(failure, KeyboardInterrupt))
+    for part, (ok, value) in enumerate(answers, start=1):
+        if failure is None and not ok:
+            failure = value
+        results[part] = value
+    if failure is not None:
+        raise failure
+    return results
+
+
+def _child(fn: Callable[[int], Any], part: int, read_fd: int, write_fd: int) -> None:  # pragma: no cover
+    """Runs in the forked child: compute, write the pickled answer, and leave without running any cleanup."""
+    code = 0
+    try:
+        os.close(read_fd)
+        gc.disable()
+        try:
+            answer: tuple[bool, Any] = (True, fn(part))
+        except Exception as exc:  # noqa: BLE001 - sent to the parent
+            answer = (False, exc)
+        try:
+            payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
+            payload = pickle.dumps((False, RuntimeError(f"scoring part {part}: {type(exc).__name__}: {exc}")))
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(payload)
+    except BaseException:  # noqa: BLE001 - nothing may escape into the parent's stack
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _reap(children: Sequence[tuple[int, int]], *, kill: bool) -> list[tuple[bool, Any]]:
+    """Read every child's answer and wait for it; (ok, result or exception) per child."""
+    answers: list[tuple[bool, Any]] = []
+    for pid, read_fd in children:
+        if kill:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if data:
+            answers.append(pickle.loads(data))  # noqa: S301 - written by the child forked above
+        else:
+            answers.append((False, RuntimeError(f"scoring worker {pid} ended without a result "
+                                                f"(wait status {status})")))
+    return answers
+
+
+# --- a persistent pool for runs --------------------------------------------------------------------------
+
+
+class ScoringPool:
+    """Scoring workers for a run: forked once, each opens the metric cache and scores the tokens it is sent.
+
+    ``score(tokens, plans)`` returns, per token, its ``ProposalScores`` or the error that kept it from being
+    scored (its scene could not be loaded, or its batch part failed), in order. Use as a context manager.
+
+    Args:
+        spec: the run's metric cache (``harness.navsim_eval.CacheSpec``); it must be built for the tokens.
+        workers: worker processes (>= 2; the parts of a batch go to them in parallel).
+        config: the PDMS configuration (None: the default).
+    """
+
+    def __init__(self, spec: Any, workers: int, config: Any = None) -> None:
+        if workers < 2:
+            raise ValueError(f"ScoringPool needs at least 2 workers, got {workers}")
+        context = multiprocessing.get_context("fork") if can_fork() else None
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_open_worker,
+                                             initargs=(spec, config))
+        with one_blas_thread():  # the workers are forked now (all at the first submit), inheriting the limit
+            self._executor.submit(int).result()
+
+    def score(self, tokens: Sequence[str], plans: Sequence[Trajectory]) -> list[Any]:
+        if len(tokens) != len(plans):
+            raise ValueError(f"ScoringPool.score: {len(tokens)} tokens but {len(plans)} plans")
+        futures = []
+        for lo, hi in split_bounds(len(tokens), min(self.workers, max(1, len(tokens)))):
+            if hi > lo:
+                part = plans[lo:hi]
+                futures.append(self._executor.submit(
+                    _score_tokens, list(tokens[lo:hi]), np.stack([p.poses for p in part]),
+                    [(p.sampling.num_poses, p.sampling.interval_s) for p in part]))
+        out: list[Any] = []
+        for future in futures:
+            out.extend(future.result())
+        return out
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ScoringPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: The worker's (metric cache, PDMS config), set by its initializer.
+_WORKER: tuple[Any, Any] | None = None
+
+
+def _open_worker(spec: Any, config: Any) -> None:
+    global _WORKER
+    _WORKER = (spec.open(), config)
+
+
+def _score_tokens(tokens: list[str], poses: np.ndarray, samplings: list[tuple[int, float]]) -> list[Any]:
+    """In a worker: load the tokens' scenes and score the plans; per token its scores or its error."""
+    from harness.navsim_eval import score_plans
+
+    if _WORKER is None:
+        raise RuntimeError("scoring worker not initialised (not started by ScoringPool)")
+    cache, config = _WORKER
+    out: list[Any] = [None] * len(tokens)
+    scenes, plans, where = [], [], []
+    for i, token in enumerate(tokens):
+        try:
+            scenes.append(cache.get(token))
+        except (LeadBenchError, ValueError) as exc:
+            out[i] = exc
+            continue
+        plans.append(Trajectory(poses[i], TrajectorySampling(*samplings[i])))
+        where.append(i)
+    if scenes:
+        try:
+            for i, scores in zip(where, score_plans(scenes, plans, config=config), strict=True):
+                out[i] = scores
+        except (LeadBenchError, ValueError) as exc:
+            for i in where:
+                out[i] = exc
+    return out

@@ -1,0 +1,95 @@
+"""Local multi-process scoring: forked parts of one call, the persistent pool of a run, identical results."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adapters.navsim.reader import NavsimReader
+from harness.agents import build_agent
+from harness.errors import DataError
+from harness.navsim_eval import CacheSpec, build_metric_cache, score_plans
+from harness.runner import plan_samples, run_navsim
+from harness.scoring_pool import ScoringPool, can_fork, fork_map, split_bounds
+from harness.trajectory import NAVSIM_SAMPLING
+from metrics.pdms import PDMS_COLUMNS
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="needs the fork start method")
+
+
+def test_split_bounds_cover_everything_evenly():
+    assert split_bounds(7, 3) == [(0, 2), (2, 5), (5, 7)]
+    assert split_bounds(2, 2) == [(0, 1), (1, 2)]
+    assert split_bounds(0, 2) == [(0, 0), (0, 0)]
+
+
+def test_fork_map_runs_part_zero_here_and_the_others_in_children_in_order():
+    big = np.arange(1_000_000)  # inherited by the children, never sent
+
+    def part(i):
+        return i, os.getpid(), int(big[i * 10])
+
+    out = fork_map(part, 3)
+    assert [o[0] for o in out] == [0, 1, 2] and [o[2] for o in out] == [0, 10, 20]
+    assert out[0][1] == os.getpid()
+    assert len({o[1] for o in out}) == 3
+
+
+def test_fork_map_raises_a_childs_error_here():
+    def part(i):
+        if i == 1:
+            raise ValueError(f"part {i} failed")
+        return i
+
+    with pytest.raises(ValueError, match="part 1 failed"):
+        fork_map(part, 2)
+
+
+def test_fork_map_reports_a_child_that_dies_without_answering():
+    def part(i):
+        if i == 1:
+            os._exit(3)
+        return i
+
+    with pytest.raises(RuntimeError, match="ended without a result"):
+        fork_map(part, 2)
+
+
+def _tokens_by_log(refs):
+    by_log: dict[str, list[str]] = {}
+    for r in refs:
+        by_log.setdefault(r.log_id, []).append(r.token)
+    return by_log
+
+
+def test_pool_scores_as_serial_and_fails_only_the_missing_token(small_world_root, tmp_path):
+    reader = NavsimReader(small_world_root, "test")
+    refs = reader.index()[:10]
+    spec = CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / "mc")
+    assert not any(build_metric_cache(spec, _tokens_by_log(refs)).values())
+    cache = spec.open()
+    plans = plan_samples(build_agent("cv"), [reader.load(r) for r in refs], NAVSIM_SAMPLING)
+    serial = score_plans([cache.get(r.token) for r in refs], plans)
+    tokens = [r.token for r in refs]
+    tokens[3] = "no-such-token"
+    with ScoringPool(spec, 2) as pool:
+        got = pool.score(tokens, plans)
+    assert len(got) == len(refs) and isinstance(got[3], DataError)
+    for i, (a, b) in enumerate(zip(serial, got, strict=True)):
+        if i != 3:
+            assert a.row(0) == b.row(0) and a.row(1) == b.row(1)
+            np.testing.assert_array_equal(a.ego_areas, b.ego_areas)
+
+
+def test_run_with_two_workers_equals_serial(small_world_root, tmp_path):
+    reader = NavsimReader(small_world_root, "test")
+    rows = []
+    for workers in (1, 2):
+        run_navsim(reader, build_agent("cv"), tmp_path / f"out{workers}", maps_root=small_world_root / "maps",
+                   cache_dir=tmp_path / "mc", workers=workers, batch_size=4)
+        rows.append(pd.read_parquet(tmp_path / f"out{workers}" / "rows.parquet"))
+    assert len(rows[0]) == len(rows[1]) > 4 and rows[0]["valid"].all()
+    pd.testing.assert_frame_equal(rows[0][["token", *PDMS_COLUMNS]], rows[1][["token", *PDMS_COLUMNS]])
