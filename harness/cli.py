@@ -185,7 +185,8 @@ def run() -> None:
                    "(default: the lead-bench cache directory).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Scenes per agent call and scoring batch.")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="Build the metric cache with N workers (local processes, or Ray with --engine ray).")
+              help="Build the metric cache with N workers (local processes, or Ray with --engine ray); "
+                   "navhard_two_stage: score over N forked processes.")
 @click.option("--engine", type=click.Choice(["processes", "ray"]), default="processes", show_default=True,
               help="Scale-out engine for the metric cache; ray starts a local cluster unless --ray-address.")
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster for metric caching (implies ray).")
@@ -221,7 +222,7 @@ def run_navsim(data_root: Path | None, maps_root: Path | None, split: str, agent
         out = out or Path("runs") / f"navsim-{Path(agent_name).stem}-{split}-{datetime.now():%Y%m%d-%H%M%S}"
         return run_two_stage(data_root, maps_root, _resolve_agent(agent_name, data_root), out,
                              cache_dir or _metric_cache_dir(data_root, split), traffic=traffic or "reactive",
-                             human_filter=human_filter == "on", batch_size=batch_size,
+                             human_filter=human_filter == "on", batch_size=batch_size, workers=workers,
                              config={"data_root": str(data_root), "maps_root": str(maps_root), "agent": agent_name})
     if traffic == "reactive":  # refused rather than silently scored with log replay
         raise ConfigError("--traffic reactive is implemented for --split navhard_two_stage only; one-stage runs "
@@ -336,7 +337,8 @@ def score() -> None:
 @click.option("--human-filter", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="EPDMS only: NAVSIM v2's human filter.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Results directory.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Metric-cache workers (Ray or processes).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Metric-cache workers (Ray or processes); v2 "
+              "submissions: two-stage scoring processes.")
 @_handle_errors
 def score_navsim(submission: Path, data_root: Path | None, maps_root: Path | None, split: str, log_split: str,
                  metric: str, out: Path | None, workers: int, human_filter: str = "on") -> None:
@@ -356,7 +358,7 @@ def score_navsim(submission: Path, data_root: Path | None, maps_root: Path | Non
         data_root, maps_root = _data_roots(data_root, maps_root)
         out = out or Path("runs") / f"navsim-submission-{submission.stem}-{datetime.now():%Y%m%d-%H%M%S}"
         return score_v2_submission(sub, data_root, maps_root, out, _metric_cache_dir(data_root, "navhard_two_stage"),
-                                   traffic="reactive", human_filter=human_filter == "on",
+                                   traffic="reactive", human_filter=human_filter == "on", workers=workers,
                                    config={"submission": str(submission), "team_name": sub.metadata.team_name})
     if sub.version != 1:
         raise ConfigError(f"{submission} is a v{sub.version} submission; PDMS scores v1 files (predictions)")

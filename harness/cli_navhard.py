@@ -35,8 +35,9 @@ def ensure_navhard(data_root: Path) -> None:
 
 def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache_dir: Path, *, traffic: str,
                   human_filter: bool, batch_size: int = 64, config: dict[str, Any] | None = None,
-                  plans: dict[str, Any] | None = None, title: str | None = None) -> None:
-    """Plan (or take ``plans`` from a submission), score both stages, aggregate, print, write ``out``."""
+                  plans: dict[str, Any] | None = None, title: str | None = None, workers: int = 1) -> None:
+    """Plan (or take ``plans`` from a submission), score both stages (over ``workers`` forked processes; the
+    rows equal one process's), aggregate, print, write ``out``."""
     from harness.navhard_eval import (
         NavhardData,
         NavhardMetricCache,
@@ -64,7 +65,8 @@ def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache
             errors.update({t: e for t, e in plan_errors.items() if t not in errors})
         progress.reset(task, description=f"scoring ({traffic} traffic)")
         result = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy(traffic),
-                                 config=EPDMSConfig(human_penalty_filter=human_filter), errors=errors)
+                                 config=EPDMSConfig(human_penalty_filter=human_filter), errors=errors,
+                                 workers=max(1, workers))
     meta = {"benchmark": "navsim", "split": TWO_STAGE_SPLIT, "metric": "epdms-two-stage", "traffic": traffic,
             "human_filter": human_filter, "scorer": "navsim-v2.2 EPDMS two-stage (post-#151 human filter)",
             "agent": getattr(agent, "name", None), "privileged": bool(getattr(agent, "privileged", False))}
@@ -80,7 +82,7 @@ def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache
 
 
 def score_v2_submission(sub: Any, data_root: Path, maps_root: Path, out: Path, cache_dir: Path, *, traffic: str,
-                        human_filter: bool, config: dict[str, Any]) -> None:
+                        human_filter: bool, config: dict[str, Any], workers: int = 1) -> None:
     """Score a v2 submission (``first_stage_predictions`` / ``second_stage_predictions``) on navhard.
 
     Raises:
@@ -97,7 +99,7 @@ def score_v2_submission(sub: Any, data_root: Path, maps_root: Path, out: Path, c
             raise ConfigError(f"{name}: tokens differ from the split's: {len(want - got)} missing "
                               f"{sorted(want - got)[:10]}, {len(got - want)} extra {sorted(got - want)[:10]}")
     run_two_stage(data_root, maps_root, None, out, cache_dir, traffic=traffic, human_filter=human_filter,
-                  config=config, plans={**first, **second},
+                  config=config, plans={**first, **second}, workers=workers,
                   title=f"NAVSIM {TWO_STAGE_SPLIT} submission ({sub.metadata.team_name}) — EPDMS two-stage")
 
 
