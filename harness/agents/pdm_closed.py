@@ -31,7 +31,12 @@ from harness.agents.base import SensorNeeds
 from harness.agents.pdm_closed_joint import JointUnroll
 from harness.agents.pdm_closed_observation import PDMObservation, build_observation, forecast_timeline
 from harness.agents.pdm_closed_path import DiscretePath, PathBundle, parallel_path
-from harness.agents.pdm_closed_proposals import IDMParameters, ProposalGenerator, ProposalUnroll
+from harness.agents.pdm_closed_proposals import (
+    IDMParameters,
+    ProposalGenerator,
+    ProposalUnroll,
+    precompute_candidates,
+)
 from harness.errors import ConfigError, DataError
 from harness.geometry import global_to_local
 from harness.scoring_scene import ObjectTimeline, ScoringScene
@@ -195,7 +200,10 @@ class _Prepared:
 
 
 def _prepare(scene: ScoringScene, speed_limit_mps: float | None, cfg: PDMClosedConfig,
-             carried_collided: Collection[str], shared_paths: _SharedPaths | None = None) -> _Prepared:
+             carried_collided: Collection[str], shared_paths: _SharedPaths | None = None,
+             precompute: bool = True) -> _Prepared:
+    """The scene's planner inputs; ``precompute=False`` leaves the generator's leader-candidate search to
+    ``precompute_candidates`` (which ``_run_batch`` runs for all scenes of a batch at once)."""
     if scene.centerline.shape[0] < 2:
         raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
     obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
@@ -208,6 +216,7 @@ def _prepare(scene: ScoringScene, speed_limit_mps: float | None, cfg: PDMClosedC
         paths, obs, initial.rear_axle_pose_global()[:2], float(scene.ego_velocity_xy[0]), target, cfg.idm,
         proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
         leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA, bundle=bundle,
+        precompute=precompute,
     )
     return _Prepared(obs, initial, target, generator)
 
@@ -246,9 +255,10 @@ def _run_batch(
     per-row arithmetic is the same, so every result equals the scene planned alone."""
     cfg = config
     shared: _SharedPaths = {}
-    prepared = [_prepare(s, speed_limit_mps, cfg, carried_collided, shared) for s in scenes]
+    prepared = [_prepare(s, speed_limit_mps, cfg, carried_collided, shared, precompute=False) for s in scenes]
     if not prepared:
         return []
+    precompute_candidates([p.generator for p in prepared])  # the leader search's inputs, all scenes at once
     joint = JointUnroll([p.generator for p in prepared])
     joint.generate()
     proposals = [p.generator.unroll.states[:, : cfg.proposal_steps + 1].copy() for p in prepared]

@@ -25,7 +25,13 @@ import numpy.typing as npt
 import shapely
 
 from harness.agents.pdm_closed_observation import ego_footprint_rings
-from harness.agents.pdm_closed_proposals import LENGTH_REAR, PROGRESS, VELOCITY, ProposalGenerator
+from harness.agents.pdm_closed_proposals import (
+    LENGTH_REAR,
+    PROGRESS,
+    VELOCITY,
+    ProposalGenerator,
+    ring_extremes,
+)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -156,7 +162,7 @@ class JointUnroll:
             rings = ego_footprint_rings(pose, g0.vehicle)
             r, c = np.nonzero(ahead)
             # The generator's pruning (it never drops the nearest candidate nor one tied with it).
-            ego_lo, ego_hi = rings[r].min(axis=1), rings[r].max(axis=1)
+            ego_lo, ego_hi = ring_extremes(rings[r])
             obj = self.bounds[j, scene[r], c]
             gap = np.maximum(np.maximum(obj[:, :2] - ego_hi, ego_lo - obj[:, 2:]), 0.0)
             lower = np.sqrt(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1])

@@ -43,6 +43,14 @@ I64 = npt.NDArray[np.int64]
 
 # Columns of the IDM state and of the leader record (NAVSIM StateIDMIndex / LeadingAgentIndex).
 PROGRESS, VELOCITY, LENGTH_REAR = 0, 1, 2
+def ring_extremes(rings: F64) -> tuple[F64, F64]:
+    """``(rings.min(axis=1), rings.max(axis=1))`` of closed box rings ``(N, 5, 2)`` (the 5th vertex repeats the
+    1st), pairwise over the 4 corners: numpy's reduction over an axis of 5 is several times slower."""
+    lo = np.minimum(np.minimum(rings[:, 0], rings[:, 1]), np.minimum(rings[:, 2], rings[:, 3]))
+    hi = np.maximum(np.maximum(rings[:, 0], rings[:, 1]), np.maximum(rings[:, 2], rings[:, 3]))
+    return lo, hi
+
+
 #: Above this many (proposal, candidate) pairs, pairs that cannot be the nearest are dropped before GEOS.
 _PRUNE_ABOVE = 128
 
@@ -156,6 +164,8 @@ class ProposalGenerator:
         leading_agent_update_rate: leaders are searched every this many steps (2).
         vehicle: ego parameters.
         bundle: ``PathBundle(paths)`` if already built (scenes with the same centerline share it).
+        precompute: find the leader candidates now; False leaves that to :func:`precompute_candidates`, which
+            does it for many generators at once (it must run before the unroll).
     """
 
     def __init__(
@@ -173,6 +183,7 @@ class ProposalGenerator:
         leading_agent_update_rate: int = 2,
         vehicle: VehicleParameters = PACIFICA,
         bundle: PathBundle | None = None,
+        precompute: bool = True,
     ) -> None:
         if len({len(p.progress) for p in paths}) != 1:
             raise ValueError("ProposalGenerator: all paths must have the same number of vertices")
@@ -213,7 +224,8 @@ class ProposalGenerator:
             [shapely.buffer(path.substring(s0, s0 + horizon_m), vehicle.width / 2, cap_style="square")
              for path, s0 in zip(paths, self.start_progress)], dtype=object)
         shapely.prepare(self.corridors)
-        self._precompute_candidates()
+        if precompute:
+            self._precompute_candidates()
 
     def interpolate(self, batch: _Batch, distances_m: F64) -> F64:
         """Poses ``(R, 3)`` of a batch at arc lengths ``(R,)`` along its paths (``DiscretePath.interpolate``)."""
@@ -238,70 +250,8 @@ class ProposalGenerator:
     def _precompute_candidates(self) -> None:
         """For every path ``l``, forecast sample ``j`` and observation row ``n``: ``inside[l, j, n]`` (intersects
         the corridor and is not collided), ``progress[l, j, n]`` (the centroid's arc length on path ``l``) and
-        the polygons ``polys[j, n]`` of the rows inside any corridor.
-
-        Rows that do not move (static objects, agents at rest, red lights) are evaluated once for all samples;
-        moving agents once per sample that the unroll reads (1 .. num_maps - 1).
-        """
-        obs = self.obs
-        n_lat, n_maps, n_obj, n = len(self.paths), obs.num_maps, obs.num_objects, len(obs.tokens)
-        moving = np.zeros(n, dtype=bool)
-        moving[:n_obj] = obs.is_agent[:n_obj] & np.any(obs.forecast_velocity_xy[:n_obj] != 0.0, axis=1)
-        fixed = np.flatnonzero(~moving & ~obs.collided)
-        mov = np.flatnonzero(moving & ~obs.collided)
-        maps = np.arange(1, n_maps)
-        # Rings of the pairs (sample, row): NAVSIM's rings + dt * dxy for moving agents.
-        jj = np.concatenate([np.zeros(len(fixed), np.int64), np.repeat(maps, len(mov))])
-        nn = np.concatenate([fixed, np.tile(mov, len(maps))])
-        is_obj = nn < n_obj
-        dt = np.array([obs.map_time_s(j) for j in range(n_maps)])
-        rings = obs.rings_t0[np.where(is_obj, nn, 0)] if n_obj else np.zeros((len(nn), 5, 2))
-        move = is_obj & moving[nn]
-        rings[move] = rings[move] + dt[jj[move], None, None] * obs.forecast_velocity_xy[nn[move], None, :]
-        lo, hi = rings.min(axis=1), rings.max(axis=1)
-        if np.any(~is_obj):
-            b = shapely.bounds(obs.light_polygons[nn[~is_obj] - n_obj])
-            lo[~is_obj], hi[~is_obj] = b[:, :2], b[:, 2:]
-        cb = shapely.bounds(self.corridors).reshape(n_lat, 4)
-        # Bounding boxes first: the exact intersection test runs only where they overlap.
-        maybe = ((lo[None, :, 0] <= cb[:, 2, None]) & (hi[None, :, 0] >= cb[:, 0, None])
-                 & (lo[None, :, 1] <= cb[:, 3, None]) & (hi[None, :, 1] >= cb[:, 1, None]))
-        keep = np.flatnonzero(maybe.any(axis=0))
-        jj, nn, is_obj, rings, maybe = jj[keep], nn[keep], is_obj[keep], rings[keep], maybe[:, keep]
-        lo, hi = lo[keep], hi[keep]
-        polys = np.empty(len(keep), dtype=object)
-        if np.any(is_obj):
-            polys[is_obj] = shapely.polygons(rings[is_obj])
-        if np.any(~is_obj):
-            polys[~is_obj] = obs.light_polygons[nn[~is_obj] - n_obj]
-        inside = np.zeros((n_lat, len(keep)), dtype=bool)
-        progress = np.full((n_lat, len(keep)), np.nan)
-        for lat in range(n_lat):
-            cand = np.flatnonzero(maybe[lat])
-            inside[lat, cand] = shapely.intersects(self.corridors[lat], polys[cand])
-        hit = np.flatnonzero(inside.any(axis=0))
-        if hit.size:
-            centroid = shapely.get_coordinates(shapely.centroid(polys[hit]))
-            ll, kk = np.nonzero(inside[:, hit])
-            progress[ll, hit[kk]] = self._bundle.project(ll, centroid[kk])
-        # Scatter into (path, sample, row) arrays; fixed rows fill every sample.
-        self.polys = np.full((n_maps, n), None, dtype=object)
-        self.inside = np.zeros((n_lat, n_maps, n), dtype=bool)
-        self.progress = np.full((n_lat, n_maps, n), np.nan)
-        f = ~moving[nn]
-        self.bounds = np.full((n_maps, n, 4), np.nan)
-        box = np.concatenate([lo, hi], axis=1)
-        self.bounds[:, nn[f]] = box[None, f]
-        self.bounds[jj[~f], nn[~f]] = box[~f]
-        self.polys[:, nn[f]] = polys[None, f]
-        self.inside[:, :, nn[f]] = inside[:, None, f]
-        self.progress[:, :, nn[f]] = progress[:, None, f]
-        self.polys[jj[~f], nn[~f]] = polys[~f]
-        self.inside[:, jj[~f], nn[~f]] = inside[:, ~f]
-        self.progress[:, jj[~f], nn[~f]] = progress[:, ~f]
-        # Per proposal (the path's arrays repeated), so that a batch reads them through a slice.
-        self._inside_rows = self.inside[self.lateral]
-        self._progress_rows = self.progress[self.lateral]
+        the polygons ``polys[j, n]`` of the rows inside any corridor (see :func:`precompute_candidates`)."""
+        precompute_candidates([self])
 
     def _tie_order(self, lateral: int, map_index: int) -> I64:
         """Rank of each observation row in the official STRtree query order (ties between equally near
@@ -337,7 +287,7 @@ class ProposalGenerator:
             # (the distance between two vertices); the others are farther than the nearest and never tie.
             r, c = np.nonzero(ahead)
             if len(r) > _PRUNE_ABOVE:
-                ego_lo, ego_hi = rings[r].min(axis=1), rings[r].max(axis=1)
+                ego_lo, ego_hi = ring_extremes(rings[r])
                 obj = self.bounds[j, c]
                 gap = np.maximum(np.maximum(obj[:, :2] - ego_hi, ego_lo - obj[:, 2:]), 0.0)
                 lower = np.sqrt(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1])
@@ -410,3 +360,118 @@ class ProposalGenerator:
             for t in range(self.proposal_steps + 1, self.trajectory_steps + 1):
                 self.step(batch, t)
         return self.unroll.states[proposal]
+
+
+def precompute_candidates(gens: list[ProposalGenerator]) -> None:
+    """The leader-search arrays of several generators (one scene each), computed together.
+
+    For every path ``l``, forecast sample ``j`` and observation row ``n`` of a generator: ``inside[l, j, n]``
+    (intersects the path's corridor and is not collided), ``progress[l, j, n]`` (the centroid's arc length on
+    path ``l``), the polygons ``polys[j, n]`` and their bounds ``bounds[j, n]`` of the rows near a corridor.
+    Rows that do not move (static objects, agents at rest, red lights) are evaluated once for all samples;
+    moving agents once per sample that the unroll reads (1 .. num_maps - 1). Every element gets the same
+    arithmetic and predicates as for its scene alone; only the numpy and GEOS calls are shared.
+    """
+    if not gens:
+        return
+    times = [tuple(g.obs.map_time_s(j) for j in range(g.obs.num_maps)) for g in gens]
+    if len(gens) > 1 and (any(t != times[0] for t in times) or len({len(g.paths) for g in gens}) > 1):
+        for g in gens:  # differently configured generators: one at a time
+            precompute_candidates([g])
+        return
+    n_maps = gens[0].obs.num_maps
+    n_lat = len(gens[0].paths)
+    dt = np.array(times[0])
+    maps = np.arange(1, n_maps)
+    jj_l: list[I64] = []
+    nn_l: list[I64] = []
+    gi_l: list[I64] = []
+    moving_of: list[npt.NDArray[np.bool_]] = []
+    for i, g in enumerate(gens):
+        obs = g.obs
+        n_obj, n = obs.num_objects, len(obs.tokens)
+        moving = np.zeros(n, dtype=bool)
+        moving[:n_obj] = obs.is_agent[:n_obj] & np.any(obs.forecast_velocity_xy[:n_obj] != 0.0, axis=1)
+        fixed = np.flatnonzero(~moving & ~obs.collided)
+        mov = np.flatnonzero(moving & ~obs.collided)
+        jj_l += [np.zeros(len(fixed), np.int64), np.repeat(maps, len(mov))]
+        nn_l += [fixed, np.tile(mov, len(maps))]
+        gi_l.append(np.full(len(fixed) + len(mov) * len(maps), i, dtype=np.int64))
+        moving_of.append(moving)
+    jj, nn, gi = np.concatenate(jj_l), np.concatenate(nn_l).astype(np.int64), np.concatenate(gi_l)
+    n_objs = np.array([g.obs.num_objects for g in gens])
+    obj_off = np.concatenate([[0], np.cumsum(n_objs)])
+    n_lights = np.array([len(g.obs.light_polygons) for g in gens])
+    light_off = np.concatenate([[0], np.cumsum(n_lights)])
+    is_obj = nn < n_objs[gi]
+    rings_t0 = np.concatenate([g.obs.rings_t0 for g in gens]) if n_objs.sum() else np.zeros((1, 5, 2))
+    vel = np.concatenate([g.obs.forecast_velocity_xy[: g.obs.num_objects] for g in gens]) if n_objs.sum() \
+        else np.zeros((1, 2))
+    moving_all = np.concatenate(moving_of)
+    row_off = np.concatenate([[0], np.cumsum([len(g.obs.tokens) for g in gens])])
+    obj_row = np.where(is_obj, obj_off[gi] + nn, 0)
+    # Rings of the pairs (sample, row): NAVSIM's rings + dt * dxy for moving agents.
+    rings = rings_t0[obj_row] if n_objs.sum() else np.zeros((len(nn), 5, 2))
+    move = is_obj & moving_all[row_off[gi] + nn]
+    rings[move] = rings[move] + dt[jj[move], None, None] * vel[obj_row[move], None, :]
+    lo, hi = ring_extremes(rings)
+    light_polys = np.concatenate([np.asarray(g.obs.light_polygons, dtype=object) for g in gens]) \
+        if n_lights.sum() else np.empty(0, dtype=object)
+    light_idx = light_off[gi] + nn - n_objs[gi]
+    if np.any(~is_obj):
+        b = shapely.bounds(light_polys[light_idx[~is_obj]])
+        lo[~is_obj], hi[~is_obj] = b[:, :2], b[:, 2:]
+    corridors = np.concatenate([g.corridors for g in gens])  # (gens * n_lat,), generator-major
+    cb = shapely.bounds(corridors).reshape(len(gens), n_lat, 4)[gi]  # (K, n_lat, 4)
+    # Bounding boxes first: the exact intersection test runs only where they overlap.
+    maybe = ((lo[:, None, 0] <= cb[:, :, 2]) & (hi[:, None, 0] >= cb[:, :, 0])
+             & (lo[:, None, 1] <= cb[:, :, 3]) & (hi[:, None, 1] >= cb[:, :, 1])).T  # (n_lat, K)
+    keep = np.flatnonzero(maybe.any(axis=0))
+    jj, nn, gi, is_obj, rings, maybe = jj[keep], nn[keep], gi[keep], is_obj[keep], rings[keep], maybe[:, keep]
+    lo, hi, light_idx = lo[keep], hi[keep], light_idx[keep]
+    polys = np.empty(len(keep), dtype=object)
+    if np.any(is_obj):
+        polys[is_obj] = shapely.polygons(rings[is_obj])
+    if np.any(~is_obj):
+        polys[~is_obj] = light_polys[light_idx[~is_obj]]
+    inside = np.zeros((n_lat, len(keep)), dtype=bool)
+    progress = np.full((n_lat, len(keep)), np.nan)
+    ll, kk = np.nonzero(maybe)
+    inside[ll, kk] = shapely.intersects(corridors[gi[kk] * n_lat + ll], polys[kk])
+    hit = np.flatnonzero(inside.any(axis=0))
+    if hit.size:
+        centroid = shapely.get_coordinates(shapely.centroid(polys[hit]))
+        ll, kk = np.nonzero(inside[:, hit])
+        # Projections per path bundle (scenes with one centerline share theirs), each point on its own path.
+        bundle_of = {}
+        for i, g in enumerate(gens):
+            bundle_of.setdefault(id(g._bundle), (g._bundle, []))[1].append(i)
+        owner = gi[hit[kk]]
+        for bundle, members in bundle_of.values():
+            sel = np.flatnonzero(np.isin(owner, members))
+            if len(sel):
+                progress[ll[sel], hit[kk[sel]]] = bundle.project(ll[sel], centroid[kk[sel]])
+    # Scatter into each generator's (path, sample, row) arrays; fixed rows fill every sample.
+    box = np.concatenate([lo, hi], axis=1)
+    order = np.argsort(gi, kind="stable")
+    starts = np.searchsorted(gi[order], np.arange(len(gens) + 1))
+    for i, g in enumerate(gens):
+        sel = order[starts[i] : starts[i + 1]]
+        n = len(g.obs.tokens)
+        nn_i, jj_i = nn[sel], jj[sel]
+        f = ~moving_of[i][nn_i]
+        g.polys = np.full((n_maps, n), None, dtype=object)
+        g.inside = np.zeros((n_lat, n_maps, n), dtype=bool)
+        g.progress = np.full((n_lat, n_maps, n), np.nan)
+        g.bounds = np.full((n_maps, n, 4), np.nan)
+        g.bounds[:, nn_i[f]] = box[sel][None, f]
+        g.bounds[jj_i[~f], nn_i[~f]] = box[sel][~f]
+        g.polys[:, nn_i[f]] = polys[sel][None, f]
+        g.inside[:, :, nn_i[f]] = inside[:, sel][:, None, f]
+        g.progress[:, :, nn_i[f]] = progress[:, sel][:, None, f]
+        g.polys[jj_i[~f], nn_i[~f]] = polys[sel][~f]
+        g.inside[:, jj_i[~f], nn_i[~f]] = inside[:, sel][:, ~f]
+        g.progress[:, jj_i[~f], nn_i[~f]] = progress[:, sel][:, ~f]
+        # Per proposal (the path's arrays repeated), so that a batch reads them through a slice.
+        g._inside_rows = g.inside[g.lateral]
+        g._progress_rows = g.progress[g.lateral]
