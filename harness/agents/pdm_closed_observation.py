@@ -38,6 +38,9 @@ B = npt.NDArray[np.bool_]
 MAX_DYNAMIC_OBJECTS = {ObjectType.VEHICLE: 50, ObjectType.PEDESTRIAN: 25, ObjectType.BICYCLE: 10}
 MAX_STATIC_OBJECTS = 50
 RED_LIGHT_TOKEN = "red_light"
+#: ObjectType value -> agent type (VEHICLE, PEDESTRIAN, BICYCLE, EGO) / a type the forecast moves.
+_IS_AGENT_TYPE = np.isin(np.arange(len(ObjectType)), [int(t) for t in AGENT_TYPES])
+_IS_DYNAMIC_TYPE = np.isin(np.arange(len(ObjectType)), [int(t) for t in MAX_DYNAMIC_OBJECTS])
 
 
 def box_corners(center_pose: npt.ArrayLike, length: npt.ArrayLike, width: npt.ArrayLike) -> F64:
@@ -195,7 +198,7 @@ def build_observation(
     # PDMObjectManager sorts with ((c - p) ** 2).sum() ** 0.5, not hypot; ties are broken by argsort.
     dist = ((poses[:, :2] - ego_c[None, :2]) ** 2.0).sum(axis=-1) ** 0.5
     types = scene.object_types[idx]
-    is_agent_type = np.isin(types, [int(t) for t in AGENT_TYPES])
+    is_agent_type = _type_flag(_IS_AGENT_TYPE, types)
     groups = [np.flatnonzero(~is_agent_type)]
     caps = [MAX_STATIC_OBJECTS]
     for t, cap in MAX_DYNAMIC_OBJECTS.items():
@@ -207,7 +210,7 @@ def build_observation(
     obj_types = scene.object_types[sel].astype(np.int64)
     size = scene.object_size_lwh[sel].astype(np.float64)
     center = scene.object_poses[0, sel].astype(np.float64)
-    agent = np.isin(obj_types, [int(t) for t in MAX_DYNAMIC_OBJECTS])
+    agent = _type_flag(_IS_DYNAMIC_TYPE, obj_types)
     vel = np.where(agent[:, None], scene.object_velocity_xy[0, sel], 0.0)
     speed = np.hypot(vel[:, 0], vel[:, 1])
     heading = center[:, 2]
@@ -231,7 +234,8 @@ def build_observation(
     collided = np.asarray(shapely.intersects(ego_poly, polys0), dtype=bool).reshape(-1)
     if n_light:
         collided[n_obj:] &= np.asarray(shapely.within(ego_poly, light_polys), dtype=bool)
-        collided[n_obj:] |= np.isin(light_tokens, list(carried))
+        if carried:
+            collided[n_obj:] |= np.isin(light_tokens, list(carried))
     zeros2 = np.zeros((n_light, 2))
     obs = PDMObservation(
         tokens=np.asarray([str(t) for t in scene.object_tokens[sel]] + light_tokens, dtype=np.str_),
@@ -277,6 +281,12 @@ def forecast_timeline(obs: PDMObservation, num_steps: int, *, drop_collided: boo
         poses=poses,
         velocity_xy=vel,
     )
+
+
+def _type_flag(table: B, types: npt.NDArray[np.int64]) -> B:
+    """``table[types]``, False for values outside the table (as ``np.isin`` against the flagged values)."""
+    ok = (types >= 0) & (types < len(table))
+    return np.where(ok, table[np.where(ok, types, 0)], False)
 
 
 def _normalize(angle: npt.ArrayLike) -> F64:

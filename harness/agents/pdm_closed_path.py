@@ -208,4 +208,4 @@ class PathBundle:
 
 
 #: Segments per bounding-box chunk of a path (project() skips chunks that cannot hold the nearest segment).
-_CHUNK = 32
+_CHUNK = 16
