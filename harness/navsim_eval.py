@@ -11,6 +11,7 @@ batched or parallel path gives each token exactly the result it gets alone.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
@@ -202,6 +203,9 @@ def build_metric_cache(
         context = multiprocessing.get_context("fork")
         _WORKER_CACHE.clear()
         _WORKER_CACHE[spec] = _preloaded(spec, [job[1] for job in jobs])
+        # The parsed logs and maps stay out of the workers' garbage collection: a collection would touch
+        # every inherited object and copy its memory page (copy-on-write) into each worker.
+        gc.freeze()
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded) as pool:
             for job, res in zip(parts, pool.map(_cache_log_in_pool, parts), strict=True):
@@ -210,6 +214,7 @@ def build_metric_cache(
                     on_log_done(len(job[1]))
     finally:
         _WORKER_CACHE.clear()
+        gc.unfreeze()
     return results
 
 
