@@ -185,8 +185,8 @@ def run() -> None:
                    "(default: the lead-bench cache directory).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Scenes per agent call and scoring batch.")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="Build the metric cache with N workers (local processes, or Ray with --engine ray); "
-                   "navhard_two_stage: score over N forked processes.")
+              help="Build the metric cache with N workers (local processes, or Ray with --engine ray) and "
+                   "score PDMS with N local processes; navhard_two_stage: score over N forked processes.")
 @click.option("--engine", type=click.Choice(["processes", "ray"]), default="processes", show_default=True,
               help="Scale-out engine for the metric cache; ray starts a local cluster unless --ray-address.")
 @click.option("--ray-address", default=None, help="Join an existing Ray cluster for metric caching (implies ray).")
@@ -337,8 +337,8 @@ def score() -> None:
 @click.option("--human-filter", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="EPDMS only: NAVSIM v2's human filter.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Results directory.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Metric-cache workers (Ray or processes); v2 "
-              "submissions: two-stage scoring processes.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Metric-cache workers (Ray or processes) and "
+              "PDMS scoring processes; v2 submissions: two-stage scoring processes.")
 @_handle_errors
 def score_navsim(submission: Path, data_root: Path | None, maps_root: Path | None, split: str, log_split: str,
                  metric: str, out: Path | None, workers: int, human_filter: str = "on") -> None:

@@ -278,6 +278,11 @@ def pdm_closed_reference(scene: ScoringScene) -> np.ndarray:
     return sample_reference(scene.pdm_closed_states, knots_us, np.int64(scene.timestamp_us))
 
 
+#: ``score_plans`` splits a call over processes only if each gets at least this many scenes: a forked part
+#: costs ~50 ms (fork, page-table copy, exit), about what 40 scenes take to score.
+FORK_MIN_SCENES = 64
+
+
 def score_plans(
     scenes: Sequence[ScoringScene],
     plans: Sequence[Trajectory],
@@ -287,8 +292,9 @@ def score_plans(
 ) -> list[ProposalScores]:
     """Simulate and score ``[PDM-Closed, plan]`` for each scene; proposal 1 of each result is the agent.
 
-    With ``workers > 1`` (and the fork start method, i.e. Linux) the scenes are split into ``workers``
-    contiguous parts: this process scores the first while processes forked for the call score the others
+    With ``workers > 1`` (and the fork start method, i.e. Linux) and at least ``FORK_MIN_SCENES`` scenes per
+    worker, the scenes are split into ``workers`` contiguous parts: this process scores the first while
+    processes forked for the call score the others
     (``harness.scoring_pool.fork_map``: they inherit the scenes; only results cross process boundaries). Every
     scene's result is the same as scored serially (scenes are scored independently).
 
@@ -303,7 +309,7 @@ def score_plans(
     for s in scenes:
         if s.pdm_closed_states.shape[0] < 2:
             raise DataError("scoring scene has no PDM-Closed trajectory (metric cache incomplete)", token=s.token)
-    if workers > 1 and len(scenes) >= 2 * workers and can_fork():
+    if workers > 1 and len(scenes) >= FORK_MIN_SCENES * workers and can_fork():
         parts = split_bounds(len(scenes), workers)
         results = fork_map(lambda i: _score_serial(scenes[parts[i][0]:parts[i][1]],
                                                    plans[parts[i][0]:parts[i][1]], config), workers)

@@ -128,7 +128,7 @@ def run_navsim(
     needs = agent.sensor_needs()
     selection = SensorSelection(cameras=needs.cameras, lidar=needs.lidar)
     callbacks.phase(f"{agent.name} on {reader.split}", len(todo))
-    pool = ScoringPool(spec, workers) if workers > 1 and todo and can_fork() else None
+    pool = ScoringPool(cache, workers) if workers > 1 and todo and can_fork() else None
     try:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]

@@ -6,9 +6,10 @@ Two ways to spread PDMS scoring over the cores of one machine (Ray stays for clu
   inherit everything (the scenes of ``score_plans``): nothing is pickled on the way in, only each part's result
   comes back through a pipe. The calling process works too, and it is the warm one (a forked child first pays
   for the pages it writes), so a call with 2 parts costs one fork.
-- ``ScoringPool``: worker processes forked once per run, each with its own ``MetricCache``. A batch is sent as
-  tokens and plan poses; the workers load their scenes from the cache and score them, so loading (which costs
-  more than scoring) is spread over the workers too, and the workers stay warm from batch to batch.
+- ``ScoringPool``: worker processes forked once per run, inheriting the run's open ``MetricCache`` (its reader
+  and indexes are not read again). A batch is sent as tokens and plan poses; the workers load their scenes
+  from the cache and score them, so loading (which costs more than scoring) is spread over the workers too,
+  and the workers stay warm from batch to batch.
 
 Scenes are scored independently (``score_batch`` chunks are an implementation detail), so how the scenes are
 split over processes never changes a result. Workers run with one BLAS/OpenMP thread each
@@ -154,24 +155,26 @@ def _reap(children: Sequence[tuple[int, int]], *, kill: bool) -> list[tuple[bool
 
 
 class ScoringPool:
-    """Scoring workers for a run: forked once, each opens the metric cache and scores the tokens it is sent.
+    """Scoring workers for a run: forked once with the run's metric cache, they score the tokens they are sent.
 
     ``score(tokens, plans)`` returns, per token, its ``ProposalScores`` or the error that kept it from being
     scored (its scene could not be loaded, or its batch part failed), in order. Use as a context manager.
+    Needs the fork start method (``can_fork()``): the workers inherit ``cache``, it is never pickled.
 
     Args:
-        spec: the run's metric cache (``harness.navsim_eval.CacheSpec``); it must be built for the tokens.
+        cache: the run's open ``harness.navsim_eval.MetricCache``, built for the tokens to be scored.
         workers: worker processes (>= 2; the parts of a batch go to them in parallel).
         config: the PDMS configuration (None: the default).
     """
 
-    def __init__(self, spec: Any, workers: int, config: Any = None) -> None:
+    def __init__(self, cache: Any, workers: int, config: Any = None) -> None:
         if workers < 2:
             raise ValueError(f"ScoringPool needs at least 2 workers, got {workers}")
-        context = multiprocessing.get_context("fork") if can_fork() else None
+        if not can_fork():
+            raise LeadBenchError("local scoring workers need the fork start method (Linux); use --workers 1")
         self.workers = workers
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_open_worker,
-                                             initargs=(spec, config))
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                             initializer=_set_worker, initargs=(cache, config))
         with one_blas_thread():  # the workers are forked now (all at the first submit), inheriting the limit
             self._executor.submit(int).result()
 
@@ -204,9 +207,9 @@ class ScoringPool:
 _WORKER: tuple[Any, Any] | None = None
 
 
-def _open_worker(spec: Any, config: Any) -> None:
+def _set_worker(cache: Any, config: Any) -> None:
     global _WORKER
-    _WORKER = (spec.open(), config)
+    _WORKER = (cache, config)
 
 
 def _score_tokens(tokens: list[str], poses: np.ndarray, samplings: list[tuple[int, float]]) -> list[Any]:

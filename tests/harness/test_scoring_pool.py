@@ -65,6 +65,29 @@ def _tokens_by_log(refs):
     return by_log
 
 
+def test_score_plans_over_two_processes_equals_serial(small_world_root, tmp_path, monkeypatch):
+    import harness.navsim_eval as navsim_eval
+
+    reader = NavsimReader(small_world_root, "test")
+    refs = reader.index()[:10]
+    spec = CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / "mc")
+    assert not any(build_metric_cache(spec, _tokens_by_log(refs)).values())
+    cache = spec.open()
+    scenes = [cache.get(r.token) for r in refs]
+    plans = plan_samples(build_agent("cv"), [reader.load(r) for r in refs], NAVSIM_SAMPLING)
+    serial = score_plans(scenes, plans)
+    calls = []
+    monkeypatch.setattr(navsim_eval, "fork_map", lambda fn, n: calls.append(n) or fork_map(fn, n))
+    assert score_plans(scenes, plans, workers=2) is not None and calls == []  # too few scenes to fork
+    monkeypatch.setattr(navsim_eval, "FORK_MIN_SCENES", 2)
+    forked = score_plans(scenes, plans, workers=2)
+    assert calls == [2]
+    for a, b in zip(serial, forked, strict=True):
+        assert a.row(0) == b.row(0) and a.row(1) == b.row(1)
+        np.testing.assert_array_equal(a.ego_areas, b.ego_areas)
+        np.testing.assert_array_equal(a.comfort_checks, b.comfort_checks)
+
+
 def test_pool_scores_as_serial_and_fails_only_the_missing_token(small_world_root, tmp_path):
     reader = NavsimReader(small_world_root, "test")
     refs = reader.index()[:10]
@@ -75,7 +98,7 @@ def test_pool_scores_as_serial_and_fails_only_the_missing_token(small_world_root
     serial = score_plans([cache.get(r.token) for r in refs], plans)
     tokens = [r.token for r in refs]
     tokens[3] = "no-such-token"
-    with ScoringPool(spec, 2) as pool:
+    with ScoringPool(cache, 2) as pool:
         got = pool.score(tokens, plans)
     assert len(got) == len(refs) and isinstance(got[3], DataError)
     for i, (a, b) in enumerate(zip(serial, got, strict=True)):
