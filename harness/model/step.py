@@ -34,17 +34,17 @@ from harness.model.io import LossWeights, ModelInputs, ModelTargets, TFv6Config
 from harness.model.losses import tfv6_losses
 
 
-def _tensors(obj: object, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Flatten the tensors of a (nested) input/target dataclass by path."""
+def flatten_tensors(obj: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a (nested) input/target dataclass by path."""
     out: dict[str, torch.Tensor] = {}
     if isinstance(obj, torch.Tensor):
         out[prefix] = obj
     elif isinstance(obj, Mapping):
         for k, v in obj.items():
-            out.update(_tensors(v, f"{prefix}[{k}]"))
+            out.update(flatten_tensors(v, f"{prefix}[{k}]"))
     elif is_dataclass(obj):
         for f in fields(obj):
-            out.update(_tensors(getattr(obj, f.name), f"{prefix}.{f.name}"))
+            out.update(flatten_tensors(getattr(obj, f.name), f"{prefix}.{f.name}"))
     return out
 
 
@@ -192,7 +192,7 @@ class TrainStep:
     def _step(self, inputs: ModelInputs, targets: ModelTargets) -> dict[str, torch.Tensor]:
         if not self.cuda_graph:
             return self._eager(inputs, targets)
-        new_in, new_tg = _tensors(inputs, "in"), _tensors(targets, "tg")
+        new_in, new_tg = flatten_tensors(inputs, "in"), flatten_tensors(targets, "tg")
         sig = (_signature(new_in), _signature(new_tg))
         cap = self._graphs.get(sig)
         if cap is None:

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from harness.agents.tfv6 import load_checkpoint
 from harness.atomic import atomic_write_text, temp_path
 from harness.errors import ConfigError
 from harness.model.io import LossWeights, TFv6Config
-from harness.model.step import TrainStep
+from harness.model.step import TrainStep, flatten_tensors
 from harness.model.tfv6 import TFv6
 from harness.training.config import TrainConfig, dump_yaml, resolve_switch
 from harness.training.data import (
@@ -272,10 +272,9 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
     t_data = 0.0
     t_log = t0 = time.perf_counter()
     steps_since_log = 0
-    for inputs, targets, _srcs in batches:
+    for inputs, targets in on_device(batches, dev):
         t1 = time.perf_counter()
         t_data += t1 - t0
-        inputs, targets = inputs.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
         losses = step_fn(inputs, targets)  # optimiser and scheduler stepped; device tensors, no host sync
         step += 1
         steps_since_log += 1
@@ -325,6 +324,43 @@ def train(cfg: TrainConfig, out_dir: Path, sources: list[SourceData], *, validat
     if dist.world_size > 1:
         torch.distributed.barrier()
     return TrainResult(step, last, model_path, val)
+
+
+def on_device(batches: Iterator[tuple[Any, Any, Any]], dev: torch.device) -> Iterator[tuple[Any, Any]]:
+    """``(inputs, targets)`` on ``dev``. On a GPU, batch k + 1 is copied on a side stream while step k runs
+    (one batch of look-ahead; the compute stream waits for the copy's event, never the host), which hides the
+    ~2 MB per sample of host-to-device traffic behind the step."""
+    if dev.type != "cuda":
+        for inputs, targets, _ in batches:
+            yield inputs.to(dev), targets.to(dev)
+        return
+    copy = torch.cuda.Stream(dev)
+    main = torch.cuda.current_stream(dev)
+
+    def stage(batch: tuple[Any, Any, Any]) -> tuple[Any, Any, torch.cuda.Event]:
+        copy.wait_stream(main)  # no copy into memory the compute stream may still use
+        with torch.cuda.stream(copy):
+            inputs, targets = batch[0].to(dev, non_blocking=True), batch[1].to(dev, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(copy)
+        return inputs, targets, done
+
+    ahead = None
+    for batch in batches:
+        staged = stage(batch)
+        if ahead is not None:
+            yield _use_on(ahead, main)
+        ahead = staged
+    if ahead is not None:
+        yield _use_on(ahead, main)
+
+
+def _use_on(staged: tuple[Any, Any, torch.cuda.Event], stream: torch.cuda.Stream) -> tuple[Any, Any]:
+    inputs, targets, done = staged
+    stream.wait_event(done)
+    for t in [*flatten_tensors(inputs).values(), *flatten_tensors(targets).values()]:
+        t.record_stream(stream)  # the allocator keeps the memory until the compute stream is done with it
+    return inputs, targets
 
 
 def make_loader(cfg: TrainConfig, sources: list[SourceData], sampler: MixedBatchSampler, *,
