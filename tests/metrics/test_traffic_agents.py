@@ -204,6 +204,18 @@ def test_snapped_box_overlapping_the_ego_is_not_simulated():
     assert out.present[0, 0] and not out.present[1:, 0].any()
 
 
+def test_nan_velocity_of_a_would_be_agent_fails_as_navsims_builder_does():
+    # NAVSIM's builder falls back to the ego's speed through ``Agent.dynamic_car_state``, which does not exist:
+    # the token fails there. A NaN-velocity vehicle that is no agent (off lane) is kept as before.
+    nan = (float("nan"), 0.0)
+    off_lane = [_obj("off", ObjectType.VEHICLE, (20.0, 8.0, 0.0), velocity=nan)]
+    out = reactive_idm_objects(_scene(off_lane), _rails(), _static_ego())
+    assert out.present[0, 0] and not out.present[1:, 0].any()  # moving (NaN is not < 0.1 m/s), off lane: gone
+    on_lane = off_lane + [_obj("lane", ObjectType.VEHICLE, (50.0, 0.0, 0.0), velocity=nan)]
+    with pytest.raises(ValueError, match="vehicle lane .*NaN velocity"):
+        reactive_idm_objects(_scene(on_lane), _rails(), _static_ego())
+
+
 def test_dispatch_and_input_checks():
     objs = [_obj("veh", ObjectType.VEHICLE, (50.0, 0.0, 0.0), velocity=(5.0, 0.0))]
     scene = _scene(objs)
