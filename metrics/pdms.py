@@ -54,6 +54,7 @@ from metrics.pdm_scoring.polyline import locate_on_polylines
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
 
 __all__ = [
     "COMFORT_CHECKS",
@@ -198,10 +199,9 @@ class ProposalScores:
             "off_road_step",
             "oncoming_progress_m",
         ):
-            if np.shape(getattr(self, name)) != (n,):
-                raise ValueError(
-                    f"ProposalScores.{name}: expected ({n},), got {np.shape(getattr(self, name))}"
-                )
+            value = getattr(self, name)
+            if getattr(value, "shape", None) != (n,) and np.shape(value) != (n,):
+                raise ValueError(f"ProposalScores.{name}: expected ({n},), got {np.shape(value)}")
         if self.ego_areas.shape != (n, NUM_STATES) or self.comfort_checks.shape != (n, len(COMFORT_CHECKS)):
             raise ValueError(
                 f"ProposalScores: ego_areas {self.ego_areas.shape} / comfort_checks "
@@ -341,7 +341,7 @@ def _score_chunk(
     geoms = np.concatenate([np.asarray(s.drivable_polygons, dtype=object) for s in scenes])
     ptypes = np.concatenate([s.drivable_types for s in scenes]).astype(np.int64)
     is_lane = np.isin(ptypes, _LANE_TYPES)
-    on_route = np.concatenate([np.isin(s.drivable_ids, s.route_lane_ids) for s in scenes]).astype(bool)
+    on_route = _on_route(scenes, n_poly)
     bounds = shapely.bounds(geoms).reshape(-1, 4)
     polys = MapPolygons(
         geoms=geoms,
@@ -409,6 +409,24 @@ def _score_chunk(
             )
         )
     return out
+
+
+def _on_route(scenes: Sequence[ScoringScene], n_poly: I64) -> B:
+    """Per drivable polygon of the chunk: is its id one of its scene's route lane ids (``np.isin`` per scene,
+    done for all scenes at once on (scene, id) pairs)."""
+    ids = [np.asarray(s.drivable_ids, dtype=np.int64) for s in scenes]
+    route = [np.asarray(s.route_lane_ids, dtype=np.int64) for s in scenes]
+    n_route = np.array([len(r) for r in route])
+    if not n_poly.sum() or not n_route.sum():
+        return np.zeros(int(n_poly.sum()), dtype=bool)
+    all_ids, all_route = np.concatenate(ids), np.concatenate(route)
+    lo = min(all_ids.min(), all_route.min())
+    span = int(max(all_ids.max(), all_route.max())) - int(lo) + 1
+    if span * len(scenes) >= 2**62:  # ids too far apart to pack with the scene index: one scene at a time
+        return np.concatenate([np.isin(i, r) for i, r in zip(ids, route, strict=True)]).astype(bool)
+    key = np.repeat(np.arange(len(scenes)), n_poly) * span + (all_ids - lo)
+    route_key = np.repeat(np.arange(len(scenes)), n_route) * span + (all_route - lo)
+    return np.isin(key, route_key)
 
 
 def _same_map_polygons(
