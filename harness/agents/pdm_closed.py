@@ -22,7 +22,7 @@ Frames: global (map) frame, rear axle, metres, radians counter-clockwise; state 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -262,13 +262,20 @@ def _run_batch(
     joint = JointUnroll([p.generator for p in prepared])
     joint.generate()
     proposals = [p.generator.unroll.states[:, : cfg.proposal_steps + 1].copy() for p in prepared]
-    counts = [len(p) for p in proposals]
+    # Equal proposals of a scene (policies that end up driving alike, ~1 in 10) are simulated and scored once:
+    # rows are simulated and scored independently, and EP's normaliser (the best masked progress of the
+    # scene) is the same over the distinct ones.
+    distinct = [_distinct_rows(props) for props in proposals]
+    counts = [len(first) for first, _ in distinct]
     initial = EgoInitialState.stack([p.initial for p in prepared])[np.repeat(np.arange(len(prepared)), counts)]
-    simulated_all = simulate(np.concatenate(proposals), initial, step_s=cfg.step_s)
+    simulated_all = simulate(np.concatenate([props[first] for props, (first, _) in zip(proposals, distinct)]),
+                             initial, step_s=cfg.step_s)
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    simulated = [simulated_all[bounds[i]:bounds[i + 1]] for i in range(len(prepared))]
+    simulated_distinct = [simulated_all[bounds[i]:bounds[i + 1]] for i in range(len(prepared))]
     objects = [forecast_timeline(p.obs, cfg.observation_steps + 1) for p in prepared]
-    all_scores = score_batch(list(scenes), simulated, objects=objects, config=cfg.scorer)
+    scores_distinct = score_batch(list(scenes), simulated_distinct, objects=objects, config=cfg.scorer)
+    simulated = [sim[inv] for sim, (_, inv) in zip(simulated_distinct, distinct, strict=True)]
+    all_scores = [_take(sc, inv) for sc, (_, inv) in zip(scores_distinct, distinct, strict=True)]
     times_s = np.arange(cfg.trajectory_steps + 1) * int(cfg.step_s * 1e6) / 1e6
     bests = [int(np.argmax(scores.score)) for scores in all_scores]
     extended = joint.extend(bests)
@@ -281,6 +288,26 @@ def _run_batch(
         out.append(PDMClosedResult(states, times_s.copy(), props, sim, scores, best, p.target,
                                    p.generator.lateral, p.generator.policy, p.obs, obj, p.generator.unroll))
     return out
+
+
+def _distinct_rows(rows: F64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(first, inverse)``: indices of the first of each distinct row (bytewise equal), in order, and the
+    position in ``first`` of every row's copy (``rows[first][inverse]`` equals ``rows``)."""
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    inverse = np.empty(len(rows), dtype=np.int64)
+    for i, row in enumerate(rows):
+        key = row.tobytes()
+        if key not in seen:
+            seen[key] = len(first)
+            first.append(i)
+        inverse[i] = seen[key]
+    return np.asarray(first, dtype=np.int64), inverse
+
+
+def _take(scores: ProposalScores, rows: npt.NDArray[np.int64]) -> ProposalScores:
+    """The proposal scores of ``rows`` (every field's rows)."""
+    return ProposalScores(**{f.name: getattr(scores, f.name)[rows] for f in fields(scores)})
 
 
 def plan_pdm_closed(

@@ -413,3 +413,26 @@ def test_registered_agent_runs_on_the_metric_cache(small_world_root, tmp_path):
     fresh_scene = replace(scene, pdm_closed_states=np.zeros((0, 11)), pdm_closed_times_s=np.zeros(0))
     np.testing.assert_array_equal(agent.plan_scenes([scene], NAVSIM_SAMPLING)[0].poses,
                                   fresh.plan_scenes([fresh_scene], NAVSIM_SAMPLING)[0].poses)
+
+
+def test_equal_proposals_scored_once_give_the_same_results(small_world_root, tmp_path, monkeypatch):
+    import dataclasses
+
+    from adapters.navsim.reader import NavsimReader
+    from adapters.navsim.scoring_scenes import ScoringSceneCache
+    from harness.agents import pdm_closed
+
+    reader = NavsimReader(small_world_root, "test")
+    cache = ScoringSceneCache(tmp_path / "scenes", reader, small_world_root / "maps")
+    scenes = [cache.get(r.token) for r in reader.index()[::4]]
+    # Repeated target speeds make equal proposals in every scene (the world's own scenes have them now and then).
+    config = pdm_closed.PDMClosedConfig(idm=IDMParameters(speed_limit_fractions=(0.4, 0.4, 1.0, 0.2, 1.0)))
+    deduped = pdm_closed._run_batch(scenes, config=config)
+    assert all(len(np.unique(r.proposals.reshape(len(r.proposals), -1), axis=0)) <= 9 for r in deduped)
+    monkeypatch.setattr(pdm_closed, "_distinct_rows", lambda rows: (np.arange(len(rows)), np.arange(len(rows))))
+    for a, b in zip(deduped, pdm_closed._run_batch(scenes, config=config), strict=True):
+        np.testing.assert_array_equal(a.states, b.states)
+        np.testing.assert_array_equal(a.simulated, b.simulated)
+        assert a.best == b.best
+        for f in dataclasses.fields(a.scores):
+            np.testing.assert_array_equal(getattr(a.scores, f.name), getattr(b.scores, f.name), err_msg=f.name)
