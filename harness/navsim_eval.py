@@ -16,7 +16,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -311,10 +311,26 @@ def score_plans(
             raise DataError("scoring scene has no PDM-Closed trajectory (metric cache incomplete)", token=s.token)
     if workers > 1 and len(scenes) >= FORK_MIN_SCENES * workers and can_fork():
         parts = split_bounds(len(scenes), workers)
-        results = fork_map(lambda i: _score_serial(scenes[parts[i][0]:parts[i][1]],
-                                                   plans[parts[i][0]:parts[i][1]], config), workers)
-        return [r for part in results for r in part]
+        # Each part comes back as a few concatenated arrays (pickling hundreds of small result objects costs a
+        # forked part about as much as scoring them).
+        packed = fork_map(lambda i: pack_scores(_score_serial(scenes[parts[i][0]:parts[i][1]],
+                                                               plans[parts[i][0]:parts[i][1]], config)), workers)
+        return [r for part in packed for r in unpack_scores(part)]
     return _score_serial(scenes, plans, config)
+
+
+def pack_scores(scores: Sequence[ProposalScores]) -> dict[str, np.ndarray]:
+    """Many scenes' ``ProposalScores`` as one array per field (concatenated proposals) plus ``__counts``."""
+    out = {f.name: np.concatenate([getattr(s, f.name) for s in scores]) for f in fields(ProposalScores)}
+    out["__counts"] = np.array([len(s) for s in scores], dtype=np.int64)
+    return out
+
+
+def unpack_scores(packed: dict[str, np.ndarray]) -> list[ProposalScores]:
+    """The inverse of ``pack_scores`` (each scene's arrays are views of the packed ones)."""
+    bounds = np.concatenate([[0], np.cumsum(packed["__counts"])]).tolist()
+    names = [f.name for f in fields(ProposalScores)]
+    return [ProposalScores(**{n: packed[n][lo:hi] for n in names}) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def _score_serial(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], config: PDMSConfig | None

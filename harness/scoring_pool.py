@@ -188,9 +188,13 @@ class ScoringPool:
                 futures.append(self._executor.submit(
                     _score_tokens, list(tokens[lo:hi]), np.stack([p.poses for p in part]),
                     [(p.sampling.num_poses, p.sampling.interval_s) for p in part]))
+        from harness.navsim_eval import unpack_scores
+
         out: list[Any] = []
         for future in futures:
-            out.extend(future.result())
+            answers, packed = future.result()
+            scored = iter(unpack_scores(packed) if packed is not None else [])
+            out.extend(next(scored) if a is None else a for a in answers)
         return out
 
     def close(self) -> None:
@@ -212,14 +216,20 @@ def _set_worker(cache: Any, config: Any) -> None:
     _WORKER = (cache, config)
 
 
-def _score_tokens(tokens: list[str], poses: np.ndarray, samplings: list[tuple[int, float]]) -> list[Any]:
-    """In a worker: load the tokens' scenes and score the plans; per token its scores or its error."""
-    from harness.navsim_eval import score_plans
+def _score_tokens(tokens: list[str], poses: np.ndarray, samplings: list[tuple[int, float]]
+                  ) -> tuple[list[Exception | None], dict[str, np.ndarray] | None]:
+    """In a worker: load the tokens' scenes and score the plans.
+
+    Returns:
+        Per token its error or None (scored), and the scored tokens' scores in order, packed
+        (``pack_scores``: a few arrays pickle much faster than many small result objects).
+    """
+    from harness.navsim_eval import pack_scores, score_plans
 
     if _WORKER is None:
         raise RuntimeError("scoring worker not initialised (not started by ScoringPool)")
     cache, config = _WORKER
-    out: list[Any] = [None] * len(tokens)
+    out: list[Exception | None] = [None] * len(tokens)
     scenes, plans, where = [], [], []
     for i, token in enumerate(tokens):
         try:
@@ -229,11 +239,11 @@ def _score_tokens(tokens: list[str], poses: np.ndarray, samplings: list[tuple[in
             continue
         plans.append(Trajectory(poses[i], TrajectorySampling(*samplings[i])))
         where.append(i)
-    if scenes:
-        try:
-            for i, scores in zip(where, score_plans(scenes, plans, config=config), strict=True):
-                out[i] = scores
-        except (LeadBenchError, ValueError) as exc:
-            for i in where:
-                out[i] = exc
-    return out
+    if not scenes:
+        return out, None
+    try:
+        return out, pack_scores(score_plans(scenes, plans, config=config))
+    except (LeadBenchError, ValueError) as exc:
+        for i in where:
+            out[i] = exc
+        return out, None
