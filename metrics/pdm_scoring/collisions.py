@@ -175,24 +175,28 @@ class ContactFinder:
         emin = self.centers.min(axis=1) - reach[:, None]
         emax = self.centers.max(axis=1) + reach[:, None]
         # Extents over the steps each object is present (NaN elsewhere, which fmin / fmax skip; never present:
-        # NaN extents, which meet nothing).
-        present_xy = np.where(present[..., None], oxy, np.nan)
-        omin = np.fmin.reduce(present_xy, axis=0) - self.obj_radius[:, None]
-        omax = np.fmax.reduce(present_xy, axis=0) + self.obj_radius[:, None]
+        # NaN extents, which meet nothing); x and y apart, on (T, M) arrays.
+        ox, oy = objs.poses[:n_obs, :, 0], objs.poses[:n_obs, :, 1]
+        omin, omax = np.empty((len(objs.scene), 2)), np.empty((len(objs.scene), 2))
+        for c, coord in enumerate((ox, oy)):
+            masked = np.where(present, coord, np.nan)
+            omin[:, c] = np.fmin.reduce(masked, axis=0) - self.obj_radius
+            omax[:, c] = np.fmax.reduce(masked, axis=0) + self.obj_radius
         keep = np.all((omin[pm] <= emax[pr]) & (omax[pm] >= emin[pr]), axis=-1)
         pr, pm = pr[keep], pm[keep]
 
         # 2. Bounding circles for every (pair, t, k), on dense per-pair arrays (no per-element gathers).
-        ego_c = self.centers[pr]  # (n, T, 2)
-        ego_v = self.dxy_per_s[pr]
-        obj_c = oxy[:, pm].transpose(1, 0, 2)  # (n, T_obs, 2)
+        ego_cx, ego_cy = self.centers[pr, :, 0], self.centers[pr, :, 1]  # (n, T)
+        ego_vx, ego_vy = self.dxy_per_s[pr, :, 0], self.dxy_per_s[pr, :, 1]
+        obj_cx, obj_cy = ox[:, pm].T, oy[:, pm].T  # (n, T_obs)
         obj_p = present[:, pm].T
         lim = EGO_CIRCUMRADIUS_M + self.obj_radius[pm] + CONTACT_TOLERANCE_M
         lim2 = (lim * lim)[:, None]
         parts = []
         for ki, k in enumerate(offsets):
-            d = obj_c[:, k : k + n_t] - (ego_c + ego_v * self.delta_t[ki])
-            near = obj_p[:, k : k + n_t] & (d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] <= lim2)
+            dx = obj_cx[:, k : k + n_t] - (ego_cx + ego_vx * self.delta_t[ki])
+            dy = obj_cy[:, k : k + n_t] - (ego_cy + ego_vy * self.delta_t[ki])
+            near = obj_p[:, k : k + n_t] & (dx * dx + dy * dy <= lim2)
             pair, t = np.nonzero(near)
             parts.append((pair, t, np.full(len(t), ki)))
         pair, t, ki = (np.concatenate(x) for x in zip(*parts))
