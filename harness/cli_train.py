@@ -10,6 +10,7 @@ written once and cached: :func:`harness.embedded.carla_root_for_rig`; the log sa
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ def _roots(cfg: Any, navsim_root: Path | None, waymo_root: Path | None, carla_ro
               help="Continue from a training checkpoint: a path, or 'auto' for the newest in OUT/checkpoints.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")
 @click.option("--navsim-root", type=click.Path(path_type=Path), default=None)
-@click.option("--maps-root", type=click.Path(path_type=Path), default=None)
+@click.option("--maps-root", type=click.Path(path_type=Path), default=None,
+              help="nuPlan maps root, for NAVSIM BEV labels and PDMS validation (default: $NUPLAN_MAPS_ROOT, "
+                   "else NAVSIM_ROOT/maps).")
 @click.option("--waymo-root", type=click.Path(path_type=Path), default=None)
 @click.option("--carla-root", type=click.Path(path_type=Path), default=None)
 @click.option("--no-val", is_flag=True, help="Skip validation (PDMS / RFS on the held-out splits).")
@@ -111,6 +114,8 @@ def train_cmd(config_file: Path | None, preset: str, sources: str | None, max_st
     dist = DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                     int(os.environ.get("LOCAL_RANK", 0)))
     roots = _roots(cfg, navsim_root, waymo_root, carla_root)
+    if maps_root is not None or os.environ.get("NUPLAN_MAPS_ROOT"):  # NAVSIM BEV labels (else NAVSIM_ROOT/maps)
+        roots = replace(roots, navsim_maps=maps_root or Path(os.environ["NUPLAN_MAPS_ROOT"]))
     resume_path = None
     if resume is not None:
         resume_path = latest_checkpoint(out) if resume == "auto" else Path(resume)

@@ -91,7 +91,7 @@ def test_cli_train_with_validation_then_run(small_world_root, tmp_path):
     sets = [a for s in SMALL if not s.startswith("val.") for a in ("--set", s)]
     res = CliRunner().invoke(main, ["train", "--max-steps", "2", "--out", str(out), "--navsim-root",
                                     str(small_world_root), "--waymo-root", str(small_world_root / "waymo"),
-                                    "--device", "cpu", *sets])
+                                    "--maps-root", str(small_world_root / "maps"), "--device", "cpu", *sets])
     assert res.exit_code == 0, res.output
     text = (out / "metrics.csv").read_text()
     assert "val/pdms" in text and "val/rfs" in text
