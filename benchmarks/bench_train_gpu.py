@@ -198,7 +198,7 @@ def main() -> None:
     ap.add_argument("--world", type=Path, default=Path("/tmp/bench_world"))
     ap.add_argument("--logs", type=int, default=24)
     ap.add_argument("--duration", type=float, default=30.0)
-    ap.add_argument("--batches", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--batches", type=int, nargs="*", default=[32, 64])
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--workers", type=int, default=14)
