@@ -64,11 +64,52 @@ def _box_discs(pose: F64, length: F64, width: F64) -> F64:
     return np.stack([pose[:, 0, None] + c * off, pose[:, 1, None] + s * off, np.repeat(rad[:, None], 3, 1)], -1)
 
 
+def _disc_extent(discs: F64, r: float) -> tuple[float, float, float, float]:
+    """``(xmin, ymin, xmax, ymax)`` of discs ``(n, 3)`` grown by ``r`` and 1 m."""
+    return (float((discs[:, 0] - discs[:, 2]).min() - r - 1.0), float((discs[:, 1] - discs[:, 2]).min() - r - 1.0),
+            float((discs[:, 0] + discs[:, 2]).max() + r + 1.0), float((discs[:, 1] + discs[:, 2]).max() + r + 1.0))
+
+
+def _stack_discs(discs: list[F64]) -> F64:
+    """``(n, _PATH_SAMPLES, 3)`` disc sets, shorter ones padded with discs of radius -inf (never nearest)."""
+    out = np.zeros((len(discs), _PATH_SAMPLES, 3))
+    out[:, :, 2] = -np.inf
+    for i, d in enumerate(discs):
+        out[i, : len(d)] = d
+    return out
+
+
+def _discs_distance(a: F64, b: F64) -> F64:
+    """``(n,)`` lower bounds of the distance between what discs ``a`` and ``b`` (``(n, k, 3)``) cover."""
+    gap = (np.hypot(a[:, :, None, 0] - b[:, None, :, 0], a[:, :, None, 1] - b[:, None, :, 1])
+           - a[:, :, None, 2] - b[:, None, :, 2])
+    return np.maximum(gap.reshape(len(a), -1).min(axis=1), 0.0) - 1e-9
+
+
 def _box(pose: F64, length: float, width: float) -> shapely.Polygon:
     """An oriented box polygon (corners FL, RL, RR, FR) from a centre pose, metres."""
     c, s = np.cos(pose[2]), np.sin(pose[2])
     lx, ly = _CORNERS[:, 0] * (length / 2), _CORNERS[:, 1] * (width / 2)
     return shapely.polygons(np.stack([pose[0] + c * lx - s * ly, pose[1] + s * lx + c * ly], -1))
+
+
+def _boxes(pose: F64, length: F64, width: F64) -> npt.NDArray[np.object_]:
+    """:func:`_box` of ``n`` poses at once (the same arithmetic, element by element)."""
+    c, s = np.cos(pose[:, 2])[:, None], np.sin(pose[:, 2])[:, None]
+    lx, ly = _CORNERS[None, :, 0] * (length / 2)[:, None], _CORNERS[None, :, 1] * (width / 2)[:, None]
+    return shapely.polygons(np.stack([pose[:, 0, None] + c * lx - s * ly, pose[:, 1, None] + s * lx + c * ly], -1))
+
+
+@dataclass(frozen=True)
+class _Footprints:
+    """The agents' occupancy footprints before a step (path part ``se``, box ``pose``, heading in ``cur_pose``)
+    and the geometries built from them so far (agent -> (path part or None, box))."""
+
+    se: F64
+    pose: F64
+    cur_pose: F64
+    discs: F64
+    shapes: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]]
 
 
 def _rear_axle_centred_box(state: F64) -> shapely.Polygon:
@@ -162,19 +203,6 @@ class IDMScene:
         assert self.paths is not None
         return self.paths.poses(a, self.paths.clamp(a, self.progress[a]))
 
-    def _shape(self, a: int) -> tuple[shapely.Geometry | None, shapely.Geometry]:
-        got = self._fp_shape.get(a)
-        if got is None:
-            assert self.paths is not None
-            s, e = self.fp_se[a]
-            part = None
-            if not np.isnan(s):
-                line = shapely.LineString(self.paths.trimmed(a, float(s), float(e)))
-                part = shapely.buffer(line, self.width[a] / 2, cap_style="flat")
-            got = (part, _box(self.fp_pose[a], float(self.length[a]), float(self.width[a])))
-            self._fp_shape[a] = got
-        return got
-
     def _set_footprints(self, a: I64) -> None:
         """``IDMAgent.projected_footprint`` after the agents moved: the path from ``p - L/2`` to
         ``p + L/2 + v·T`` buffered by half the width (flat caps), and the box (kept as two parts)."""
@@ -245,77 +273,176 @@ class IDMScene:
                 & (owner[None, :] != live[:, None]))
         rows = np.flatnonzero(near.any(axis=1))
         if len(rows):
-            lines = np.array([shapely.LineString(paths.to_go(int(live[k]), float(pc[k]))) for k in rows],
+            # the path-to-go clipped to its candidate discs grown by half the width and 1 m: every point of the
+            # path within reach of a disc lies inside, so the tests below are those of the whole path-to-go
+            lines = np.array([shapely.clip_by_rect(shapely.LineString(paths.to_go(int(live[k]), float(pc[k]))),
+                                                   *_disc_extent(discs[near[k]], float(r[k]))) for k in rows],
                              dtype=object)
             ki, di = np.nonzero(near[rows])
-            d = shapely.distance(lines[ki], shapely.points(discs[di, :2]))
+            pts = shapely.points(discs[:, :2])
+            d = shapely.distance(lines[ki], pts[di])
             near[rows[ki], di] = d <= r[rows[ki]] + discs[di, 2] + 1e-9
         busy = near.any(axis=1)
         # free road for everyone first (the lead is the end of the path); busy agents are redone in order
         gap = paths.end[live] - self.progress[live]
         self._idm(live, np.zeros(len(live)), gap, self.length[live] / 2)
-        done: set[int] = set()
-        ego_box: list[shapely.Geometry] = []
-        for k in np.flatnonzero(busy):
-            dk = discs[near[k]]
-            clip = (float((dk[:, 0] - dk[:, 2]).min() - r[k] - 1.0), float((dk[:, 1] - dk[:, 2]).min() - r[k] - 1.0),
-                    float((dk[:, 0] + dk[:, 2]).max() + r[k] + 1.0), float((dk[:, 1] + dk[:, 2]).max() + r[k] + 1.0))
-            self._busy_agent(int(live[k]), float(pc[k]), float(heading[k]), ego, ego_box,
-                             np.unique(owner[near[k]]), done, clip)
-        rest = np.array([a for a in live if int(a) not in done], dtype=np.int64)
-        if len(rest):
-            self._set_footprints(rest)
+        busy_k = np.flatnonzero(busy)
+        if not len(busy_k):
+            self._set_footprints(live)
+            return
+        # agents after `a` are seen where they were before the step: keep those footprints
+        old = _Footprints(self.fp_se.copy(), self.fp_pose.copy(), self.cur_pose.copy(), self.fp_disks.copy(),
+                         self._fp_shape)
+        self._fp_shape = {}
+        self._set_footprints(live[~busy])  # the free-road agents are final
+        # levels: an agent waits for the busy agents before it whose footprints it may meet
+        is_busy = np.zeros(self.n, dtype=bool)
+        is_busy[live[busy_k]] = True
+        level: dict[int, int] = {}
+        owners_of: dict[int, I64] = {}
+        clips: dict[int, tuple[float, float, float, float]] = {}
+        for k in busy_k.tolist():
+            a = int(live[k])
+            owners = np.unique(owner[near[k]])
+            owners_of[k] = owners
+            lv = 0
+            for b in owners.tolist():
+                if 0 <= b < a and is_busy[b]:
+                    lv = max(lv, level[b] + 1)
+            level[a] = lv
+            clips[k] = _disc_extent(discs[near[k]], float(r[k]))
+        by_level: dict[int, list[int]] = {}
+        for k in busy_k.tolist():
+            by_level.setdefault(level[int(live[k])], []).append(k)
+        ego_box = _rear_axle_centred_box(ego)
+        for lv in sorted(by_level):
+            ks = by_level[lv]
+            self._leaders([int(live[k]) for k in ks], [float(pc[k]) for k in ks], heading[ks], ego,
+                          (ego_box, ego_discs), [owners_of[k] for k in ks], [clips[k] for k in ks], old)
+            self._set_footprints(live[ks])
 
-    def _busy_agent(self, a: int, pc: float, heading: float, ego: F64, ego_box: list[shapely.Geometry],
-                    owners: I64, done: set[int], clip: tuple[float, float, float, float]) -> None:
-        """The exact leader search of ``propagate_agents`` for agent ``a`` (agents before it have moved).
+    def _leaders(self, agents: list[int], pcs: list[float], heading: F64, ego: F64,
+                 ego_entry: tuple[shapely.Geometry, F64], owners: list[I64],
+                 clips: list[tuple[float, float, float, float]], old: _Footprints) -> None:
+        """The exact leader search of ``propagate_agents`` for agents that do not see each other (one level):
+        each sees the agents before it where they moved to, the others where they were before the step.
 
         The path-to-go is clipped to ``clip`` (the candidates' discs grown by half the width and 1 m) before it
         is buffered: every candidate lies inside the discs, so the cut ends (with their flat caps) stay more
         than 1 m away from all of them and the intersection tests are unchanged.
+
+        Distances: the nearest entry is the one with the smallest distance, ties to the smallest owner. Each
+        geometry lies in its discs, so the discs bound every distance from below; per agent, the pair of
+        geometries with the smallest bound is measured first, then only pairs whose bound does not exceed
+        that distance (the others can neither be nearer nor tie).
         """
         paths = self.paths
         assert paths is not None
+        new_ids = sorted({int(b) for a, own in zip(agents, owners, strict=True) for b in own.tolist() if 0 <= b < a})
+        old_ids = sorted({int(b) for a, own in zip(agents, owners, strict=True) for b in own.tolist() if b > a}
+                         | set(agents))
+        self._shapes(np.array(new_ids, dtype=np.int64), self.fp_se, self.fp_pose, self._fp_shape)
+        self._shapes(np.array(old_ids, dtype=np.int64), old.se, old.pose, old.shapes)
         parts: list[shapely.Geometry] = []
+        part_of: list[int] = []  # position of the agent in `agents`
         part_owner: list[int] = []
-        for b in owners:
-            b = int(b)
-            if b == -1:
-                if not ego_box:
-                    ego_box.append(_rear_axle_centred_box(ego))
-                shapes: tuple[shapely.Geometry | None, ...] = (ego_box[0],)
-            else:
-                if b < a and b not in done:  # agents before a already moved: their new footprint counts
-                    self._set_footprints(np.array([b]))
-                    done.add(b)
-                shapes = self._shape(b)
-            for g in shapes:
-                if g is not None:
-                    parts.append(g)
-                    part_owner.append(b)
-        line = shapely.clip_by_rect(shapely.LineString(paths.to_go(a, pc)), *clip)
-        buffer = shapely.buffer(line, self.width[a] / 2, cap_style="flat")
+        part_discs: list[F64] = []
+        for i, (a, own) in enumerate(zip(agents, owners, strict=True)):
+            for b in own.tolist():
+                if b == -1:
+                    shapes: tuple[shapely.Geometry | None, ...] = (ego_entry[0],)
+                    dsc: tuple[F64, ...] = (ego_entry[1],)
+                else:
+                    fp = self.fp_disks if b < a else old.discs
+                    shapes = self._fp_shape[b] if b < a else old.shapes[b]
+                    dsc = (fp[b, :_PATH_SAMPLES], fp[b, _PATH_SAMPLES:])
+                for g, dd in zip(shapes, dsc, strict=True):
+                    if g is not None:
+                        parts.append(g)
+                        part_of.append(i)
+                        part_owner.append(b)
+                        part_discs.append(dd)
+        lines = np.array([shapely.clip_by_rect(shapely.LineString(paths.to_go(a, pc)), *clip)
+                          for a, pc, clip in zip(agents, pcs, clips, strict=True)], dtype=object)
+        ag = np.array(agents, dtype=np.int64)
+        buffers = shapely.buffer(lines, self.width[ag] / 2, cap_style="flat")
+        of = np.array(part_of, dtype=np.int64)
         geoms = np.array(parts, dtype=object)
-        hits = shapely.intersects(geoms, buffer)
+        hits = shapely.intersects(geoms, buffers[of])
         if not hits.any():
-            return  # free road: the update already written stands
-        po = np.array(part_owner)[hits]
-        own = np.array([g for g in self._shape(a) if g is not None], dtype=object)
-        # distance between the agent's occupancy geometry and each intersecting entry (unions: min over parts)
-        d = shapely.distance(own[:, None], geoms[hits][None, :]).min(axis=0)
-        cand, inv = np.unique(po, return_inverse=True)
-        dist = np.full(len(cand), np.inf)
-        np.minimum.at(dist, inv, d)
-        j = int(np.argmin(dist))
-        b, gap = int(cand[j]), float(dist[j])
-        if b == -1:
-            lead_v, rel = float(np.hypot(ego[3], ego[4])), float(ego[2]) - heading
-        else:
-            # agents before a have moved (their pose and speed are new), the others not yet
-            lead_v = float(self.speed[b] if b < a else self._v_old[b])
-            rel = float(self.cur_pose[b, 2]) - heading
-        lead = lead_v * float(np.cos(principal(rel)))
-        self._idm(np.array([a]), np.array([lead]), np.array([gap]), np.array([0.0]))
+            return  # free road: the updates already written stand
+        # distance between each agent's occupancy geometry (where it was) and each intersecting entry
+        h = np.flatnonzero(hits)
+        own_h: list[int] = []
+        own_geoms: list[shapely.Geometry] = []
+        own_discs: list[F64] = []
+        for j in h.tolist():
+            a = agents[of[j]]
+            for g, dd in zip(old.shapes[a], (old.discs[a, :_PATH_SAMPLES], old.discs[a, _PATH_SAMPLES:]), strict=True):
+                if g is not None:
+                    own_geoms.append(g)
+                    own_h.append(j)
+                    own_discs.append(dd)
+        own_i = np.array(own_h, dtype=np.int64)
+        bound = _discs_distance(_stack_discs(own_discs), _stack_discs([part_discs[j] for j in own_i.tolist()]))
+        ag_q = of[own_i]
+        first = np.full(len(agents), -1, dtype=np.int64)
+        order = np.lexsort((bound, ag_q))
+        starts = np.flatnonzero(np.r_[True, ag_q[order][1:] != ag_q[order][:-1]])
+        first[ag_q[order][starts]] = order[starts]
+        og = np.array(own_geoms, dtype=object)
+        d_pair = np.full(len(own_i), np.inf)
+        q1 = first[first >= 0]
+        d_pair[q1] = shapely.distance(og[q1], geoms[own_i[q1]])
+        best_d = np.full(len(agents), np.inf)
+        best_d[ag_q[q1]] = d_pair[q1]
+        q2 = np.flatnonzero((bound <= best_d[ag_q]) & np.isinf(d_pair))
+        q2 = q2[~np.isin(q2, q1)]
+        if len(q2):
+            d_pair[q2] = shapely.distance(og[q2], geoms[own_i[q2]])
+        d = np.full(len(parts), np.inf)
+        np.minimum.at(d, own_i, d_pair)
+        best: dict[int, tuple[float, int]] = {}  # agent position -> (gap, leader); ties: the smallest owner
+        for j in h.tolist():
+            i, b, dj = int(of[j]), part_owner[j], float(d[j])
+            cur = best.get(i)
+            if cur is None or dj < cur[0] or (dj == cur[0] and b < cur[1]):
+                best[i] = (dj, b)
+        pos = np.array(sorted(best), dtype=np.int64)
+        lead_v = np.empty(len(pos))
+        rel = np.empty(len(pos))
+        gap = np.empty(len(pos))
+        for n, i in enumerate(pos.tolist()):
+            gap[n], b = best[i]
+            a = agents[i]
+            if b == -1:
+                lead_v[n], rel[n] = float(np.hypot(ego[3], ego[4])), float(ego[2]) - float(heading[i])
+            elif b < a:  # agents before a have moved (their pose and speed are new), the others not yet
+                lead_v[n], rel[n] = float(self.speed[b]), float(self.cur_pose[b, 2]) - float(heading[i])
+            else:
+                lead_v[n], rel[n] = float(self._v_old[b]), float(old.cur_pose[b, 2]) - float(heading[i])
+        lead = lead_v * np.cos(principal(rel))
+        self._idm(ag[pos], lead, gap, np.zeros(len(pos)))
+
+    def _shapes(self, ids: I64, se: F64, pose: F64, cache: dict[int, tuple[shapely.Geometry | None,
+                                                                             shapely.Geometry]]) -> None:
+        """Occupancy geometries (path part buffered by half the width, flat caps, or None; box) of agents
+        ``ids`` with footprints ``se`` / ``pose``, built together for those not in ``cache``."""
+        paths = self.paths
+        assert paths is not None
+        todo = np.array([a for a in ids.tolist() if a not in cache], dtype=np.int64)
+        if not len(todo):
+            return
+        boxes = _boxes(pose[todo], self.length[todo], self.width[todo])
+        with_part = todo[~np.isnan(se[todo, 0])]
+        parts: dict[int, shapely.Geometry] = {}
+        if len(with_part):
+            lines = [shapely.LineString(paths.trimmed(a, float(se[a, 0]), float(se[a, 1])))
+                     for a in with_part.tolist()]
+            bufs = shapely.buffer(np.array(lines, dtype=object), self.width[with_part] / 2, cap_style="flat")
+            parts = dict(zip(with_part.tolist(), bufs, strict=True))
+        for a, box in zip(todo.tolist(), boxes, strict=True):
+            cache[a] = (parts.get(a), box)
 
     def _idm(self, a: I64, lead_v: F64, gap: F64, length_rear: F64, v: F64 | None = None,
              progress: F64 | None = None) -> None:
