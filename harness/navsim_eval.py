@@ -218,17 +218,19 @@ def build_metric_cache(
     return results
 
 
-#: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them: parts of one
-#: log go to different workers when logs differ in size, and the pool hands the next part to whichever
-#: worker is free (a part is still planned as one batch).
-PARTS_PER_WORKER = 2
+#: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them, so that one
+#: large log does not keep a worker busy after the others finish; the pool hands the largest remaining part
+#: to whichever worker is free. A part is planned in batches of ``MetricCache.PLAN_CHUNK``; smaller parts
+#: cost more per scene (measured: one part per worker's share beat two).
+PARTS_PER_WORKER = 1
 
 
-def split_jobs(token_lists: Sequence[Sequence[str]], workers: int) -> list[list[str]]:
+def split_jobs(token_lists: Sequence[Sequence[str]], workers: int,
+               parts_per_worker: int = PARTS_PER_WORKER) -> list[list[str]]:
     """The logs' token lists cut into parts for ``workers`` processes, largest first (each part from one log,
     in the log's order; every token in exactly one part)."""
     total = sum(len(t) for t in token_lists)
-    size = max(1, -(-total // max(1, PARTS_PER_WORKER * workers)))
+    size = max(1, -(-total // max(1, parts_per_worker * workers)))
     parts = [list(toks[lo : lo + size]) for toks in token_lists for lo in range(0, len(toks), size)]
     return sorted(parts, key=len, reverse=True)  # stable: equal sizes keep the logs' order
 

@@ -65,12 +65,13 @@ def test_parallel_cache_equals_serial(small_world_root, tmp_path):
 
 def test_split_jobs_cuts_logs_into_parts_largest_first():
     logs = [[f"a{i}" for i in range(9)], [f"b{i}" for i in range(3)], [f"c{i}" for i in range(4)]]
-    parts = split_jobs(logs, 2)  # 16 tokens, 2 workers x 2 parts: at most 4 tokens a part
+    parts = split_jobs(logs, 2, parts_per_worker=2)  # 16 tokens, 2 workers x 2 parts: at most 4 tokens a part
     assert [len(p) for p in parts] == [4, 4, 4, 3, 1]
     assert sorted(t for p in parts for t in p) == sorted(t for log in logs for t in log)
     assert all(len({t[0] for t in p}) == 1 for p in parts)  # a part never mixes logs
     assert parts[0] == ["a0", "a1", "a2", "a3"] and ["a8"] in parts
-    assert split_jobs(logs, 1) == [logs[0][:8], logs[2], logs[1], logs[0][8:]]
+    assert split_jobs(logs, 1, parts_per_worker=2) == [logs[0][:8], logs[2], logs[1], logs[0][8:]]
+    assert split_jobs(logs, 2, parts_per_worker=1) == [logs[0][:8], logs[2], logs[1], logs[0][8:]]
 
 
 def test_a_broken_log_is_reported_not_dropped(small_world_root, cache_dir, tmp_path):
