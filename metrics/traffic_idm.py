@@ -64,6 +64,14 @@ def _box_discs(pose: F64, length: F64, width: F64) -> F64:
     return np.stack([pose[:, 0, None] + c * off, pose[:, 1, None] + s * off, np.repeat(rad[:, None], 3, 1)], -1)
 
 
+def _ragged(lo: I64, hi: I64) -> tuple[I64, I64]:
+    """``(owner, value)`` of the concatenated ranges ``[lo_i, hi_i)``."""
+    n = np.maximum(hi - lo, 0)
+    owner = np.repeat(np.arange(len(lo)), n)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    return owner, np.arange(int(n.sum())) - np.repeat(start - lo, n)
+
+
 def _disc_extent(discs: F64, r: float) -> tuple[float, float, float, float]:
     """``(xmin, ymin, xmax, ymax)`` of discs ``(n, 3)`` grown by ``r`` and 1 m."""
     return (float((discs[:, 0] - discs[:, 2]).min() - r - 1.0), float((discs[:, 1] - discs[:, 2]).min() - r - 1.0),
@@ -273,15 +281,7 @@ class IDMScene:
                 & (owner[None, :] != live[:, None]))
         rows = np.flatnonzero(near.any(axis=1))
         if len(rows):
-            # the path-to-go clipped to its candidate discs grown by half the width and 1 m: every point of the
-            # path within reach of a disc lies inside, so the tests below are those of the whole path-to-go
-            lines = np.array([shapely.clip_by_rect(shapely.LineString(paths.to_go(int(live[k]), float(pc[k]))),
-                                                   *_disc_extent(discs[near[k]], float(r[k]))) for k in rows],
-                             dtype=object)
-            ki, di = np.nonzero(near[rows])
-            pts = shapely.points(discs[:, :2])
-            d = shapely.distance(lines[ki], pts[di])
-            near[rows[ki], di] = d <= r[rows[ki]] + discs[di, 2] + 1e-9
+            self._refine_near(live[rows], pc[rows], r[rows], near, rows, discs)
         busy = near.any(axis=1)
         # free road for everyone first (the lead is the end of the path); busy agents are redone in order
         gap = paths.end[live] - self.progress[live]
@@ -320,6 +320,36 @@ class IDMScene:
             self._leaders([int(live[k]) for k in ks], [float(pc[k]) for k in ks], heading[ks], ego,
                           (ego_box, ego_discs), [owners_of[k] for k in ks], [clips[k] for k in ks], old)
             self._set_footprints(live[ks])
+
+    def _refine_near(self, a: I64, pc: F64, r: F64, near: B, rows: I64, discs: F64) -> None:
+        """Keep the discs of ``near[rows]`` that may lie within half the width of the agents' paths-to-go: the
+        distance from a disc centre to the boxes of the path's chunks (:meth:`Paths.to_go_chunks`) bounds its
+        distance to the path from below, so no disc that reaches the path-to-go buffer is dropped."""
+        paths = self.paths
+        assert paths is not None
+        c0, c1 = paths.to_go_chunks(a, pc)
+        # the chunks near the row's candidate discs (their extent grown by half the width)
+        sub = near[rows]
+        dx0 = np.where(sub, discs[None, :, 0] - discs[None, :, 2], np.inf).min(1) - r - 1e-6
+        dy0 = np.where(sub, discs[None, :, 1] - discs[None, :, 2], np.inf).min(1) - r - 1e-6
+        dx1 = np.where(sub, discs[None, :, 0] + discs[None, :, 2], -np.inf).max(1) + r + 1e-6
+        dy1 = np.where(sub, discs[None, :, 1] + discs[None, :, 2], -np.inf).max(1) + r + 1e-6
+        rr, cc = _ragged(c0, c1)
+        box = paths.chunk_box[cc]
+        keep = (box[:, 0] <= dx1[rr]) & (box[:, 2] >= dx0[rr]) & (box[:, 1] <= dy1[rr]) & (box[:, 3] >= dy0[rr])
+        rr, cc = rr[keep], cc[keep]
+        ki, di = np.nonzero(sub)
+        counts = np.bincount(rr, minlength=len(rows))
+        offset = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pi, ci = _ragged(offset[ki], offset[ki] + counts[ki])
+        ci = cc[ci]
+        box = paths.chunk_box[ci]
+        px, py = discs[di[pi], 0], discs[di[pi], 1]
+        dist = np.hypot(np.maximum(np.maximum(box[:, 0] - px, px - box[:, 2]), 0.0),
+                        np.maximum(np.maximum(box[:, 1] - py, py - box[:, 3]), 0.0))
+        lower = np.full(len(ki), np.inf)
+        np.minimum.at(lower, pi, dist)
+        near[rows[ki], di] = lower <= r[ki] + discs[di, 2] + 1e-6
 
     def _leaders(self, agents: list[int], pcs: list[float], heading: F64, ego: F64,
                  ego_entry: tuple[shapely.Geometry, F64], owners: list[I64],

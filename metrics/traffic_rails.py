@@ -180,6 +180,24 @@ class Paths:
             for arr, fn in ((self.sx_min, np.minimum), (self.sx_max, np.maximum),
                             (self.sy_min, np.minimum), (self.sy_max, np.maximum)):
                 arr[sl] = fn.accumulate(arr[sl][::-1])[::-1]
+        # chunks of CHUNK segments (CHUNK + 1 vertices, consecutive chunks share one) with their bounding boxes
+        n_chunks = -(-(self.last - self.first) // self.CHUNK)
+        self.chunk_first = np.concatenate([[0], np.cumsum(n_chunks)[:-1]]).astype(np.int64)
+        self.chunk_end = self.chunk_first + n_chunks
+        lo = np.concatenate([f + self.CHUNK * np.arange(c) for f, c in zip(self.first, n_chunks, strict=True)])
+        hi = np.minimum(lo + self.CHUNK, np.repeat(self.last, n_chunks))
+        span = np.arange(self.CHUNK + 1)
+        idx = np.minimum(lo[:, None] + span[None, :], hi[:, None])
+        self.chunk_box = np.stack([self.x[idx].min(1), self.y[idx].min(1), self.x[idx].max(1), self.y[idx].max(1)], -1)
+
+    #: segments per chunk of :meth:`to_go_chunks`
+    CHUNK = 4
+
+    def to_go_chunks(self, a: I64, p: F64) -> tuple[I64, I64]:
+        """Chunk ranges ``[c0, c1)`` whose boxes cover ``to_go(a, p)`` (p clamped) of agents ``a``."""
+        j = np.searchsorted(self.keys, p + a * self._BIG, side="right")  # first point with progress > p
+        seg = np.maximum(np.minimum(j, self.last[a]) - 1, self.first[a])  # the segment [seg, seg + 1] holds p
+        return self.chunk_first[a] + (seg - self.first[a]) // self.CHUNK, self.chunk_end[a]
 
     def clamp(self, a: I64, p: F64) -> F64:
         return np.minimum(np.maximum(p, self.start[a]), self.end[a])
