@@ -32,7 +32,8 @@ Reactive (:func:`reactive_idm_objects`), step by step as the official code:
   ``target = segment speed limit or 10 m/s, s0 = 1 m, T = 1.5 s, a = 1, b = 2 m/s²``, dt = 0.1 s;
 - current-frame vehicles that are not agents are added back as static boxes (their t = 0 box and velocity)
   if they are slower than 0.1 m/s and not inside a lane or intersection, or more than 3 m from the baseline
-  of their segment, and their box does not touch an agent's box of that step. Other vehicles vanish.
+  of their segment, and their box does not touch an agent's box of that step nor the box of a vehicle added
+  back before it (track order). Other vehicles vanish.
 
 Not reproduced: the devkit's 1e-5 m simplification of occupancy geometries before each query (shifts the leader
 distance by at most 1e-5 m); among several equally near leaders (overlapping footprints, distance 0)
@@ -117,6 +118,31 @@ def _initial_state(scene: ScoringScene) -> F64:
     return s
 
 
+def _first_of_touching_parked(present: B, parked: I64, vehicles: IDMVehicles) -> B:
+    """Parked vehicles are appended to NAVSIM's observation one by one (track order), each checked against the
+    observation built so far (the IDM agents *and the parked vehicles appended before it*): of touching parked
+    boxes only the first one kept at a step stays, and one that was left out blocks nothing.
+
+    Args:
+        present: ``(S, V)`` presence per step from :meth:`IDMScene.run` (parked ones already checked against
+            the agents); parked: indices into the vehicles, ascending; vehicles: their t = 0 boxes.
+    """
+    if len(parked) < 2:
+        return present
+    boxes = polygons(box_corners(vehicles.poses[parked], vehicles.length_m[parked] / 2, vehicles.width_m[parked] / 2))
+    first, second = shapely.STRtree(boxes).query(boxes, predicate="intersects")
+    later = first > second  # pairs (earlier index second, later index first), each once
+    if not later.any():
+        return present
+    out = present.copy()
+    blockers: dict[int, list[int]] = {}
+    for late, early in zip(parked[first[later]].tolist(), parked[second[later]].tolist(), strict=True):
+        blockers.setdefault(late, []).append(early)
+    for late in sorted(blockers):  # ascending: an earlier vehicle's final presence is known when it blocks
+        out[:, late] &= ~out[:, blockers[late]].any(axis=1)
+    return out
+
+
 def objects_for_policy(policy: TrafficPolicy, scene: ScoringScene, rails: LaneRails | None = None,
                        ego_states: F64 | None = None, params: IDMParameters = DEFAULT_IDM) -> ObjectTimeline:
     """Dispatch on ``--traffic``; the reactive policy needs the map's rails and the agent's 41 ego states."""
@@ -179,6 +205,7 @@ def reactive_idm_objects(scene: ScoringScene, rails: LaneRails, ego_states: npt.
             raise ValueError(f"scene {scene.token}: vehicle {scene.object_tokens[veh[sim.agents[nan_speed][0]]]} "
                              "would be an IDM agent but has a NaN velocity (NAVSIM's reactive policy fails on it)")
         v_present, v_poses, v_vel = sim.run(states)
+        v_present = _first_of_touching_parked(v_present, sim.parked, vehicles)
         present[1:, veh], poses[1:, veh], vel[1:, veh] = v_present, v_poses, v_vel
 
     first = np.argmax(present, axis=0)

@@ -189,6 +189,16 @@ def test_parked_off_lane_and_late_vehicles_and_other_classes():
     np.testing.assert_allclose(out.poses[1:, 3], objs[3]["poses"][1:])
 
 
+def test_touching_parked_vehicles_keep_the_first_as_navsims_observation_does():
+    # NAVSIM appends parked vehicles one by one, each checked against what was appended before it:
+    # b overlaps a (x 21.75..22.25) and is left out; c overlaps only b (x 26.15..26.25), which is not there.
+    objs = [_obj("a", ObjectType.VEHICLE, (20.0, 8.0, 0.0)), _obj("b", ObjectType.VEHICLE, (24.0, 8.0, 0.0)),
+            _obj("c", ObjectType.VEHICLE, (28.4, 8.0, 0.0)), _obj("d", ObjectType.VEHICLE, (40.0, 8.0, 0.0))]
+    out = reactive_idm_objects(_scene(objs), _rails(), _static_ego())
+    assert out.present[0].all()  # step 0: the raw annotations
+    np.testing.assert_array_equal(out.present[1:], np.tile([True, False, True, True], (N - 1, 1)))
+
+
 def test_agents_beyond_100_m_of_the_ego_rear_axle_are_dropped():
     objs = [_obj("near", ObjectType.VEHICLE, (0.0, 0.0, 0.0), velocity=(5.0, 0.0)),
             _obj("far", ObjectType.VEHICLE, (120.0, 0.0, 0.0), velocity=(5.0, 0.0))]
