@@ -126,9 +126,11 @@ def train_cmd(config_file: Path | None, preset: str, sources: str | None, max_st
     with progress_bar() as progress:
         task = progress.add_task("training", total=cfg.max_steps)
 
-        def on_step(step: int, losses: dict[str, float]) -> None:
-            desc = f"training loss {losses['loss']:.3f}" if "loss" in losses else "training"
-            progress.update(task, completed=step, description=desc)
+        def on_step(step: int, losses: dict[str, float]) -> None:  # losses only at log steps (no GPU sync)
+            if "loss" in losses:
+                progress.update(task, completed=step, description=f"training loss {losses['loss']:.3f}")
+            else:
+                progress.update(task, completed=step)
 
         result = train(cfg, out, parts, validation=validation, resume=resume_path, dist=dist, device=device,
                        on_step=on_step if dist.rank == 0 else None,
