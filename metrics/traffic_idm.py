@@ -6,11 +6,17 @@ The semantics are listed in :mod:`metrics.traffic_agents`; the map side and nuPl
 How it stays exact and still vectorised: agents are updated in the official order (each sees the agents
 before it already moved), but an agent's update only depends on the others when some occupancy geometry
 intersects its path-to-go buffer. Each step first bounds every footprint (old and new) by discs and every
-path-to-go by its bounding box; agents with nothing near their path take the free-road IDM update together,
-in one numpy expression; only the few agents with something near their path run the exact shapely tests
-(``intersects`` with the flat-capped path buffer, ``distance`` between footprints), one after the other.
-The discs are conservative (a chord is never longer than its arc, and a box rotating about its centre stays
-in its circumscribed disc), so the prefilter never changes a result.
+path-to-go by its bounding box, then by the boxes of 4-segment chunks of the path (a lower bound of the
+distance); agents with nothing near their path take the free-road IDM update together, in one numpy
+expression. The agents with something near their path ("busy") run the exact shapely tests (``intersects``
+with the flat-capped path buffer, ``distance`` between footprints) in dependency levels: a busy agent waits
+only for the earlier busy agents among its candidates (it must see where they moved to), so each level holds
+agents that do not see each other and is computed together; agents after it are seen where they were before
+the step, as in the official loop. Distances are measured only for the geometry pairs whose disc lower bound
+does not exceed the nearest measured one. The discs are conservative (a chord is never longer than its arc,
+and a box rotating about its centre stays in its circumscribed disc), so no prefilter changes a result; the
+timelines equal those of the one-agent-after-the-other loop bit for bit (``benchmarks/bench_two_stage.py``
+compares the rows against that implementation's git revision).
 """
 
 from __future__ import annotations
