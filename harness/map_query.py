@@ -239,12 +239,16 @@ class MapQuery:
             dtype=np.int64,
         )
         self._lane_polygons = areas(lanes + lcs)  # lane connectors by their polygons here
-        # Interior lanes in the devkit's order: rows of the lane layer with that parent, i.e. ascending id.
-        self._interior: dict[int, list] = {}
-        for obj, parent in [(ln, ln.roadblock_id) for ln in lanes] + [
-            (c, c.roadblock_connector_id) for c in lcs
-        ]:
-            self._interior.setdefault(parent, []).append(obj)
+        # Interior lanes in the devkit's order: rows of the lane layer with that parent, i.e. ascending id. Kept
+        # per layer, as the devkit looks them up (a roadblock's in the lanes table by ``lane_group_fid``, a
+        # roadblock connector's in the lane connectors table by ``lane_group_connector_fid``): one dict for both
+        # would list a lane under a connector (as a lane connector) whose id equals its parent's.
+        self._lanes_of_roadblock: dict[int, list] = {}
+        for ln in lanes:
+            self._lanes_of_roadblock.setdefault(ln.roadblock_id, []).append(ln)
+        self._connectors_of_roadblock_connector: dict[int, list] = {}
+        for c in lcs:
+            self._connectors_of_roadblock_connector.setdefault(c.roadblock_connector_id, []).append(c)
 
     def drivable_mask(self, points_xy: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Whether each point lies strictly inside some roadblock, intersection or car-park polygon.
@@ -338,9 +342,9 @@ class MapQuery:
         m = self.road_map
         add(MapLayer.ROADBLOCK, [m.roadblocks[i] for i in near[MapLayer.ROADBLOCK]])
         for rb in near[MapLayer.ROADBLOCK]:
-            add(MapLayer.LANE, self._interior.get(rb, []))
+            add(MapLayer.LANE, self._lanes_of_roadblock.get(rb, []))
         for rbc in near[MapLayer.ROADBLOCK_CONNECTOR]:
-            add(MapLayer.LANE_CONNECTOR, self._interior.get(rbc, []))
+            add(MapLayer.LANE_CONNECTOR, self._connectors_of_roadblock_connector.get(rbc, []))
         add(MapLayer.INTERSECTION, [m.intersections[i] for i in near[MapLayer.INTERSECTION]])
         add(MapLayer.CARPARK_AREA, [m.carparks[i] for i in near[MapLayer.CARPARK_AREA]])
         out = DrivablePolygons(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import shapely
@@ -131,6 +133,35 @@ def test_drivable_polygons_within_follows_pdm_drivable_map() -> None:
         and counts[MapLayer.LANE_CONNECTOR] == 16
     )
     assert counts[MapLayer.INTERSECTION] == 1 and counts[MapLayer.CARPARK_AREA] == 1
+
+
+def test_interior_lanes_are_looked_up_per_layer() -> None:
+    """The devkit finds a roadblock's lanes in the lane table (``lane_group_fid``) and a roadblock connector's
+    lane connectors in the lane-connector table (``lane_group_connector_fid``): a lane whose parent id equals
+    a nearby roadblock connector's id is not that connector's interior (one shared dict listed it there, typed
+    as a lane connector), and a lane connector whose parent id equals a nearby roadblock's is not a lane."""
+    near = [c for c in MAP.roadblock_connectors.values() if c.polygon.intersects(shapely.box(-5, -5, 5, 5))]
+    rbc = min(near, key=lambda c: c.id)
+    lane = MAP.lanes[MAP.roadblocks[EAST_IN].lane_ids[0]]
+    lc = MAP.lane_connectors[rbc.lane_connector_ids[0]]
+    other = min(c.id for c in MAP.roadblock_connectors.values())
+    moved_lc = next(c for c in MAP.lane_connectors.values() if c.roadblock_connector_id != rbc.id)
+    road_map = dataclasses.replace(
+        MAP,
+        lanes={**MAP.lanes, lane.id: dataclasses.replace(lane, roadblock_id=rbc.id)},
+        lane_connectors={**MAP.lane_connectors, moved_lc.id: dataclasses.replace(moved_lc,
+                                                                                roadblock_connector_id=EAST_IN)},
+    )
+    assert other != EAST_IN and lc.id != moved_lc.id
+    query = MapQuery(road_map)
+    d = query.drivable_polygons_within([0.0, 0.0], 5.0)
+    expected = [c for r in sorted(near, key=lambda c: c.id) for c in sorted(r.lane_connector_ids)
+                if c != moved_lc.id]
+    assert lane.id not in d.ids.tolist()
+    assert d.ids[d.types == MapLayer.LANE_CONNECTOR].tolist() == expected
+    d = query.drivable_polygons_within([40.0, 3.5], 1.0)
+    assert d.ids.tolist() == [EAST_IN, *sorted(i for i in MAP.roadblocks[EAST_IN].lane_ids if i != lane.id)]
+    assert d.types.tolist()[1:] == [MapLayer.LANE] * (len(d.ids) - 1)
 
 
 def test_input_validation() -> None:
