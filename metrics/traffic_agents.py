@@ -28,21 +28,24 @@ Reactive (:func:`reactive_idm_objects`), step by step as the official code:
   farther than 100 m from that point are dropped for good; then the agents are updated one after the other
   (later ones see the earlier ones' new projected footprints): the nearest occupancy entry whose geometry
   intersects the agent's path-to-go buffered by half its width is its leader (distance from the agent's own
-  occupancy geometry, the projected footprint that reaches ``v · 1.5 s`` ahead); forward-Euler IDM with
-  ``target = segment speed limit or 10 m/s, s0 = 1 m, T = 1.5 s, a = 1, b = 2 m/s²``, dt = 0.1 s;
+  occupancy geometry, the projected footprint that reaches ``v · 1.5 s`` ahead; ties as nuPlan's STRtree);
+  forward-Euler IDM with ``target = segment speed limit or 10 m/s, s0 = 1 m, T = 1.5 s, a = 1, b = 2 m/s²``,
+  dt = 0.1 s;
 - current-frame vehicles that are not agents are added back as static boxes (their t = 0 box and velocity)
   if they are slower than 0.1 m/s and not inside a lane or intersection, or more than 3 m from the baseline
   of their segment, and their box does not touch an agent's box of that step nor the box of a vehicle added
   back before it (track order). Other vehicles vanish.
 
 Not reproduced: the devkit's 1e-5 m simplification of occupancy geometries before each query (shifts the leader
-distance by at most 1e-5 m); among several equally near leaders (overlapping footprints, distance 0)
-``STRtree.nearest`` returns one in tree order, lead-bench the ego, else the earliest track. Run side by side with
-navsim ``main`` + nuplan-devkit v1.2 on 48 embedded-world navhard scenes x 4 ego rollouts (2,000 current
-vehicles, 279 of them moving differently for different egos), every track's presence matched at every step, poses
-within 2.1e-7 m and velocities within 1.1e-6 m/s (float rounding of the path arithmetic, amplified in queues).
-The agents of one scene are updated in sequence (the official semantics); everything else (range filter,
-path-to-go buffers, replay, parked checks) is vectorised over agents.
+distance by at most 1e-5 m). Among several equally near leaders (overlapping footprints, distance 0) nuPlan's
+``STRtree.nearest`` returns one in its traversal order; lead-bench asks shapely's STRtree the same question over
+the same (unsimplified) geometries. Run side by side with navsim ``main`` + nuplan-devkit v1.2 (shapely 2.2, GEOS
+3.14) on 48 embedded-world navhard scenes x 4 ego rollouts (2,000 current vehicles, 279 of them moving
+differently for different egos), every track's presence matched at every step, poses within 2.1e-7 m and
+velocities within 1.1e-6 m/s (float rounding of the path arithmetic, amplified in queues); on 24 scenes with half
+the vehicles moved up to 4 m sideways, turned and given new speeds (touching parked cars, overlapping footprints)
+x 4 rollouts, within 4e-9 m. The agents of one scene are updated in sequence (the official semantics); everything
+else (range filter, path-to-go buffers, replay, parked checks) is vectorised over agents.
 """
 
 from __future__ import annotations

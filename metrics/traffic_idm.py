@@ -126,6 +126,18 @@ class _Footprints:
     shapes: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]]
 
 
+def _nearest_as_nuplan(own: tuple[shapely.Geometry | None, ...],
+                       entries: dict[int, tuple[shapely.Geometry | None, ...]]) -> int:
+    """``STRTreeOccupancyMap.get_nearest_entry_to`` among equally near entries: shapely's ``STRtree.nearest``
+    returns one of them in its traversal order, so it is asked the same question: a tree over the intersecting
+    entries (each the union of its parts, in the occupancy map's order: agents by index, the ego last) and the
+    agent's own footprint. Returns the chosen owner (-1: the ego)."""
+    owners = sorted(entries, key=lambda b: (b == -1, b))
+    geoms = [shapely.union_all([g for g in entries[b] if g is not None]) for b in owners]
+    mine = shapely.union_all([g for g in own if g is not None])
+    return owners[int(shapely.STRtree(geoms).nearest(mine))]
+
+
 def _rear_axle_centred_box(state: F64) -> shapely.Polygon:
     """The ego box of ``build_ego_state_from_simulated_ego_states``: Pacifica centred on the rear axle."""
     c = box_corners(state[None, :3], np.array([PACIFICA.half_length]), np.array([PACIFICA.half_width]))
@@ -367,7 +379,7 @@ class IDMScene:
         is buffered: every candidate lies inside the discs, so the cut ends (with their flat caps) stay more
         than 1 m away from all of them and the intersection tests are unchanged.
 
-        Distances: the nearest entry is the one with the smallest distance, ties to the smallest owner. Each
+        Distances: the nearest entry is the one with the smallest distance (ties as nuPlan's STRtree). Each
         geometry lies in its discs, so the discs bound every distance from below; per agent, the pair of
         geometries with the smallest bound is measured first, then only pairs whose bound does not exceed
         that distance (the others can neither be nearer nor tie).
@@ -438,12 +450,23 @@ class IDMScene:
             d_pair[q2] = shapely.distance(og[q2], geoms[own_i[q2]])
         d = np.full(len(parts), np.inf)
         np.minimum.at(d, own_i, d_pair)
-        best: dict[int, tuple[float, int]] = {}  # agent position -> (gap, leader); ties: the smallest owner
+        best: dict[int, tuple[float, int]] = {}  # agent position -> (gap, leader); ties: see below
         for j in h.tolist():
             i, b, dj = int(of[j]), part_owner[j], float(d[j])
             cur = best.get(i)
             if cur is None or dj < cur[0] or (dj == cur[0] and b < cur[1]):
                 best[i] = (dj, b)
+        tied: dict[int, set[int]] = {}
+        for j in h.tolist():
+            if float(d[j]) == best[int(of[j])][0]:
+                tied.setdefault(int(of[j]), set()).add(part_owner[j])
+        for i, owners_i in tied.items():
+            if len(owners_i) > 1:  # several entries equally near (in practice overlapping: distance 0)
+                a = agents[i]
+                entries = {part_owner[j]: (ego_entry[0],) if part_owner[j] == -1 else
+                           self._fp_shape[part_owner[j]] if part_owner[j] < a else old.shapes[part_owner[j]]
+                           for j in h.tolist() if of[j] == i}
+                best[i] = (best[i][0], _nearest_as_nuplan(old.shapes[a], entries))
         pos = np.array(sorted(best), dtype=np.int64)
         lead_v = np.empty(len(pos))
         rel = np.empty(len(pos))

@@ -172,6 +172,21 @@ def test_follower_sees_the_leader_that_already_moved():
     np.testing.assert_allclose(out.velocity_xy[1, 1, 0], 6 + 0.1 * a_f, atol=1e-9)
 
 
+def test_equally_near_leaders_are_chosen_as_nuplans_strtree_does():
+    # A (x = 50, 5 m/s) has two entries at distance 0 on its path: the ego (rear axle at x = 54: its box, centred
+    # there, spans x 51.41..56.59 and overlaps A's box) and B (x = 44, 10 m/s, updated before A: its footprint
+    # now reaches 46.25 + 0.1 * 10 + 9.8 * 1.5 = 61.95). nuPlan's STRtree.nearest picks B (checked with navsim
+    # main + nuplan-devkit v1.2: A's speed 5.09372833620557 after step 1), not the ego (that would give 4.8):
+    #   s* = 1 + 5 * 1.5 + 5 * (5 - 9.8) / (2 sqrt(2)) = 0.0147186, s_alpha = max(0, 1) = 1,
+    #   a = 1 - (5/10)^4 - s*^2 = 0.9372834, v1 = 5 + 0.1 a.
+    objs = [_obj("B", ObjectType.VEHICLE, (44.0, 0.0, 0.0), velocity=(10.0, 0.0)),
+            _obj("A", ObjectType.VEHICLE, (50.0, 0.0, 0.0), velocity=(5.0, 0.0))]
+    out = reactive_idm_objects(_scene(objs, ego=(0.0, 50.0, 0.0)), _rails(), _static_ego(54.0, 0.0))
+    s_star = 1 + 5 * 1.5 + 5 * (5 - 9.8) / (2 * np.sqrt(2))
+    assert out.velocity_xy[1, 1, 0] == pytest.approx(5 + 0.1 * (1 - 0.5**4 - s_star**2), abs=1e-12)
+    assert out.velocity_xy[1, 1, 0] == pytest.approx(5.09372833620557, abs=1e-12)
+
+
 def test_parked_off_lane_and_late_vehicles_and_other_classes():
     objs = [
         _obj("parked", ObjectType.VEHICLE, (20.0, 8.0, 0.0)),                        # stationary, off lane
