@@ -12,7 +12,7 @@ import shapely
 from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.errors import DataError
-from harness.scoring_scene import DRIVABLE_PATCH_DIR, ScoringScene, stored_arrays
+from harness.scoring_scene import DRIVABLE_PATCH_DIR, ScoringScene, npz_bytes, stored_arrays
 
 
 def _assert_equal(a: ScoringScene, b: ScoringScene) -> None:
@@ -127,3 +127,40 @@ def test_garbled_layout_is_a_data_error(log_cache, tmp_path):
     np.savez(bad, **members)
     with pytest.raises(DataError, match="cannot read scoring scene"):
         ScoringScene.load(bad)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(10.0),
+        np.array("a token"),
+        np.array(["ab", "cde"]),
+        np.zeros((3, 0, 2), dtype=bool),
+        np.array(5),
+        np.ones((4, 3), dtype=">i4")[:, ::2],
+        np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        np.zeros((2, 3, 4, 5, 6, 7, 8, 9, 10), np.uint8),
+        np.zeros(3, dtype=[("a", "<f8"), ("b", "<i2")]),
+        *[np.zeros(n, dtype=np.float32) for n in (0, 1, 9, 10, 99, 100, 1000, 10000, 100000)],
+    ],
+)
+def test_npz_bytes_members_equal_np_savez(array):
+    """``npz_bytes`` writes each array's ``.npy`` member byte for byte as ``np.savez``, in a zip that
+    ``zipfile`` validates and ``np.load`` reads back (shapes of every header length, orders, dtypes)."""
+    import io
+    import zipfile
+
+    arrays = {"x": array, "y": np.arange(3)}
+    ours = zipfile.ZipFile(io.BytesIO(npz_bytes(arrays)))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    theirs = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    assert ours.testzip() is None
+    assert ours.namelist() == theirs.namelist() == ["x.npy", "y.npy"]
+    for name in ours.namelist():
+        assert ours.read(name) == theirs.read(name)
+    with np.load(io.BytesIO(npz_bytes(arrays)), allow_pickle=False) as z:
+        assert z["x"].dtype == array.dtype and z["x"].shape == array.shape
+        np.testing.assert_array_equal(z["x"], array)
+    with pytest.raises(ValueError, match="object"):
+        npz_bytes({"o": np.array([None, 1], dtype=object)})
