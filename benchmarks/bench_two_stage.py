@@ -9,22 +9,34 @@ and once with the official reactive IDM traffic (also over N forked processes). 
 seconds and scales CPU time to the full navhard size (5,912 tokens), and to 2 cores by halving it (an
 estimate: the forked row shows how well the split holds on the machine at hand).
 
-Usage: python benchmarks/bench_two_stage.py [--fraction 0.05] [--world DIR]
+Same-run baseline for the reactive simulation: ``metrics/traffic_idm.py`` as of ``--baseline-rev`` (read with
+``git show``; default: the per-agent implementation before the level-batched one) scores the first
+``--baseline-groups`` groups; the current code scores the same groups, and their per-token rows must be equal
+(printed). The navhard-size numbers are CPU time scaled by token count, not a navhard-size run.
+
+Usage: python benchmarks/bench_two_stage.py [--fraction 0.05] [--world DIR] [--baseline-groups 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import math
 import resource
+import subprocess
+import sys
 import tempfile
 import time
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+import metrics.traffic_agents
 from adapters.navsim.navhard_writer import NavhardOptions
 from adapters.navsim.writer import NavsimWriteOptions
 from harness.embedded import EmbeddedWorldSpec
@@ -40,6 +52,31 @@ from harness.world.build import WorldConfig
 from metrics.traffic_agents import TrafficPolicy
 
 NAVHARD_GROUPS, NAVHARD_STAGE_ONE, NAVHARD_STAGE_TWO = 225, 450, 5462
+#: metrics/traffic_idm.py with one agent after the other (before the level-batched leader search)
+BASELINE_REV = "3c67b2b"
+
+
+@contextlib.contextmanager
+def _baseline_idm(rev: str) -> Iterator[None]:
+    """Score with ``metrics/traffic_idm.py`` of git revision ``rev`` (its IDMScene) inside the block."""
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:metrics/traffic_idm.py"], check=True,
+                         capture_output=True, text=True).stdout
+    mod = types.ModuleType("baseline_traffic_idm")
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
+    current = metrics.traffic_agents.IDMScene
+    try:
+        exec(compile(src, f"{rev}:metrics/traffic_idm.py", "exec"), mod.__dict__)  # noqa: S102 - our own history
+        metrics.traffic_agents.IDMScene = mod.IDMScene  # type: ignore[attr-defined]
+        yield
+    finally:
+        metrics.traffic_agents.IDMScene = current  # type: ignore[misc]
+        sys.modules.pop(mod.__name__, None)
+
+
+def _same_rows(a, b) -> bool:
+    return all(x.keys() == y.keys() and all(x[k] == y[k] or (x[k] != x[k] and y[k] != y[k]) for k in x)
+               for x, y in zip(a, b, strict=True))
 
 
 def _cv_plan(scene) -> Trajectory:
@@ -54,6 +91,8 @@ def main() -> None:
     ap.add_argument("--world", type=Path, default=None, help="reuse/build the data here (default: a temp dir)")
     ap.add_argument("--groups-per-log", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2, help="processes for the last row (reactive, forked)")
+    ap.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline traffic_idm.py")
+    ap.add_argument("--baseline-groups", type=int, default=1, help="groups the baseline scores (0: none)")
     args = ap.parse_args()
     groups = max(1, math.ceil(NAVHARD_GROUPS * args.fraction))
     test_logs = math.ceil(groups / args.groups_per_log)
@@ -91,25 +130,38 @@ def main() -> None:
     k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t_par = time.perf_counter() - t0
     c_par = time.process_time() - c0 + (k1.ru_utime + k1.ru_stime) - (k0.ru_utime + k0.ru_stime)
-    same = all(a["score"] == b["score"] or (a["score"] != a["score"] and b["score"] != b["score"])
-               for a, b in zip(results[TrafficPolicy.REACTIVE].rows, par.rows, strict=True))
+    same = _same_rows(results[TrafficPolicy.REACTIVE].rows, par.rows)
+    base_rows = []
+    if args.baseline_groups > 0:
+        sub = dataclasses.replace(split, groups=split.groups[: args.baseline_groups])
+        n_sub = len(sub.stage_one_tokens) + len(sub.stage_two_tokens)
+        timed = {}
+        for name in ("baseline", "current"):
+            with _baseline_idm(args.baseline_rev) if name == "baseline" else contextlib.nullcontext():
+                t0, c0 = time.perf_counter(), time.process_time()
+                timed[name] = score_two_stage(sub, scenes, plans, cache.rails, traffic=TrafficPolicy.REACTIVE,
+                                              errors=errors)
+                base_rows.append((f"score, reactive, {name} ({args.baseline_rev if name == 'baseline' else 'HEAD'})"
+                                  f", first {len(sub.groups)} groups", time.perf_counter() - t0,
+                                  time.process_time() - c0, n_sub))
+        same_base = _same_rows(timed["baseline"].rows, timed["current"].rows)
 
     full = NAVHARD_STAGE_ONE + NAVHARD_STAGE_TWO
     n = n1 + n2
     table = Table(title=f"two-stage navhard evaluation, {len(split.groups)} groups = {n1} stage-one + {n2} "
                         f"stage-two tokens (fraction {n / full:.3f} of navhard), no sensors")
-    for c in ("phase", "wall s", "CPU s", "tokens per CPU s", "CPU ratio vs non-reactive",
+    for c in ("phase", "tokens", "wall s", "CPU s", "tokens per CPU s", "CPU/token vs non-reactive",
               "navhard: CPU min", "navhard on 2 cores (min, est.)"):
         table.add_column(c, justify="right")
-    base = cpu[TrafficPolicy.NON_REACTIVE]
-    rows = [("metric cache (both stages)", t_cache, c_cache),
-            ("score, non-reactive traffic", timings[TrafficPolicy.NON_REACTIVE], base),
-            ("score, reactive traffic (official)", timings[TrafficPolicy.REACTIVE], cpu[TrafficPolicy.REACTIVE]),
-            (f"score, reactive, {args.workers} forked processes", t_par, c_par)]
-    for name, wall, sec in rows:
-        est = sec / n * full / 60
-        table.add_row(name, f"{wall:.1f}", f"{sec:.1f}", f"{n / sec:.1f}", f"{sec / base:.1f}", f"{est:.1f}",
-                      f"{est / 2:.1f}")
+    base = cpu[TrafficPolicy.NON_REACTIVE] / n
+    rows = [("metric cache (both stages)", t_cache, c_cache, n),
+            ("score, non-reactive traffic", timings[TrafficPolicy.NON_REACTIVE], cpu[TrafficPolicy.NON_REACTIVE], n),
+            ("score, reactive traffic (official)", timings[TrafficPolicy.REACTIVE], cpu[TrafficPolicy.REACTIVE], n),
+            (f"score, reactive, {args.workers} forked processes", t_par, c_par, n), *base_rows]
+    for name, wall, sec, k in rows:
+        est = sec / k * full / 60
+        table.add_row(name, str(k), f"{wall:.1f}", f"{sec:.1f}", f"{k / sec:.1f}", f"{sec / k / base:.1f}",
+                      f"{est:.1f}", f"{est / 2:.1f}")
     console = Console()
     console.print(table)
     for policy, res in results.items():
@@ -117,6 +169,10 @@ def main() -> None:
                       f"stage one {100 * res.summary.value('stage_one', 'score'):.1f}, stage two "
                       f"{100 * res.summary.value('stage_two', 'score'):.1f}; failed {len(res.summary.failed_tokens)}")
     console.print(f"{args.workers}-process rows equal the 1-process rows: {same}")
+    if base_rows:
+        c_base, c_cur = base_rows[0][2], base_rows[1][2]
+        console.print(f"baseline ({args.baseline_rev}) rows equal the current rows on the first "
+                      f"{args.baseline_groups} groups: {same_base}; reactive CPU speed-up {c_base / c_cur:.2f}x")
     console.print(f"data generation (world + navhard, no sensors): {t_data:.1f} s. CPU seconds are reported because "
                   "wall time on the shared 2-core box depends on the other jobs; '2 cores' = CPU time halved "
                   "(perfect split over forked processes, an estimate)")
