@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.scoring_scene import ObjectType
-from metrics.pdm_scoring.ego_areas import EgoArea, _in_frames, group_frames, strictly_inside
+from metrics.pdm_scoring.ego_areas import EgoArea, _in_frames, _unique_inverse, group_frames, strictly_inside
 from metrics.pdm_scoring.geometry import FRONT_LEFT, ego_coords, relative_angle
 from metrics.pdm_scoring.loop_scorer import loop_score
 from metrics.pdms import PDMS_COLUMNS, PDMSConfig, score_batch, score_proposals
@@ -433,3 +433,17 @@ def test_scoring_is_deterministic(seed):
         "ttc_token",
     ):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 300), max_size=50), st.integers(0, 200_000))
+def test_unique_inverse_equals_np_unique(values: list[int], extra: int) -> None:
+    """The presence-table path (small ranges) and the sorting path (ranges far past the input) both give
+    ``np.unique(values, return_inverse=True)``."""
+    v = np.asarray(values, dtype=np.int64)
+    want_u, want_inv = np.unique(v, return_inverse=True)
+    for size in (301, 301 + extra * 100):
+        u, inv = _unique_inverse(v, size)
+        assert u.dtype == np.int64 and inv.dtype == np.int64
+        np.testing.assert_array_equal(u, want_u)
+        np.testing.assert_array_equal(inv, want_inv.reshape(-1))
