@@ -12,7 +12,10 @@ estimate: the forked row shows how well the split holds on the machine at hand).
 Same-run baseline for the reactive simulation: ``metrics/traffic_idm.py`` as of ``--baseline-rev`` (read with
 ``git show``; default: the per-agent implementation before the level-batched one) scores the first
 ``--baseline-groups`` groups; the current code scores the same groups, and their per-token rows must be equal
-(printed). The navhard-size numbers are CPU time scaled by token count, not a navhard-size run.
+(printed). Semantic fixes to the IDM step made after that revision (a7dcff5: ties between equally near
+leaders broken as nuPlan's STRtree) are in the current code only, so rows can differ where such ties occur;
+the policy-level fixes in ``metrics/traffic_agents.py`` apply to both. The navhard-size numbers are CPU time
+scaled by token count, not a navhard-size run.
 
 Usage: python benchmarks/bench_two_stage.py [--fraction 0.05] [--world DIR] [--baseline-groups 1]
 """
