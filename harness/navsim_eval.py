@@ -77,14 +77,19 @@ class MetricCache:
             scene.save(self.scenes.path_of(scene.log_name, token))
         return scene
 
-    def build(self, tokens: Sequence[str]) -> dict[str, str | None]:
+    def build(self, tokens: Sequence[str], on_done: Callable[[int], None] | None = None) -> dict[str, str | None]:
         """Make sure every token's complete scene is stored; token -> None (ok) or its error.
 
-        Batched: missing scenes are built, PDM-Closed plans ``PLAN_CHUNK`` of them at once, and each scene is
-        written once. The stored scenes equal those of :meth:`get`, token by token.
+        Batched: missing scenes are built, PDM-Closed plans them in chunks of at most ``PLAN_CHUNK`` (as few
+        chunks as that allows, of equal size: a small chunk costs more per scene) as they come, and each scene
+        is written once; the tokens may belong to any logs (chunks span logs). The stored scenes equal those
+        of :meth:`get`, token by token. ``on_done(n)``: called as each chunk's ``n`` tokens are finished
+        (stored, found stored, or failed).
         """
         out: dict[str, str | None] = {}
         todo: list[ScoringScene] = []
+        chunk_size = -(-len(tokens) // max(1, -(-len(tokens) // self.PLAN_CHUNK)))
+        finished = 0
         for t in tokens:
             try:
                 scene = self.scenes.stored(t)
@@ -92,13 +97,24 @@ class MetricCache:
                     scene = self.scenes.build(t)
             except (LeadBenchError, ValueError) as exc:
                 out[t] = _error_text(exc)
+                finished += 1
                 continue
+            out[t] = None
             if scene.pdm_closed_states.shape[0] == 0:
                 todo.append(scene)
-            out[t] = None
-        for lo in range(0, len(todo), self.PLAN_CHUNK):
-            chunk = todo[lo : lo + self.PLAN_CHUNK]
-            self.scenes.put(self._planned(chunk, out))
+            else:
+                finished += 1
+            if len(todo) >= chunk_size:
+                self.scenes.put(self._planned(todo, out))
+                finished, todo = finished + len(todo), []
+                if on_done:
+                    on_done(finished)
+                finished = 0
+        if todo:
+            self.scenes.put(self._planned(todo, out))
+            finished += len(todo)
+        if on_done and finished:
+            on_done(finished)
         return out
 
     @staticmethod
@@ -163,12 +179,8 @@ def build_metric_cache(
     jobs = [(spec, toks) for _, toks in sorted(tokens_by_log.items())]
     results: dict[str, str | None] = {}
     if workers <= 1 and ray_address is None:
-        cache = spec.open()  # one reader and one map load per location for all logs
-        for job in jobs:
-            results.update(cache.build(job[1]))
-            if on_log_done:
-                on_log_done(len(job[1]))
-        return results
+        # One reader and one map load per location for all logs; PDM-Closed's chunks span logs.
+        return spec.open().build([t for job in jobs for t in job[1]], on_log_done)
     use_ray = engine == "ray" or (engine == "auto" and ray_address is not None)
     ray = _try_ray() if use_ray else None
     if engine == "ray" and ray is None:
@@ -218,21 +230,23 @@ def build_metric_cache(
     return results
 
 
-#: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them, so that one
-#: large log does not keep a worker busy after the others finish; the pool hands the largest remaining part
-#: to whichever worker is free. A part is planned in batches of ``MetricCache.PLAN_CHUNK``; smaller parts
-#: cost more per scene (measured: one part per worker's share beat two).
+#: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them, so that the
+#: workers finish together; the pool hands the largest remaining part to whichever worker is free. A part is
+#: planned in chunks of up to ``MetricCache.PLAN_CHUNK`` scenes, which may span logs; smaller parts cost more
+#: per scene (measured: one part per worker's share beat two).
 PARTS_PER_WORKER = 1
 
 
 def split_jobs(token_lists: Sequence[Sequence[str]], workers: int,
                parts_per_worker: int = PARTS_PER_WORKER) -> list[list[str]]:
-    """The logs' token lists cut into parts for ``workers`` processes, largest first (each part from one log,
-    in the log's order; every token in exactly one part)."""
-    total = sum(len(t) for t in token_lists)
-    size = max(1, -(-total // max(1, parts_per_worker * workers)))
-    parts = [list(toks[lo : lo + size]) for toks in token_lists for lo in range(0, len(toks), size)]
-    return sorted(parts, key=len, reverse=True)  # stable: equal sizes keep the logs' order
+    """The logs' token lists, concatenated in order, cut into ``parts_per_worker × workers`` parts of equal
+    size (the last may be smaller), largest first; a part may span logs (a log's tokens stay in order and
+    contiguous; every token is in exactly one part). Scenes are planned in chunks that span logs, so parts of
+    whole logs gained nothing, and parts of very unequal logs kept one worker busy after the other."""
+    tokens = [t for toks in token_lists for t in toks]
+    size = max(1, -(-len(tokens) // max(1, parts_per_worker * workers)))
+    parts = [tokens[lo : lo + size] for lo in range(0, len(tokens), size)]
+    return sorted(parts, key=len, reverse=True)  # stable: equal sizes keep the tokens' order
 
 
 def _single_threaded() -> None:

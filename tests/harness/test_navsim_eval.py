@@ -63,15 +63,50 @@ def test_parallel_cache_equals_serial(small_world_root, tmp_path):
     assert sum(len(v) for v in b.scenes.index().values()) == sum(len(v) for v in by_log.values())
 
 
-def test_split_jobs_cuts_logs_into_parts_largest_first():
+def test_split_jobs_cuts_the_tokens_into_equal_parts_largest_first():
     logs = [[f"a{i}" for i in range(9)], [f"b{i}" for i in range(3)], [f"c{i}" for i in range(4)]]
-    parts = split_jobs(logs, 2, parts_per_worker=2)  # 16 tokens, 2 workers x 2 parts: at most 4 tokens a part
-    assert [len(p) for p in parts] == [4, 4, 4, 3, 1]
-    assert sorted(t for p in parts for t in p) == sorted(t for log in logs for t in log)
-    assert all(len({t[0] for t in p}) == 1 for p in parts)  # a part never mixes logs
-    assert parts[0] == ["a0", "a1", "a2", "a3"] and ["a8"] in parts
-    assert split_jobs(logs, 1, parts_per_worker=2) == [logs[0][:8], logs[2], logs[1], logs[0][8:]]
-    assert split_jobs(logs, 2, parts_per_worker=1) == [logs[0][:8], logs[2], logs[1], logs[0][8:]]
+    flat = [t for log in logs for t in log]
+    parts = split_jobs(logs, 2, parts_per_worker=2)  # 16 tokens, 2 workers x 2 parts: 4 tokens a part
+    assert parts == [flat[0:4], flat[4:8], flat[8:12], flat[12:16]]
+    assert parts[2] == ["a8", "b0", "b1", "b2"]  # parts span logs, each log's tokens in order
+    assert split_jobs(logs, 1, parts_per_worker=2) == [flat[:8], flat[8:]]
+    assert split_jobs(logs, 2, parts_per_worker=1) == [flat[:8], flat[8:]]
+    parts = split_jobs(logs, 3, parts_per_worker=1)  # 6 tokens a part, the last one smaller, largest first
+    assert parts == [flat[:6], flat[6:12], flat[12:]]
+    assert split_jobs([[], ["x"]], 4) == [["x"]]
+
+
+def test_metric_cache_chunks_span_logs_and_report_progress(small_world_root, tmp_path, monkeypatch):
+    """MetricCache.build plans chunks of equal size up to PLAN_CHUNK across logs, reports every token once
+    through on_done, and stores what planning each scene alone stores."""
+    from harness.navsim_eval import MetricCache
+
+    reader = NavsimReader(small_world_root, "test")
+    by_log: dict[str, list[str]] = {}
+    for r in reader.index():
+        by_log.setdefault(r.log_id, []).append(r.token)
+    assert len(by_log) >= 2
+    tokens = [t for toks in by_log.values() for t in toks[:2]]
+    spec = CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / "a")
+    cache = spec.open()
+    sizes: list[int] = []
+    planned = MetricCache._planned
+    monkeypatch.setattr(MetricCache, "PLAN_CHUNK", 4)
+    monkeypatch.setattr(MetricCache, "_planned", staticmethod(lambda chunk, errors: (sizes.append(len(chunk)),
+                                                                                      planned(chunk, errors))[1]))
+    done: list[int] = []
+    assert not any(cache.build(tokens, done.append).values())
+    n_chunks = -(-len(tokens) // 4)
+    assert len(sizes) == n_chunks and max(sizes) - min(sizes) <= 1 and sum(sizes) == len(tokens)
+    assert sum(done) == len(tokens)
+    # Each log gave at most 2 tokens, so the first chunk (3 or 4 scenes) spans two logs.
+    assert sizes[0] > 2 and len({reader.windows()[t].log_name for t in tokens[: sizes[0]]}) == 2
+    again: list[int] = []
+    assert not any(cache.build(tokens, again.append).values()) and sum(again) == len(tokens)  # all stored
+    alone = CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / "b")
+    single = alone.open()
+    for t in tokens:
+        np.testing.assert_array_equal(single.get(t).pdm_closed_states, cache.get(t).pdm_closed_states)
 
 
 def test_a_broken_log_is_reported_not_dropped(small_world_root, cache_dir, tmp_path):
