@@ -179,8 +179,14 @@ def build_metric_cache(
     jobs = [(spec, toks) for _, toks in sorted(tokens_by_log.items())]
     results: dict[str, str | None] = {}
     if workers <= 1 and ray_address is None:
-        # One reader and one map load per location for all logs; PDM-Closed's chunks span logs.
-        return spec.open().build([t for job in jobs for t in job[1]], on_log_done)
+        cache = spec.open()  # one reader and one map load per location for all logs
+        if isinstance(cache, MetricCache):  # PDM-Closed's chunks span logs
+            return cache.build([t for job in jobs for t in job[1]], on_log_done)
+        for job in jobs:  # another cache of the same protocol (EPDMS): build(tokens), one log at a time
+            results.update(cache.build(job[1]))
+            if on_log_done:
+                on_log_done(len(job[1]))
+        return results
     use_ray = engine == "ray" or (engine == "auto" and ray_address is not None)
     ray = _try_ray() if use_ray else None
     if engine == "ray" and ray is None:
