@@ -221,6 +221,7 @@ def build_metric_cache(
         context = multiprocessing.get_context("fork")
         _WORKER_CACHE.clear()
         _WORKER_CACHE[spec] = _preloaded(spec, [job[1] for job in jobs])
+        import threadpoolctl  # noqa: F401 - imported once here, not in each worker's initializer (~20 ms each)
         # The parsed logs and maps stay out of the workers' garbage collection: a collection would touch
         # every inherited object and copy its memory page (copy-on-write) into each worker.
         gc.freeze()
