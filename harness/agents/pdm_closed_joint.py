@@ -78,11 +78,17 @@ class JointUnroll:
             self.progress[sl, : k[i]] = g._progress
             self.states_path[sl, : k[i]] = g._states
         self.length = np.concatenate([g._length for g in gens])
-        # Forecast candidates, sample-major, padded to the largest observation (padding is never inside).
-        n_obs = np.array([len(g.obs.tokens) for g in gens])
-        nmax = max(int(n_obs.max()), 1)
+        # Forecast candidates, sample-major: per scene only the observation rows inside some corridor at some
+        # sample (the others are never a leader), in ascending row order (so the first of equal distances is
+        # the same row), padded to the largest such count (padding is never inside); ``candidate_row`` maps a
+        # column back to its observation row. The rows far from every path (most of a busy scene) would make
+        # these (sample, proposal, row) arrays several times larger, and their memory costs more than the work.
+        cols = [np.flatnonzero(g.inside.any(axis=(0, 1))) for g in gens]
+        n_cols = np.array([len(c) for c in cols])
+        nmax = max(int(n_cols.max()), 1)
         n_maps = g0.obs.num_maps
         total = int(n_rows.sum())
+        self.candidate_row = np.zeros((len(gens), nmax), dtype=np.int64)
         self.inside = np.zeros((n_maps, total, nmax), dtype=bool)
         self.cand_progress = np.full((n_maps, total, nmax), np.nan)
         self.bounds = np.full((n_maps, len(gens), nmax, 4), np.nan)
@@ -91,16 +97,17 @@ class JointUnroll:
         self.is_agent = np.zeros((len(gens), nmax), dtype=bool)
         self.obj_heading = np.zeros((len(gens), nmax))
         self.obj_speed = np.zeros((len(gens), nmax))
-        for i, g in enumerate(gens):
-            rows, n = slice(self.row_offset[i], self.row_offset[i + 1]), n_obs[i]
-            self.inside[:, rows, :n] = np.moveaxis(g._inside_rows, 1, 0)
-            self.cand_progress[:, rows, :n] = np.moveaxis(g._progress_rows, 1, 0)
-            self.bounds[:, i, :n] = g.bounds
-            self.polys[:, i, :n] = g.polys
-            self.is_red[i, :n] = g.obs.is_red_light
-            self.is_agent[i, :n] = g.obs.is_agent
-            self.obj_heading[i, :n] = g.obs.center_pose[:, 2]
-            self.obj_speed[i, :n] = g.obs.speed
+        for i, (g, c) in enumerate(zip(gens, cols, strict=True)):
+            rows, n = slice(self.row_offset[i], self.row_offset[i + 1]), n_cols[i]
+            self.candidate_row[i, :n] = c
+            self.inside[:, rows, :n] = np.moveaxis(g.inside[:, :, c][g.lateral], 1, 0)
+            self.cand_progress[:, rows, :n] = np.moveaxis(g.progress[:, :, c][g.lateral], 1, 0)
+            self.bounds[:, i, :n] = g.bounds[:, c]
+            self.polys[:, i, :n] = g.polys[:, c]
+            self.is_red[i, :n] = g.obs.is_red_light[c]
+            self.is_agent[i, :n] = g.obs.is_agent[c]
+            self.obj_heading[i, :n] = g.obs.center_pose[c, 2]
+            self.obj_speed[i, :n] = g.obs.speed[c]
         # The unroll arrays of all scenes, stacked (step 0 as each generator set it).
         self.states = np.concatenate([g.unroll.states for g in gens])
         self.idm = np.concatenate([g.unroll.idm for g in gens])
@@ -185,9 +192,10 @@ class JointUnroll:
                 # Equally near leaders: settled by the scene's own generator, as it would alone.
                 gen = self.gens[int(scene[i])]
                 tied = np.flatnonzero(dist[i] == dmin[i])
-                outcome = np.where(gen.obs.is_red_light[tied], np.nan, gen._leader_speed(tied, pose[i, 2]))
+                obs_rows = self.candidate_row[scene[i], tied]
+                outcome = np.where(gen.obs.is_red_light[obs_rows], np.nan, gen._leader_speed(obs_rows, pose[i, 2]))
                 if not np.array_equal(outcome, np.full_like(outcome, outcome[0]), equal_nan=True):
-                    nearest[i] = tied[np.argmin(gen._tie_order(int(self.local_lateral[rows[i]]), j)[tied])]
+                    nearest[i] = tied[np.argmin(gen._tie_order(int(self.local_lateral[rows[i]]), j)[obs_rows])]
             out[has_ahead, PROGRESS] = x_prev[has_ahead] + dmin[has_ahead]
             sets_speed = has_ahead & ~self.is_red[scene, nearest]
             lead_speed = self._leader_speed(scene, nearest, pose[:, 2])

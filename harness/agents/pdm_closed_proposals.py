@@ -274,7 +274,8 @@ class ProposalGenerator:
         x_prev = u.idm[rows, step - 1, PROGRESS]
         lat = batch.lateral
         # NaN progress (rows outside the corridor) compares False.
-        ahead = self._inside_rows[rows, j] & (self._progress_rows[rows, j] > x_prev[:, None])
+        paths = self.lateral[rows]
+        ahead = self.inside[paths, j] & (self.progress[paths, j] > x_prev[:, None])
         has_ahead = ahead.any(axis=1)
         out = np.zeros((n_rows, 3))
         out[:, PROGRESS] = self._length[lat]
@@ -472,6 +473,3 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
         g.polys[jj_i[~f], nn_i[~f]] = polys[sel][~f]
         g.inside[:, jj_i[~f], nn_i[~f]] = inside[:, sel][:, ~f]
         g.progress[:, jj_i[~f], nn_i[~f]] = progress[:, sel][:, ~f]
-        # Per proposal (the path's arrays repeated), so that a batch reads them through a slice.
-        g._inside_rows = g.inside[g.lateral]
-        g._progress_rows = g.progress[g.lateral]
