@@ -361,13 +361,22 @@ class IDMScene:
         offset = np.concatenate([[0], np.cumsum(counts)[:-1]])
         pi, ci = _ragged(offset[ki], offset[ki] + counts[ki])
         ci = cc[ci]
-        box = paths.chunk_box[ci]
-        px, py = discs[di[pi], 0], discs[di[pi], 1]
-        dist = np.hypot(np.maximum(np.maximum(box[:, 0] - px, px - box[:, 2]), 0.0),
-                        np.maximum(np.maximum(box[:, 1] - py, py - box[:, 3]), 0.0))
-        lower = np.full(len(ki), np.inf)
-        np.minimum.at(lower, pi, dist)
-        near[rows[ki], di] = lower <= r[ki] + discs[di, 2] + 1e-6
+        # distance from each disc centre to each of its chunk boxes (in place, the arithmetic of
+        # hypot(max(max(x0 - px, px - x1), 0), ...)); a disc stays when any chunk is within reach (= the
+        # minimum over its chunks is, without a scatter-min over the pairs)
+        cbt = paths.chunk_box.T
+        px, py = discs[di, 0][pi], discs[di, 1][pi]
+        dx = cbt[0][ci] - px
+        np.maximum(dx, px - cbt[2][ci], out=dx)
+        np.maximum(dx, 0.0, out=dx)
+        dy = cbt[1][ci] - py
+        np.maximum(dy, py - cbt[3][ci], out=dy)
+        np.maximum(dy, 0.0, out=dy)
+        np.hypot(dx, dy, out=dx)
+        reach = r[ki] + discs[di, 2] + 1e-6
+        hit = np.zeros(len(ki), dtype=bool)
+        hit[pi[dx <= reach[pi]]] = True
+        near[rows[ki], di] = hit
 
     def _leaders(self, agents: list[int], pcs: list[float], heading: F64, ego: F64,
                  ego_entry: tuple[shapely.Geometry, F64], owners: list[I64],
