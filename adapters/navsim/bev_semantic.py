@@ -37,6 +37,8 @@ per-pixel or per-polygon Python.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,20 +171,40 @@ def _boxes_named(boxes: Boxes3D | None, names: tuple[str, ...]) -> npt.NDArray[n
 def map_layers_near(query: MapQuery, ego_pose_map: F64, radius_m: float
                     ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]]:
     """Map-frame geometries of the road (lane + intersection polygons), walkways (polygons) and centerlines
-    (lane and lane-connector baselines) within ``radius_m`` (nuPlan's square proximity) of the ego."""
+    (lane and lane-connector baselines as LineStrings, each map's made once) within ``radius_m`` (nuPlan's
+    square proximity) of the ego."""
     m = query.road_map
     xy = np.asarray(ego_pose_map, np.float64)[:2]
 
     def ids(layer: MapLayer) -> tuple[int, ...]:
         return query.objects_within(xy, radius_m, layer)
 
-    road = [m.lanes[i].polygon for i in ids(MapLayer.LANE)] + [m.intersections[i].polygon
-                                                               for i in ids(MapLayer.INTERSECTION)]
+    lanes, connectors = ids(MapLayer.LANE), ids(MapLayer.LANE_CONNECTOR)
+    road = [m.lanes[i].polygon for i in lanes] + [m.intersections[i].polygon for i in ids(MapLayer.INTERSECTION)]
     walk = [m.walkways[i].polygon for i in ids(MapLayer.WALKWAYS)]
-    base = [m.lanes[i].baseline_xy for i in ids(MapLayer.LANE)] + [m.lane_connectors[i].baseline_xy
-                                                                   for i in ids(MapLayer.LANE_CONNECTOR)]
-    lines = np.asarray([shapely.LineString(b) for b in base], dtype=object).reshape(-1)
-    return (np.asarray(road, dtype=object).reshape(-1), np.asarray(walk, dtype=object).reshape(-1), lines)
+    base = _baselines(query)
+    lines = [base[MapLayer.LANE, i] for i in lanes] + [base[MapLayer.LANE_CONNECTOR, i] for i in connectors]
+    return (np.asarray(road, dtype=object).reshape(-1), np.asarray(walk, dtype=object).reshape(-1),
+            np.asarray(lines, dtype=object).reshape(-1))
+
+
+#: MapQuery -> the baseline of every lane and lane connector as a shapely LineString (map frame), made on the
+#: map's first label instead of once per label.
+_BASELINES: weakref.WeakKeyDictionary[MapQuery, dict[tuple[MapLayer, int], shapely.LineString]] = (
+    weakref.WeakKeyDictionary())
+_BASELINES_LOCK = threading.Lock()
+
+
+def _baselines(query: MapQuery) -> dict[tuple[MapLayer, int], shapely.LineString]:
+    with _BASELINES_LOCK:
+        hit = _BASELINES.get(query)
+        if hit is None:
+            m = query.road_map
+            hit = {(MapLayer.LANE, i): shapely.LineString(o.baseline_xy) for i, o in m.lanes.items()}
+            hit.update({(MapLayer.LANE_CONNECTOR, i): shapely.LineString(o.baseline_xy)
+                        for i, o in m.lane_connectors.items()})
+            _BASELINES[query] = hit
+        return hit
 
 
 def navsim_bev_semantic(query: MapQuery, ego_pose_map: F64, boxes: Boxes3D | None, grid: BEVGrid) -> BEVRaster:
@@ -195,7 +217,9 @@ def navsim_bev_semantic(query: MapQuery, ego_pose_map: F64, boxes: Boxes3D | Non
         grid: extent and resolution of the raster.
     """
     road, walk, lines = map_layers_near(query, ego_pose_map, grid.radius_m)
-    # round caps and joins of 2 segments per quarter circle: within 2 cm of a true round pen at 0.25 m
+    # Buffered in the ego frame (round caps and joins of 2 segments per quarter circle: within 2 cm of a true
+    # round pen at 0.25 m). Buffering once per map in the map frame is the same region, but its rounding moves
+    # cell centres lying exactly on a stroke's edge (the embedded world's 0.5 m grids have many).
     lines_ego = (shapely.buffer(to_ego(lines, ego_pose_map), CENTERLINE_WIDTH_M / 2.0, quad_segs=2)
                  if lines.size else lines)
     layers = (

@@ -305,8 +305,8 @@ class ModelInputs:
 
 @dataclass(frozen=True)
 class BEVSemanticTarget:
-    """``classes (B, H, W)`` long class ids on the BEV raster (-1 = ignore, e.g. outside the cameras' view);
-    ``valid (B,)`` bool."""
+    """``classes (B, H, W)`` integer class ids on the BEV raster (-1 = ignore, e.g. outside the cameras' view;
+    the training pipeline collates int8, the loss widens to long on the device); ``valid (B,)`` bool."""
 
     classes: Tensor
     valid: Tensor

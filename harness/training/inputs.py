@@ -45,6 +45,7 @@ from harness.model.io import (
     TFv6Config,
 )
 from harness.training.labels import (
+    BEV_LABEL_DTYPE,
     BoxLabels,
     Grid,
     box_labels,
@@ -140,7 +141,7 @@ class EncodedTargets:
     waypoints_valid: npt.NDArray[np.bool_]  # (N,)
     headings: F32  # (N,)
     headings_valid: npt.NDArray[np.bool_]
-    bev: Mapping[str, npt.NDArray[np.int64]] = field(default_factory=dict)  # head -> (H, W), -1 ignore
+    bev: Mapping[str, npt.NDArray[np.int8]] = field(default_factory=dict)  # head -> (H, W) int8, -1 ignore
     boxes: Mapping[str, BoxLabels] = field(default_factory=dict)
     image_semantic: npt.NDArray[np.int64] | None = None  # (H, W) on the stitched image, -1 ignore
     depth_m: F32 | None = None  # (H, W), NaN = no label
@@ -263,7 +264,7 @@ def encode_targets(sample: Sample, source: str, spec: InputSpec, aug: ViewAugmen
     # Waymo's future has positions only (its headings are derived from them), so they do not supervise headings.
     heading_valid = valid & (source != "waymo")
     oa = aug.original_from_augmented() if aug is not None else None
-    bev: dict[str, npt.NDArray[np.int64]] = {}
+    bev: dict[str, npt.NDArray[np.int8]] = {}
     heads = dict(cfg.bev_semantic_classes)
     if source in heads and sample.targets.bev is not None:
         raster = sample.targets.bev
@@ -370,7 +371,7 @@ def collate(items: Sequence[TrainItem], cfg: TFv6Config) -> tuple[ModelInputs, M
     for head, _ in cfg.bev_semantic_classes:
         have = [head in t.bev for t in tg]
         if any(have):
-            zeros = np.full((cfg.bev_height_px, cfg.bev_width_px), -1, np.int64)
+            zeros = np.full((cfg.bev_height_px, cfg.bev_width_px), -1, BEV_LABEL_DTYPE)
             bev[head] = BEVSemanticTarget(stack([t.bev.get(head, zeros) for t in tg]), mask(have))
     boxes = {}
     for head, ncls in cfg.box_classes:

@@ -147,21 +147,64 @@ def head_classes(boxes: Boxes3D, head: str) -> npt.NDArray[np.int64]:
     return np.array([table.get(n, -1) for n in boxes.class_names], dtype=np.int64)
 
 
-def resample_raster(raster: BEVRaster, grid: Grid, original_from_augmented: F64 | None) -> npt.NDArray[np.int64]:
-    """A BEV class raster on ``grid`` (nearest cell; -1 where the source raster has no cell)."""
-    x, y = grid.cell_centres()
-    if original_from_augmented is not None:
-        m = original_from_augmented
-        x, y = m[0, 0] * x + m[0, 1] * y + m[0, 3], m[1, 0] * x + m[1, 1] * y + m[1, 3]
+#: dtype of BEV class-id labels from :func:`resample_raster` to the collated batch: one byte per cell (ids up to
+#: 127 and -1 = ignore); the loss widens them to long on the device (``harness.model.losses``).
+BEV_LABEL_DTYPE = np.int8
+
+
+def resample_raster(raster: BEVRaster, grid: Grid, original_from_augmented: F64 | None) -> npt.NDArray[np.int8]:
+    """A BEV class raster on ``grid`` (nearest cell; -1 where the source raster has no cell), int8.
+
+    Without augmentation on a grid aligned with the raster (same cell size, extents a whole number of cells
+    apart) this is a crop, taken by slicing; otherwise every cell centre is mapped into the raster and looked
+    up (separable: the affine map is evaluated as outer sums of per-row and per-column terms, the same
+    floating-point operations per cell as on full coordinate arrays).
+    """
+    classes = raster.classes
+    if classes.size and int(classes.max()) > np.iinfo(BEV_LABEL_DTYPE).max:
+        raise ValueError(f"resample_raster: class id {int(classes.max())} does not fit {BEV_LABEL_DTYPE.__name__}")
+    h, w = grid.shape
     x0, x1, y0, y1 = raster.extent_m
     res = raster.resolution_m
-    rows = np.floor((x1 - x) / res).astype(np.int64)
-    cols = np.floor((y1 - y) / res).astype(np.int64)
-    hs, ws = raster.classes.shape
+    hs, ws = classes.shape
+    if original_from_augmented is None:
+        crop = _aligned_crop(raster, grid)
+        if crop is not None:
+            r0, c0 = crop
+            out = np.full((h, w), -1, BEV_LABEL_DTYPE)
+            ra, rb, ca, cb = max(r0, 0), min(r0 + h, hs), max(c0, 0), min(c0 + w, ws)
+            if ra < rb and ca < cb:
+                out[ra - r0:rb - r0, ca - c0:cb - c0] = classes[ra:rb, ca:cb]
+            return out
+    gx1, gy1 = grid.extent_m[1], grid.extent_m[3]
+    xc = gx1 - (np.arange(h) + 0.5) * grid.cell_m  # (h,) cell-centre x of each row
+    yc = gy1 - (np.arange(w) + 0.5) * grid.cell_m  # (w,) cell-centre y of each column
+    if original_from_augmented is not None:
+        m = original_from_augmented
+        x = (m[0, 0] * xc)[:, None] + (m[0, 1] * yc)[None, :] + m[0, 3]
+        y = (m[1, 0] * xc)[:, None] + (m[1, 1] * yc)[None, :] + m[1, 3]
+        rows = np.floor((x1 - x) / res).astype(np.int64)
+        cols = np.floor((y1 - y) / res).astype(np.int64)
+    else:
+        rows = np.broadcast_to(np.floor((x1 - xc) / res).astype(np.int64)[:, None], (h, w))
+        cols = np.broadcast_to(np.floor((y1 - yc) / res).astype(np.int64)[None, :], (h, w))
     ok = (rows >= 0) & (rows < hs) & (cols >= 0) & (cols < ws)
-    out = np.full(x.shape, -1, np.int64)
-    out[ok] = raster.classes[rows[ok], cols[ok]]
+    flat = np.where(ok, rows * ws + cols, 0)
+    out = classes.reshape(-1).take(flat).astype(BEV_LABEL_DTYPE)
+    out[~ok] = -1
     return out
+
+
+def _aligned_crop(raster: BEVRaster, grid: Grid) -> tuple[int, int] | None:
+    """``(row, col)`` of ``grid``'s first cell in ``raster`` when both have the same cell size and their
+    cell centres coincide (each cell then maps to exactly one raster cell), else None."""
+    if raster.resolution_m != grid.cell_m:
+        return None
+    r = (raster.extent_m[1] - grid.extent_m[1]) / grid.cell_m
+    c = (raster.extent_m[3] - grid.extent_m[3]) / grid.cell_m
+    if r != round(r) or c != round(c):
+        return None
+    return round(r), round(c)
 
 
 def lidar_histogram(points_xyz: F64, grid: Grid, channels: int = 1) -> F32:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,10 @@ def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | 
             grid = navsim_label_grid(cfg, augment)
         reader = NavsimReader(root, split or d.navsim_split, maps_root=maps)
         sel = SensorSelection(cameras=rig.cameras, lidar=not cfg.model.latent)
-        return SourceData(source, reader.index(), lambda ref: reader.load(ref, sel, bev=grid), spec, aug,
-                          d.cache_images)
+        # with the sample cache on, SourceData keeps the label with its sample; off, only the labels are kept
+        load = NavsimLabelCache(reader, sel, grid) if grid is not None and not d.cache_images else (
+            lambda ref: reader.load(ref, sel, bev=grid))
+        return SourceData(source, reader.index(), load, spec, aug, d.cache_images)
     if source == "waymo":
         from adapters.waymo.reader import WaymoReader
 
@@ -102,6 +104,36 @@ def open_source(source: str, cfg: TrainConfig, roots: SourceRoots, split: str | 
         data.skipped = skipped
         return data
     raise ConfigError(f"unknown source {source!r}")
+
+
+class NavsimLabelCache:
+    """``ref -> Sample`` of a NAVSIM reader whose BEV label on ``grid`` is rendered once per token and then
+    kept, zlib-compressed (a few kB per label instead of its 64 kB+ raster and ~10 ms of rendering); sensors and
+    everything else are read anew on each call, as with the sample cache off. Each DataLoader worker holds its
+    own copy, filled as it meets tokens."""
+
+    def __init__(self, reader: Any, sensors: Any, grid: Any) -> None:
+        self.reader, self.sensors, self.grid = reader, sensors, grid
+        self.labels: dict[str, bytes] = {}
+
+    def __call__(self, ref: SampleRef) -> Any:
+        import zlib
+
+        import numpy as np
+
+        packed = self.labels.get(ref.token)
+        if packed is None:
+            sample = self.reader.load(ref, self.sensors, bev=self.grid)
+            bev = sample.targets.bev
+            self.labels[ref.token] = zlib.compress(np.ascontiguousarray(bev.classes, np.uint8).tobytes(), 1)
+            return sample
+        from adapters.navsim.bev_semantic import NAVSIM_BEV_CLASSES
+        from harness.types import BEVRaster
+
+        sample = self.reader.load(ref, self.sensors)
+        classes = np.frombuffer(bytearray(zlib.decompress(packed)), np.uint8).reshape(self.grid.shape)
+        raster = BEVRaster(classes, NAVSIM_BEV_CLASSES, self.grid.resolution_m, self.grid.extent_m)
+        return replace(sample, targets=replace(sample.targets, bev=raster))
 
 
 def _usable_carla_refs(reader: Any) -> tuple[list[SampleRef], list[tuple[str, str]]]:

@@ -187,3 +187,24 @@ def test_navsim_bev_head_without_maps_is_a_config_error(small_world_root, tmp_pa
     assert open_source("navsim", no_head, SourceRoots(navsim=tmp_path))._get(0)[0].targets.bev is None
     with_maps = open_source("navsim", cfg, SourceRoots(navsim=tmp_path, navsim_maps=small_world_root / "maps"))
     assert with_maps._get(0)[0].targets.bev is not None
+
+
+def test_navsim_label_cache_with_sample_cache_off(small_world_root):
+    """Cache off: the BEV label is rendered once per token and kept; later loads give the same raster, and the
+    collated class ids are int8 (-1 ignore) whatever the cache."""
+    from harness.training.sources import NavsimLabelCache
+
+    over = ["model.image_width=192", "data.rig_navsim=navsim_3cam", "augment.view_prob=1.0"]
+    on = open_source("navsim", load_config("tiny", overrides=over), SourceRoots(navsim=small_world_root))
+    cfg = load_config("tiny", overrides=[*over, "data.cache_images=false"])
+    off = open_source("navsim", cfg, SourceRoots(navsim=small_world_root))
+    assert isinstance(off.load, NavsimLabelCache) and not off.load.labels
+    first, again = off.load(off.refs[5]), off.load(off.refs[5])
+    assert list(off.load.labels) == [off.refs[5].token]
+    np.testing.assert_array_equal(again.targets.bev.classes, first.targets.bev.classes)
+    np.testing.assert_array_equal(again.targets.bev.classes, on._get(5)[0].targets.bev.classes)
+    assert again.targets.bev.extent_m == first.targets.bev.extent_m
+    for seed in (-1, 4):
+        np.testing.assert_array_equal(off[(5, seed)].targets.bev["navsim"], on[(5, seed)].targets.bev["navsim"])
+    _, targets = collate([off[(5, 4)], off[(6, -1)]], cfg.model)
+    assert targets.bev_semantic["navsim"].classes.dtype == torch.int8

@@ -85,3 +85,42 @@ def test_resample_raster_identity_and_half_turn():
     # a larger target grid: cells beyond the source are ignored (-1)
     big = resample_raster(raster, Grid((-4.0, 4.0, -4.0, 4.0), 1.0), None)
     assert (big[:2] == -1).all() and (big[2:6, 2:6] == classes).all()
+
+
+def _resample_reference(raster: BEVRaster, grid: Grid, m: np.ndarray | None) -> np.ndarray:
+    """Every cell centre mapped on full coordinate arrays and looked up (the pre-int8 implementation)."""
+    x, y = grid.cell_centres()
+    if m is not None:
+        x, y = m[0, 0] * x + m[0, 1] * y + m[0, 3], m[1, 0] * x + m[1, 1] * y + m[1, 3]
+    x0, x1, y0, y1 = raster.extent_m
+    rows = np.floor((x1 - x) / raster.resolution_m).astype(np.int64)
+    cols = np.floor((y1 - y) / raster.resolution_m).astype(np.int64)
+    hs, ws = raster.classes.shape
+    ok = (rows >= 0) & (rows < hs) & (cols >= 0) & (cols < ws)
+    out = np.full(x.shape, -1, np.int64)
+    out[ok] = raster.classes[rows[ok], cols[ok]]
+    return out
+
+
+@pytest.mark.parametrize("grid", [Grid((-8.0, 8.0, -8.0, 8.0), 0.25), Grid((-9.0, 7.0, -6.5, 9.5), 0.25),
+                                  Grid((-8.0, 8.0, -8.0, 8.0), 0.5), Grid((-8.1, 8.0, -8.0, 8.3), 0.3)])
+def test_resample_raster_int8_equals_the_full_lookup(grid):
+    rng = np.random.default_rng(3)
+    classes = rng.integers(0, 13, (72, 80)).astype(np.uint8)
+    raster = BEVRaster(classes, tuple(str(i) for i in range(13)), 0.25, (-9.0, 9.0, -10.0, 10.0))
+    for k in range(6):
+        m = None
+        if k:
+            yaw, dx, dy = rng.uniform(-0.1, 0.1), rng.uniform(-1, 1), rng.uniform(-1, 1)
+            m = np.eye(4)
+            m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+            m[:2, 3] = dx, dy
+        got = resample_raster(raster, grid, m)
+        assert got.dtype == np.int8
+        np.testing.assert_array_equal(got.astype(np.int64), _resample_reference(raster, grid, m))
+
+
+def test_resample_raster_refuses_ids_beyond_int8():
+    raster = BEVRaster(np.full((2, 2), 200, np.uint8), tuple(str(i) for i in range(201)), 1.0, (-1.0, 1.0, -1.0, 1.0))
+    with pytest.raises(ValueError, match="does not fit"):
+        resample_raster(raster, Grid((-1.0, 1.0, -1.0, 1.0), 1.0), None)
