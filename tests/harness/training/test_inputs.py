@@ -208,3 +208,13 @@ def test_navsim_label_cache_with_sample_cache_off(small_world_root):
         np.testing.assert_array_equal(off[(5, seed)].targets.bev["navsim"], on[(5, seed)].targets.bev["navsim"])
     _, targets = collate([off[(5, 4)], off[(6, -1)]], cfg.model)
     assert targets.bev_semantic["navsim"].classes.dtype == torch.int8
+
+
+def test_bev_semantic_loss_is_the_same_for_int8_and_long_class_ids():
+    from harness.model.losses import _semantic_per_sample
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 16, 16, generator=g)
+    ids = torch.randint(-1, 7, (3, 16, 16), generator=g)
+    np.testing.assert_array_equal(_semantic_per_sample(logits, ids.to(torch.int8)).numpy(),
+                                  _semantic_per_sample(logits, ids).numpy())
