@@ -419,9 +419,9 @@ class IDMScene:
                         part_of.append(i)
                         part_owner.append(b)
                         part_discs.append(dd)
-        lines = np.array([shapely.clip_by_rect(shapely.LineString(paths.to_go(a, pc)), *clip)
-                          for a, pc, clip in zip(agents, pcs, clips, strict=True)], dtype=object)
         ag = np.array(agents, dtype=np.int64)
+        lines = np.array([shapely.clip_by_rect(line, *clip) for line, clip in
+                          zip(paths.to_go_lines(ag, np.array(pcs)), clips, strict=True)], dtype=object)
         buffers = shapely.buffer(lines, self.width[ag] / 2, cap_style="flat")
         of = np.array(part_of, dtype=np.int64)
         geoms = np.array(parts, dtype=object)
@@ -505,9 +505,8 @@ class IDMScene:
         with_part = todo[~np.isnan(se[todo, 0])]
         parts: dict[int, shapely.Geometry] = {}
         if len(with_part):
-            lines = [shapely.LineString(paths.trimmed(a, float(se[a, 0]), float(se[a, 1])))
-                     for a in with_part.tolist()]
-            bufs = shapely.buffer(np.array(lines, dtype=object), self.width[with_part] / 2, cap_style="flat")
+            lines = paths.trimmed_lines(with_part, se[with_part, 0], se[with_part, 1])
+            bufs = shapely.buffer(lines, self.width[with_part] / 2, cap_style="flat")
             parts = dict(zip(with_part.tolist(), bufs, strict=True))
         for a, box in zip(todo.tolist(), boxes, strict=True):
             cache[a] = (parts.get(a), box)

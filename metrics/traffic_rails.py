@@ -81,6 +81,14 @@ class LaneRails:
         return out
 
 
+def _ragged_ranges(lo: I64, hi: I64) -> tuple[I64, I64]:
+    """``(owner, value)`` of the concatenated ranges ``[lo_i, hi_i)``."""
+    n = np.maximum(hi - lo, 0)
+    owner = np.repeat(np.arange(len(lo)), n)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+    return owner, np.arange(int(n.sum()), dtype=np.int64) - np.repeat(start - lo, n)
+
+
 def principal(a: F64 | float) -> F64:
     """nuPlan ``principal_value``: ``(a + π) % 2π - π``."""
     return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
@@ -240,6 +248,78 @@ class Paths:
             out[none_later] = np.stack([np.minimum(self.x[la - 1], self.x[la]), np.minimum(self.y[la - 1], self.y[la]),
                                         np.maximum(self.x[la - 1], self.x[la]),
                                         np.maximum(self.y[la - 1], self.y[la])], -1)
+        return out
+
+    def _bisect(self, a: I64, p: F64, right: bool) -> I64:
+        """Per agent, ``bisect_right`` (``right``) or ``bisect_left`` of ``p`` in its progresses ``[first, last]``:
+        exact (as :meth:`pose1`'s bisect), the global-key search only gives the start, which is then moved while
+        a neighbour compares the other way (keys ``p + a·BIG`` may round across a vertex)."""
+        f, la = self.first[a], self.last[a]
+        j = np.clip(np.searchsorted(self.keys, p + a * self._BIG, side="right" if right else "left"), f, la + 1)
+        while True:
+            prev = self.prog[np.maximum(j - 1, 0)]
+            down = (j > f) & ((prev > p) if right else (prev >= p))
+            if not down.any():
+                break
+            j = j - down
+        while True:
+            cur = self.prog[np.minimum(j, len(self.prog) - 1)]
+            up = (j <= la) & ((cur <= p) if right else (cur < p))
+            if not up.any():
+                break
+            j = j + up
+        return j
+
+    def _xy1(self, a: I64, p: F64) -> tuple[F64, F64]:
+        """x and y of :meth:`pose1` for many agents (the same bisect and arithmetic, element by element)."""
+        hi = np.minimum(np.maximum(self._bisect(a, p, right=False), self.first[a] + 1), self.last[a])
+        lo = hi - 1
+        dx = self.prog[hi] - self.prog[lo]
+        t = p - self.prog[lo]
+        return (self.x[hi] - self.x[lo]) / dx * t + self.x[lo], (self.y[hi] - self.y[lo]) / dx * t + self.y[lo]
+
+    def _lines(self, head: F64, i0: I64, i1: I64, tail: F64 | None) -> npt.NDArray[np.object_]:
+        """LineStrings ``[head] + vertices i0..i1 (inclusive) + [tail]`` (tail None: no tail), one per row."""
+        n_mid = np.maximum(i1 - i0 + 1, 0)
+        owner, idx = _ragged_ranges(i0, i0 + n_mid)
+        per = n_mid + 1 + (tail is not None)
+        start = np.concatenate([[0], np.cumsum(per)[:-1]])
+        coords = np.empty((int(per.sum()), 2))
+        coords[start] = head
+        pos = start[owner] + 1 + (idx - i0[owner])
+        coords[pos, 0], coords[pos, 1] = self.x[idx], self.y[idx]
+        if tail is not None:
+            coords[start + per - 1] = tail
+        return shapely.linestrings(coords, indices=np.repeat(np.arange(len(i0)), per))
+
+    def to_go_lines(self, a: I64, p: F64) -> npt.NDArray[np.object_]:
+        """:meth:`to_go` of agents ``a`` as LineStrings, built together (the same vertices)."""
+        f, la = self.first[a], self.last[a]
+        j = self._bisect(a, p, right=True)  # first vertex with progress > p
+        none_later = j > la
+        x, y = self._xy1(a, p)
+        head = np.stack([np.where(none_later, self.x[la - 1], x), np.where(none_later, self.y[la - 1], y)], -1)
+        i0 = np.where(none_later, la, j)
+        del f
+        return self._lines(head, i0, la, None)
+
+    def trimmed_lines(self, a: I64, s: F64, e: F64) -> npt.NDArray[np.object_]:
+        """:meth:`trimmed` of agents ``a`` as LineStrings, built together (the same vertices)."""
+        f, la = self.first[a], self.last[a]
+        i0 = self._bisect(a, s, right=True)  # first vertex with progress > s
+        i1 = self._bisect(a, e, right=False) - 1  # last vertex with progress < e
+        no_front, no_tail = i0 > la, i1 < f
+        xs, ys = self._xy1(a, s)
+        xe, ye = self._xy1(a, e)
+        # no front: the last two vertices; no tail: the first two (a head vertex and one mid vertex, no tail)
+        head = np.stack([np.where(no_front, self.x[la - 1], np.where(no_tail, self.x[f], xs)),
+                         np.where(no_front, self.y[la - 1], np.where(no_tail, self.y[f], ys))], -1)
+        mid0 = np.where(no_front, la, np.where(no_tail, f + 1, i0))
+        mid1 = np.where(no_front, la, np.where(no_tail, f + 1, i1))
+        out = self._lines(head, mid0, mid1, np.stack([xe, ye], -1))
+        plain = no_front | no_tail
+        if plain.any():  # without the tail vertex
+            out[plain] = self._lines(head[plain], mid0[plain], mid1[plain], None)
         return out
 
     def to_go(self, a: int, p: float) -> F64:
