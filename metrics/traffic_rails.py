@@ -81,6 +81,12 @@ class LaneRails:
         return out
 
 
+def _line_array(coords: list[F64]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(coords), dtype=object)
+    out[:] = [shapely.LineString(c) for c in coords]
+    return out
+
+
 def _ragged_ranges(lo: I64, hi: I64) -> tuple[I64, I64]:
     """``(owner, value)`` of the concatenated ranges ``[lo_i, hi_i)``."""
     n = np.maximum(hi - lo, 0)
@@ -250,6 +256,9 @@ class Paths:
                                         np.maximum(self.y[la - 1], self.y[la])], -1)
         return out
 
+    #: below this many agents the line builders go one agent at a time (fewer numpy calls; the same vertices)
+    _FEW = 8
+
     def _bisect(self, a: I64, p: F64, right: bool) -> I64:
         """Per agent, ``bisect_right`` (``right``) or ``bisect_left`` of ``p`` in its progresses ``[first, last]``:
         exact (as :meth:`pose1`'s bisect), the global-key search only gives the start, which is then moved while
@@ -294,6 +303,8 @@ class Paths:
 
     def to_go_lines(self, a: I64, p: F64) -> npt.NDArray[np.object_]:
         """:meth:`to_go` of agents ``a`` as LineStrings, built together (the same vertices)."""
+        if len(a) < self._FEW:
+            return _line_array([self.to_go(int(i), float(q)) for i, q in zip(a.tolist(), p.tolist(), strict=True)])
         f, la = self.first[a], self.last[a]
         j = self._bisect(a, p, right=True)  # first vertex with progress > p
         none_later = j > la
@@ -305,6 +316,9 @@ class Paths:
 
     def trimmed_lines(self, a: I64, s: F64, e: F64) -> npt.NDArray[np.object_]:
         """:meth:`trimmed` of agents ``a`` as LineStrings, built together (the same vertices)."""
+        if len(a) < self._FEW:
+            return _line_array([self.trimmed(int(i), float(q), float(r))
+                                for i, q, r in zip(a.tolist(), s.tolist(), e.tolist(), strict=True)])
         f, la = self.first[a], self.last[a]
         i0 = self._bisect(a, s, right=True)  # first vertex with progress > s
         i1 = self._bisect(a, e, right=False) - 1  # last vertex with progress < e
