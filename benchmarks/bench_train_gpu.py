@@ -195,7 +195,8 @@ def synthetic(batch: int, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--world", type=Path, default=Path("/tmp/bench_world"))
+    ap.add_argument("--world", type=Path, default=Path(tempfile.gettempdir()) / "bench_world",
+                    help="where the embedded world is built (reused when present)")
     ap.add_argument("--logs", type=int, default=24)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--batches", type=int, nargs="*", default=[32, 64])
@@ -207,7 +208,8 @@ def main() -> None:
     ap.add_argument("--skip-flops", action="store_true")
     ap.add_argument("--skip-loader", action="store_true")
     ap.add_argument("--train-set", nargs="*", default=[], help="extra --set key=value for lead-bench train")
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/bench_train_gpu")))
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or Path(tempfile.gettempdir()) / "bench_train_gpu"),
+                    help="result folder (default $OUT, as on the device machine)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.backends.cudnn.benchmark = True
