@@ -150,7 +150,15 @@ class TrainConfig:
     def input_spec(self) -> InputSpec:
         d = self.data
         return InputSpec(self.model, {"navsim": d.rig_navsim, "waymo": d.rig_waymo, "carla": d.rig_carla},
-                         self.waypoint_interval_s, self.past_interval_s)
+                         self.waypoint_interval_s, self.past_interval_s, self.carla_leaderboard_mode)
+
+    @property
+    def carla_leaderboard_mode(self) -> bool:
+        """LEAD's ``TrainingConfig.carla_leaderboard_mode``: a CARLA leaderboard target (CARLA data alone on a
+        CARLA leaderboard rig, e.g. the ``carla-r34`` preset) and no mixed-data training. Otherwise CARLA labels
+        get LEAD's sim-to-real relabels (:class:`harness.training.inputs.InputSpec`)."""
+        d = self.data
+        return tuple(d.sources) == ("carla",) and d.rig_carla.startswith("carla_lb")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)

@@ -26,7 +26,7 @@ supervision, done analytically instead of by re-rendering). Colour augmentation 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ from harness.training.labels import (
     BoxLabels,
     Grid,
     box_labels,
+    carla_sim_to_real_bev,
     head_classes,
     lidar_histogram,
     resample_raster,
@@ -79,6 +80,9 @@ class InputSpec:
         rigs: source name (``"navsim"``, ``"waymo"``, ``"carla"``) -> rig name of :data:`views.RIGS`.
         waypoint_interval_s: spacing of the predicted waypoints (the first at this time).
         past_interval_s: spacing of the past-pose tokens (the newest at ``-past_interval_s``).
+        carla_leaderboard_mode: LEAD's ``carla_leaderboard_mode``: CARLA labels keep their full classes; False
+            (mixed / sim-to-real training) applies LEAD's sim-to-real relabels to CARLA's BEV semantics and
+            boxes (:func:`labels.carla_sim_to_real_bev`, :func:`labels.head_classes`).
     """
 
     model: TFv6Config
@@ -86,6 +90,7 @@ class InputSpec:
                                                              "carla": "navsim_4cam"})
     waypoint_interval_s: float = 0.5
     past_interval_s: float = 0.5
+    carla_leaderboard_mode: bool = True
 
     def rig(self, source: str) -> RigSpec:
         if source not in self.rigs:
@@ -271,6 +276,8 @@ def encode_targets(sample: Sample, source: str, spec: InputSpec, aug: ViewAugmen
         if len(raster.vocabulary) != heads[source]:
             raise DataError(f"{source} BEV raster has {len(raster.vocabulary)} classes, the model's {source} head "
                             f"{heads[source]}", token=sample.meta.token)
+        if source == "carla" and not spec.carla_leaderboard_mode:
+            raster = replace(raster, classes=carla_sim_to_real_bev(raster.classes))
         bev[source] = resample_raster(raster, spec.bev_grid, oa)
     boxes: dict[str, BoxLabels] = {}
     box_heads = dict(cfg.box_classes)
@@ -279,7 +286,7 @@ def encode_targets(sample: Sample, source: str, spec: InputSpec, aug: ViewAugmen
         xy, yaw, v = b.center_xyz[:, :2], b.yaw_rad, np.nan_to_num(b.velocity_xy_mps)
         if aug is not None:
             xy, yaw, v = aug.points_xy(xy), aug.headings(yaw), aug.vectors_xy(v)
-        boxes[source] = box_labels(xy, b.size_lwh[:, :2], yaw, np.hypot(v[:, 0], v[:, 1]), head_classes(b, source),
+        boxes[source] = box_labels(xy, b.size_lwh[:, :2], yaw, np.hypot(v[:, 0], v[:, 1]), head_classes(b, source, spec.carla_leaderboard_mode),
                                    spec.box_grid, box_heads[source], cfg.num_yaw_bins)
     sem = depth = None
     if cfg.image_semantic_classes and sample.targets.semantics:

@@ -26,8 +26,9 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 #: Canonical box class -> class index of a source's CenterNet head (LEAD's label spaces, spec §1.4).
-#: CARLA (``TransfuserBoundingBoxClass`` with the sim-to-real remap SPECIAL/PARKING -> VEHICLE): VEHICLE 0,
-#: WALKER 1, TRAFFIC_LIGHT 2, STOP_SIGN 3, SPECIAL 4, OBSTACLE 5, PARKING 6, BIKER 7. NAVSIM: vehicles only.
+#: CARLA (``TransfuserBoundingBoxClass``): VEHICLE 0, WALKER 1, TRAFFIC_LIGHT 2, STOP_SIGN 3, SPECIAL 4,
+#: OBSTACLE 5, PARKING 6, BIKER 7 (SPECIAL and PARKING come from the CARLA source class, see
+#: :func:`head_classes`). NAVSIM: vehicles only.
 BOX_HEAD_CLASSES: Mapping[str, Mapping[str, int]] = {
     "carla": {"vehicle": 0, "pedestrian": 1, "traffic_light": 2, "stop_sign": 3, "traffic_cone": 5,
               "czone_sign": 5, "bicycle": 7},
@@ -141,10 +142,59 @@ def box_labels(centre_xy: F64, size_lw: F64, yaw_rad: F64, speed_mps: F64, class
     return BoxLabels(heat, size, off, yaw_c, yaw_r, mask, vel, float(mask.sum()))
 
 
-def head_classes(boxes: Boxes3D, head: str) -> npt.NDArray[np.int64]:
-    """Class index of each box in ``head``'s label space, -1 for classes that head does not label."""
+#: LEAD's CARLA box classes SPECIAL and PARKING, and its sim-to-real remap of the box classes
+#: (``constants.SIM2REAL_BOUNDING_BOX_CLASS_CONVERTER``: SPECIAL -> VEHICLE, PARKING -> VEHICLE, the rest kept;
+#: the head keeps its 8 channels) as a lookup table over the 8 ids.
+CARLA_BOX_SPECIAL, CARLA_BOX_PARKING = 4, 6
+CARLA_SIM2REAL_BOX = np.array([0, 1, 2, 3, 0, 5, 0, 7], dtype=np.int64)
+#: LEAD's sim-to-real remap of the 13-class CARLA BEV semantics (``TransfuserBEVSemanticClass``), folded into
+#: one lookup table over the painted raster. ``carla_dataset.CARLAData`` applies two converters outside
+#: leaderboard mode: ``SIM2REAL_BEV_OCCUPANCY_CLASS_CONVERTER`` on the box occupancy before it is painted over
+#: the hdmap (PARKING and SPECIAL -> VEHICLE, RED_NOT_NORMAL -> RED_NORMAL, OBSTACLE -> not painted), then
+#: ``SIM2REAL_BEV_SEMANTIC_SEGMENTATION_CONVERTER`` on the painted raster (STOP_SIGNS -> UNLABELED, PARKING ->
+#: VEHICLE, RED_NOT_NORMAL -> RED_NORMAL). The hdmap holds only ids 0-3, so the occupancy relabels give the
+#: same raster when applied after painting; OBSTACLE is kept here (not painting it would show the hdmap under
+#: it, which the painted raster no longer holds; see :func:`carla_sim_to_real_bev`).
+CARLA_SIM2REAL_BEV = np.array([0, 1, 2, 0, 4, 5, 6, 4, 4, 9, 10, 11, 11], dtype=np.uint8)
+
+
+def head_classes(boxes: Boxes3D, head: str, carla_leaderboard_mode: bool = True) -> npt.NDArray[np.int64]:
+    """Class index of each box in ``head``'s label space, -1 for classes that head does not label.
+
+    CARLA boxes, whose canonical class folds LEAD's SPECIAL and PARKING into ``vehicle``, get them back from
+    their source class (:mod:`adapters.carla.labels`): an emergency-vehicle ``type_id`` is SPECIAL, a
+    ``static_prop_car`` or parked ``static`` car is PARKING. Outside LEAD's leaderboard mode
+    (``carla_leaderboard_mode=False``: mixed or non-CARLA-rig training) they are remapped by
+    :data:`CARLA_SIM2REAL_BOX`, as ``carla_dataset_utils.get_centernet_labels`` does.
+    """
     table = BOX_HEAD_CLASSES.get(head, {})
-    return np.array([table.get(n, -1) for n in boxes.class_names], dtype=np.int64)
+    ids = np.array([table.get(n, -1) for n in boxes.class_names], dtype=np.int64)
+    if head != "carla" or not ids.size:
+        return ids
+    from adapters.carla.format import EMERGENCY_TYPES
+
+    for k, (name, src) in enumerate(zip(boxes.class_names, boxes.source_classes, strict=True)):
+        if name != "vehicle":
+            continue
+        cls, _, type_id = src.partition(":")
+        if type_id in EMERGENCY_TYPES:
+            ids[k] = CARLA_BOX_SPECIAL
+        elif cls in ("static_prop_car", "static"):
+            ids[k] = CARLA_BOX_PARKING
+    if not carla_leaderboard_mode:
+        ids = np.where(ids >= 0, CARLA_SIM2REAL_BOX[np.clip(ids, 0, len(CARLA_SIM2REAL_BOX) - 1)], ids)
+    return ids
+
+
+def carla_sim_to_real_bev(classes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """LEAD's sim-to-real relabel of a 13-class CARLA BEV raster (:data:`CARLA_SIM2REAL_BEV`), same shape.
+
+    Deviation: LEAD leaves obstacles out of the occupancy before painting, so their cells show the hdmap; the
+    painted raster here keeps them as OBSTACLE."""
+    c = np.asarray(classes)
+    if c.size and int(c.max()) >= len(CARLA_SIM2REAL_BEV):
+        raise ValueError(f"carla_sim_to_real_bev: class id {int(c.max())} beyond the 13 CARLA BEV classes")
+    return CARLA_SIM2REAL_BEV[c]
 
 
 #: dtype of BEV class-id labels from :func:`resample_raster` to the collated batch: one byte per cell (ids up to
