@@ -43,11 +43,11 @@ from adapters.navsim.scoring_scenes import ScoringSceneCache, build_scoring_scen
 from harness.epdms_eval import V2_HORIZON_S, EPDMSMetricCache, plan_pdm_closed_v2, simulate_plans
 from harness.errors import DataError, LeadBenchError
 from harness.geometry import local_to_global
-from harness.scoring_scene import SCORING_SCENE_VERSION, ScoringScene
+from harness.scoring_scene import SCORING_SCENE_VERSION, ObjectTimeline, ScoringScene
 from harness.trajectory import Trajectory
 from metrics.epdms import EPDMS_COLUMNS, EPDMSConfig, EPDMSRow, ec_overlap_steps, final_score, score_rows
 from metrics.epdms_scoring.comfort import two_frame_extended_comfort
-from metrics.traffic_agents import LaneRails, TrafficPolicy, log_replay_objects, reactive_idm_objects
+from metrics.traffic_agents import LaneRails, TrafficPolicy, log_replay_objects, reactive_idm_objects_many
 from metrics.two_stage import TokenTable, TwoStageGroup, TwoStageSummary, aggregate_two_stage
 
 log = logging.getLogger(__name__)
@@ -254,9 +254,15 @@ def _score_chunk(scenes: Sequence[ScoringScene], plans: Sequence[Trajectory], ra
                  traffic: TrafficPolicy, config: EPDMSConfig) -> tuple[list[EPDMSRow], F64]:
     closed, agent, human = simulate_plans(scenes, plans, with_human=config.human_penalty_filter)
     if traffic is TrafficPolicy.REACTIVE:
-        objs = [reactive_idm_objects(s, rails_of(s.map_location), a) for s, a in zip(scenes, agent, strict=True)]
-        hobjs = [None if h is None else reactive_idm_objects(s, rails_of(s.map_location), h)
-                 for s, h in zip(scenes, human, strict=True)]
+        # every reactive simulation of the chunk (the plan's rollout of each scene, then the human's) at once
+        with_h = [i for i, h in enumerate(human) if h is not None]
+        sims = [*zip(scenes, agent, strict=True), *((scenes[i], human[i]) for i in with_h)]
+        tls = reactive_idm_objects_many([s for s, _ in sims], [rails_of(s.map_location) for s, _ in sims],
+                                        [a for _, a in sims])
+        objs = tls[: len(scenes)]
+        hobjs: list[ObjectTimeline | None] = [None] * len(scenes)
+        for i, tl in zip(with_h, tls[len(scenes) :], strict=True):
+            hobjs[i] = tl
     else:
         objs = [log_replay_objects(s) for s in scenes]
         hobjs = [None] * len(scenes)

@@ -51,6 +51,7 @@ else (range filter, path-to-go buffers, replay, parked checks) is vectorised ove
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +59,7 @@ import shapely
 
 from harness.scoring_scene import ObjectTimeline, ObjectType, ScoringScene
 from metrics.pdm_scoring.geometry import box_corners, ego_coords, polygons
-from metrics.traffic_idm import NUM_STEPS, IDMParameters, IDMScene, IDMVehicles, LaneRails
+from metrics.traffic_idm import NUM_STEPS, IDMBatch, IDMParameters, IDMSim, IDMVehicles, LaneRails
 
 #: The official ``navsim_IDM_traffic_agents.yaml`` parameters.
 DEFAULT_IDM = IDMParameters()
@@ -76,6 +77,7 @@ __all__ = [
     "log_replay_objects",
     "objects_for_policy",
     "reactive_idm_objects",
+    "reactive_idm_objects_many",
 ]
 
 
@@ -171,50 +173,77 @@ def reactive_idm_objects(scene: ScoringScene, rails: LaneRails, ego_states: npt.
         The 41-step timeline over the scene's tracks (same token order); IDM vehicles carry their simulated
         poses and velocities, ``first_velocity_xy`` is each track's velocity at its first present step.
     """
-    states = np.asarray(ego_states, dtype=np.float64)
-    if states.ndim != 2 or states.shape[0] != NUM_STEPS or states.shape[1] < 5:
-        raise ValueError(f"ego_states: expected ({NUM_STEPS}, 11), got {states.shape}")
-    if scene.num_steps < NUM_STEPS:
-        raise ValueError(f"scene {scene.token}: {scene.num_steps} object steps, the policy needs {NUM_STEPS}")
-    m = len(scene.object_tokens)
-    in_current = (scene.object_in_current_frame if scene.object_in_current_frame is not None
-                  else scene.object_present[0])
-    current = in_current & scene.object_present[0]
-    is_vehicle = scene.object_types == int(ObjectType.VEHICLE)
-
-    present = np.zeros((NUM_STEPS, m), dtype=bool)
-    poses = np.zeros((NUM_STEPS, m, 3))
-    vel = np.zeros((NUM_STEPS, m, 2))
-    # step 0: the raw current-frame annotations, every class
-    present[0] = current
-    poses[0] = np.where(current[:, None], scene.object_poses[0], 0.0)
-    vel[0] = np.where(current[:, None], scene.object_velocity_xy[0], 0.0)
-    # steps 1..40: non-vehicles replay the ground truth
-    replay = ~is_vehicle
-    present[1:, replay] = scene.object_present[1:NUM_STEPS, replay]
-    poses[1:, replay] = scene.object_poses[1:NUM_STEPS, replay]
-    vel[1:, replay] = scene.object_velocity_xy[1:NUM_STEPS, replay]
-
-    veh = np.flatnonzero(current & is_vehicle)
-    if len(veh):
-        vehicles = IDMVehicles(scene.object_poses[0, veh], scene.object_velocity_xy[0, veh],
-                               scene.object_size_lwh[veh, 0], scene.object_size_lwh[veh, 1])
-        ego_box = polygons(ego_coords(_initial_state(scene)[None])[:, :4])[0]
-        sim = IDMScene(vehicles, rails, ego_box, float(np.hypot(*scene.ego_velocity_xy)), params)
-        nan_speed = np.isnan(vehicles.velocity_xy[sim.agents]).any(axis=1)
-        if nan_speed.any():
-            # the official builder's NaN fallback reads ``dynamic_car_state`` of an ``Agent`` and raises
-            # AttributeError: NAVSIM scores the token invalid; so does lead-bench (never a made-up speed)
-            raise ValueError(f"scene {scene.token}: vehicle {scene.object_tokens[veh[sim.agents[nan_speed][0]]]} "
-                             "would be an IDM agent but has a NaN velocity (NAVSIM's reactive policy fails on it)")
-        v_present, v_poses, v_vel = sim.run(states)
-        v_present = _first_of_touching_parked(v_present, sim.parked, vehicles)
-        present[1:, veh], poses[1:, veh], vel[1:, veh] = v_present, v_poses, v_vel
-
-    first = np.argmax(present, axis=0)
-    first_velocity = vel[first, np.arange(m)]
-    first_velocity[~present.any(axis=0)] = 0.0
-    return ObjectTimeline(scene.object_tokens, scene.object_types, scene.object_size_lwh, first_velocity,
-                          present, poses, vel)
+    return reactive_idm_objects_many([scene], [rails], [ego_states], params)[0]
 
 
+def reactive_idm_objects_many(scenes: Sequence[ScoringScene], rails: Sequence[LaneRails],
+                              ego_states: Sequence[npt.ArrayLike], params: IDMParameters = DEFAULT_IDM
+                              ) -> list[ObjectTimeline]:
+    """:func:`reactive_idm_objects` of many (scene, ego rollout) simulations, their IDM steps run together
+    (:class:`metrics.traffic_idm.IDMBatch`: independent simulations, each equal to a run of its own).
+
+    Raises:
+        ValueError: bad ego states or too few object steps, or a would-be agent with a NaN velocity (the
+            first such simulation in the given order, as one-by-one calls would raise).
+    """
+    if not (len(scenes) == len(rails) == len(ego_states)):
+        raise ValueError(f"{len(scenes)} scenes, {len(rails)} rails and {len(ego_states)} ego rollouts")
+    outs, sims, vehs, rollouts = [], [], [], []
+    for scene, rail, ego in zip(scenes, rails, ego_states, strict=True):
+        states = np.asarray(ego, dtype=np.float64)
+        if states.ndim != 2 or states.shape[0] != NUM_STEPS or states.shape[1] < 5:
+            raise ValueError(f"ego_states: expected ({NUM_STEPS}, 11), got {states.shape}")
+        if scene.num_steps < NUM_STEPS:
+            raise ValueError(f"scene {scene.token}: {scene.num_steps} object steps, the policy needs {NUM_STEPS}")
+        m = len(scene.object_tokens)
+        in_current = (scene.object_in_current_frame if scene.object_in_current_frame is not None
+                      else scene.object_present[0])
+        current = in_current & scene.object_present[0]
+        is_vehicle = scene.object_types == int(ObjectType.VEHICLE)
+        present = np.zeros((NUM_STEPS, m), dtype=bool)
+        poses = np.zeros((NUM_STEPS, m, 3))
+        vel = np.zeros((NUM_STEPS, m, 2))
+        # step 0: the raw current-frame annotations, every class
+        present[0] = current
+        poses[0] = np.where(current[:, None], scene.object_poses[0], 0.0)
+        vel[0] = np.where(current[:, None], scene.object_velocity_xy[0], 0.0)
+        # steps 1..40: non-vehicles replay the ground truth
+        replay = ~is_vehicle
+        present[1:, replay] = scene.object_present[1:NUM_STEPS, replay]
+        poses[1:, replay] = scene.object_poses[1:NUM_STEPS, replay]
+        vel[1:, replay] = scene.object_velocity_xy[1:NUM_STEPS, replay]
+        veh = np.flatnonzero(current & is_vehicle)
+        outs.append((present, poses, vel, veh))
+        if len(veh):
+            vehicles = IDMVehicles(scene.object_poses[0, veh], scene.object_velocity_xy[0, veh],
+                                   scene.object_size_lwh[veh, 0], scene.object_size_lwh[veh, 1])
+            ego_box = polygons(ego_coords(_initial_state(scene)[None])[:, :4])[0]
+            sims.append(IDMSim(vehicles, rail, ego_box, float(np.hypot(*scene.ego_velocity_xy))))
+            vehs.append(len(outs) - 1)
+            rollouts.append(states)
+    if sims:
+        batch = IDMBatch(sims, params)
+        for k, start in enumerate(batch.starts):
+            nan_speed = np.isnan(sims[k].vehicles.velocity_xy[start.agents]).any(axis=1)
+            if nan_speed.any():
+                # the official builder's NaN fallback reads ``dynamic_car_state`` of an ``Agent`` and raises
+                # AttributeError: NAVSIM scores the token invalid; so does lead-bench (never a made-up speed)
+                scene, veh = scenes[vehs[k]], outs[vehs[k]][3]
+                raise ValueError(f"scene {scene.token}: vehicle {scene.object_tokens[veh[start.agents[nan_speed][0]]]} "
+                                 "would be an IDM agent but has a NaN velocity (NAVSIM's reactive policy fails on it)")
+        v_present, v_poses, v_vel = batch.run(np.stack(rollouts))
+        for k, j in enumerate(vehs):
+            present, poses, vel, veh = outs[j]
+            sl = slice(int(batch.veh_start[k]), int(batch.veh_start[k + 1]))
+            parked = batch.starts[k].parked
+            present[1:, veh] = _first_of_touching_parked(v_present[:, sl], parked, sims[k].vehicles)
+            poses[1:, veh], vel[1:, veh] = v_poses[:, sl], v_vel[:, sl]
+    result = []
+    for scene, (present, poses, vel, _) in zip(scenes, outs, strict=True):
+        m = len(scene.object_tokens)
+        first = np.argmax(present, axis=0)
+        first_velocity = vel[first, np.arange(m)]
+        first_velocity[~present.any(axis=0)] = 0.0
+        result.append(ObjectTimeline(scene.object_tokens, scene.object_types, scene.object_size_lwh, first_velocity,
+                                     present, poses, vel))
+    return result

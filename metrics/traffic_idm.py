@@ -159,69 +159,124 @@ class IDMVehicles:
     width_m: F64  # (V,)
 
 
-class IDMScene:
-    """``build_idm_agents_on_map_rails`` + ``NavsimIDMAgentManager`` for one scene's vehicles.
+@dataclass(frozen=True)
+class IDMSim:
+    """One reactive simulation's inputs: a scene's current vehicles, its map's rails, the ego's real footprint at
+    t = 0 (the initial collision check) and the ego speed that replaces a NaN vehicle speed (nuPlan's fallback)."""
 
-    Args:
-        vehicles: the current-frame vehicles in the official order (nuPlan's per-type order = annotation order).
-        rails: the map's lanes and connectors.
-        ego_box: the ego's real footprint at t = 0 (the initial collision check uses it).
-        ego_speed_mps: replaces a NaN vehicle speed (nuPlan's fallback).
+    vehicles: IDMVehicles
+    rails: LaneRails
+    ego_box: shapely.Geometry
+    ego_speed_mps: float
+
+
+@dataclass(frozen=True)
+class _SimStart:
+    """``build_idm_agents_on_map_rails`` for one simulation: agents (vehicle indices, official order), their
+    rails, progress, snapped pose and speed; the parked / off-lane vehicles kept as static boxes."""
+
+    agents: I64
+    rail: I64
+    progress: F64
+    snapped: F64
+    speed: F64
+    target: F64
+    parked: I64
+
+
+def _start(sim: IDMSim, p: IDMParameters) -> _SimStart:
+    vehicles, rails = sim.vehicles, sim.rails
+    n_veh = len(vehicles.poses)
+    half_l, half_w = vehicles.length_m / 2, vehicles.width_m / 2
+    rail, progress, snapped = starting_segments(rails, vehicles.poses, p.heading_estimation_m)
+    lateral = np.hypot(snapped[:, 0] - vehicles.poses[:, 0], snapped[:, 1] - vehicles.poses[:, 1])
+    snapped_boxes = polygons(box_corners(np.nan_to_num(snapped), half_l, half_w))
+    occupied = [sim.ego_box]
+    agents: list[int] = []
+    for i in range(n_veh):
+        if rail[i] < 0 or lateral[i] > p.snap_threshold_m:
+            continue
+        if shapely.intersects(snapped_boxes[i], np.array(occupied, dtype=object)).any():
+            continue
+        occupied.append(snapped_boxes[i])
+        agents.append(i)
+    ag = np.array(agents, dtype=np.int64)
+    limit = rails.speed_limit_mps[rail[ag]]
+    speed = np.hypot(vehicles.velocity_xy[ag, 0], vehicles.velocity_xy[ag, 1])
+    # parked / off-lane vehicles: the current vehicles that are not agents
+    others = np.setdiff1d(np.arange(n_veh), ag)
+    stationary = np.hypot(vehicles.velocity_xy[:, 0], vehicles.velocity_xy[:, 1]) < p.stationary_speed_mps
+    p_idx, r_idx = rails.segments_containing(vehicles.poses[:, :2])
+    in_lane = np.zeros(n_veh, dtype=bool)
+    in_lane[p_idx[~rails.is_connector[r_idx]]] = True
+    in_lanes = in_lane | rails.in_intersection(vehicles.poses[:, :2])
+    off_rail = (rail >= 0) & (lateral > p.snap_threshold_m)
+    return _SimStart(agents=ag, rail=rail[ag], progress=progress[ag].astype(np.float64), snapped=snapped[ag],
+                     speed=np.where(np.isnan(speed), sim.ego_speed_mps, speed),
+                     target=np.where(np.isfinite(limit) & (limit > 0), limit, p.target_velocity_mps),
+                     parked=others[((stationary & ~in_lanes) | off_rail)[others]])
+
+
+def _same_sim_pairs(row_sim: I64, item_sim: I64) -> tuple[I64, I64]:
+    """All ``(row, item)`` index pairs of rows and items of the same simulation (items sorted by simulation)."""
+    bounds = np.searchsorted(item_sim, np.arange(int(max(row_sim.max(initial=-1), item_sim.max(initial=-1))) + 2))
+    return _ragged(bounds[row_sim], bounds[row_sim + 1])
+
+
+class IDMBatch:
+    """``build_idm_agents_on_map_rails`` + ``NavsimIDMAgentManager`` for the vehicles of many simulations at once.
+
+    Every simulation (a scene with one ego rollout) is independent: agents are numbered simulation by simulation
+    (each in the official order), candidate leaders come from the agent's own simulation only (sparse pairs), the
+    ego entry is the simulation's own, and the dependency level ``L`` of every simulation is searched in one
+    ``_leaders`` call. Each simulation's result equals a one-simulation batch bit for bit (the one-scene path
+    keys are reproduced, see :meth:`Paths._search`).
     """
 
-    def __init__(self, vehicles: IDMVehicles, rails: LaneRails, ego_box: shapely.Geometry, ego_speed_mps: float,
-                 params: IDMParameters | None = None) -> None:
+    def __init__(self, sims: list[IDMSim], params: IDMParameters | None = None,
+                 starts: list[_SimStart] | None = None) -> None:
         p = params if params is not None else IDMParameters()
         self.p = p
-        self.v = vehicles
-        n_veh = len(vehicles.poses)
-        half_l, half_w = vehicles.length_m / 2, vehicles.width_m / 2
-        self.box0 = polygons(box_corners(vehicles.poses, half_l, half_w))
-        rail, progress, snapped = starting_segments(rails, vehicles.poses, p.heading_estimation_m)
-        lateral = np.hypot(snapped[:, 0] - vehicles.poses[:, 0], snapped[:, 1] - vehicles.poses[:, 1])
-        snapped_boxes = polygons(box_corners(np.nan_to_num(snapped), half_l, half_w))
-        occupied = [ego_box]
-        agents: list[int] = []
-        for i in range(n_veh):
-            if rail[i] < 0 or lateral[i] > p.snap_threshold_m:
-                continue
-            if shapely.intersects(snapped_boxes[i], np.array(occupied, dtype=object)).any():
-                continue
-            occupied.append(snapped_boxes[i])
-            agents.append(i)
-        ag = np.array(agents, dtype=np.int64)
-        self.agents = ag
-        self.n = len(ag)
-        self.length = vehicles.length_m[ag]
-        self.width = vehicles.width_m[ag]
-        self.paths = Paths([rails.baselines[rail[i]] for i in agents]) if agents else None
-        limit = rails.speed_limit_mps[rail[ag]]
-        self.target = np.where(np.isfinite(limit) & (limit > 0), limit, p.target_velocity_mps)
-        self.progress = progress[ag].astype(np.float64)
-        speed = np.hypot(vehicles.velocity_xy[ag, 0], vehicles.velocity_xy[ag, 1])
-        self.speed = np.where(np.isnan(speed), ego_speed_mps, speed)
+        self.sims = sims
+        self.n_sims = len(sims)
+        st = starts if starts is not None else [_start(s, p) for s in sims]
+        self.starts = st
+        counts = np.array([len(s.agents) for s in st], dtype=np.int64)
+        self.agent_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n_veh = np.array([len(s.vehicles.poses) for s in sims], dtype=np.int64)
+        self.veh_start = np.concatenate([[0], np.cumsum(n_veh)]).astype(np.int64)
+        self.sim_of = np.repeat(np.arange(self.n_sims), counts)
+        self.n = int(counts.sum())
+        cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape))  # noqa: E731
+        self.veh_poses = cat([s.vehicles.poses for s in sims], (0, 3))
+        self.veh_vel = cat([s.vehicles.velocity_xy for s in sims], (0, 2))
+        self.veh_length = cat([s.vehicles.length_m for s in sims], (0,))
+        self.veh_width = cat([s.vehicles.width_m for s in sims], (0,))
+        self.agent_veh = cat([s.agents + v0 for s, v0 in zip(st, self.veh_start, strict=False)], (0,)).astype(np.int64)
+        self.length = self.veh_length[self.agent_veh]
+        self.width = self.veh_width[self.agent_veh]
+        baselines = [sim.rails.baselines[r] for sim, s in zip(sims, st, strict=True) for r in s.rail.tolist()]
+        local = np.arange(self.n, dtype=np.int64) - np.repeat(self.agent_start[:-1], counts)
+        self.paths = Paths(baselines, local) if self.n else None
+        self.target = cat([s.target for s in st], (0,))
+        self.progress = cat([s.progress for s in st], (0,))
+        self.speed = cat([s.speed for s in st], (0,))
+        snapped = cat([s.snapped for s in st], (0, 3))
         self.alive = np.ones(self.n, dtype=bool)
         # occupancy geometry of each agent: the path part between progresses fp_se (NaN: none) buffered by half
         # the width, and the box at fp_pose; at first only the snapped box
         self.fp_se = np.full((self.n, 2), np.nan)
-        self.fp_pose = snapped[ag].copy()
-        self.cur_pose = self.paths.poses(np.arange(self.n), self.paths.clamp(np.arange(self.n), self.progress)
-                                         ) if agents else np.zeros((0, 3))
+        self.fp_pose = snapped.copy()
+        all_a = np.arange(self.n)
+        self.cur_pose = self.paths.poses(all_a, self.paths.clamp(all_a, self.progress)) if self.n else np.zeros((0, 3))
         self._fp_shape: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]] = {}
         # discs (centre x, y, radius) covering each footprint: _PATH_SAMPLES along the path part, 3 on the box
         self.fp_disks = np.zeros((self.n, _PATH_SAMPLES + 3, 3))
-        if agents:
+        if self.n:
             self.fp_disks[:, :_PATH_SAMPLES, 2] = -np.inf  # no path part yet
-            self.fp_disks[:, _PATH_SAMPLES:] = _box_discs(snapped[ag], self.length, self.width)
-        # parked / off-lane vehicles: the current vehicles that are not agents
-        others = np.setdiff1d(np.arange(n_veh), ag)
-        stationary = np.hypot(vehicles.velocity_xy[:, 0], vehicles.velocity_xy[:, 1]) < p.stationary_speed_mps
-        p_idx, r_idx = rails.segments_containing(vehicles.poses[:, :2])
-        in_lane = np.zeros(n_veh, dtype=bool)
-        in_lane[p_idx[~rails.is_connector[r_idx]]] = True
-        in_lanes = in_lane | rails.in_intersection(vehicles.poses[:, :2])
-        off_rail = (rail >= 0) & (lateral > p.snap_threshold_m)
-        self.parked = others[((stationary & ~in_lanes) | off_rail)[others]]
+            self.fp_disks[:, _PATH_SAMPLES:] = _box_discs(snapped, self.length, self.width)
+        self.parked = cat([s.parked + v0 for s, v0 in zip(st, self.veh_start, strict=False)], (0,)).astype(np.int64)
+        self.box0 = polygons(box_corners(self.veh_poses, self.veh_length / 2, self.veh_width / 2))
 
     # --- per-agent geometry ---------------------------------------------------------------------------
 
@@ -233,6 +288,8 @@ class IDMScene:
         """``IDMAgent.projected_footprint`` after the agents moved: the path from ``p - L/2`` to
         ``p + L/2 + v·T`` buffered by half the width (flat caps), and the box (kept as two parts)."""
         assert self.paths is not None
+        if not len(a):
+            return
         s = self.paths.clamp(a, self.progress[a] - self.length[a] / 2)
         e = self.paths.clamp(a, self.progress[a] + self.length[a] / 2 + self.speed[a] * self.p.headway_s)
         pose = self.paths.poses(a, self.paths.clamp(a, self.progress[a]))
@@ -241,8 +298,8 @@ class IDMScene:
         self.cur_pose[a] = pose
         self.fp_disks[a, :_PATH_SAMPLES] = self._path_discs(a, s, e)
         self.fp_disks[a, _PATH_SAMPLES:] = _box_discs(pose, self.length[a], self.width[a])
-        for i in a:
-            self._fp_shape.pop(int(i), None)
+        for i in a.tolist():
+            self._fp_shape.pop(i, None)
 
     def _path_discs(self, a: I64, s: F64, e: F64) -> F64:
         """``(len(a), _PATH_SAMPLES, 3)`` discs covering the path between progresses s and e buffered by half
@@ -256,8 +313,9 @@ class IDMScene:
 
     # --- one step -------------------------------------------------------------------------------------
 
-    def step(self, ego: F64) -> None:
-        """``propagate_agents`` with the ego at ``ego`` (an 11-entry rear-axle state)."""
+    def step(self, egos: F64) -> None:
+        """``propagate_agents`` of every simulation, simulation ``s`` with its ego at ``egos[s]`` (11-entry
+        rear-axle states)."""
         p = self.p
         if self.n == 0:
             return
@@ -267,11 +325,13 @@ class IDMScene:
         assert paths is not None
         live = np.flatnonzero(self.alive)
         cur = self.poses(live)
-        far = np.hypot(cur[:, 0] - ego[0], cur[:, 1] - ego[1]) > p.radius_m
+        eg = egos[self.sim_of[live]]
+        far = np.hypot(cur[:, 0] - eg[:, 0], cur[:, 1] - eg[:, 1]) > p.radius_m
         self.alive[live[far]] = False
         live, cur = live[~far], cur[~far]
         if not len(live):
             return
+        sim = self.sim_of[live]
         pc = paths.clamp(live, self.progress[live])
         heading = cur[:, 2].copy()
         r = self.width[live] / 2
@@ -283,87 +343,115 @@ class IDMScene:
         s_new = paths.clamp(live, p_new - self.length[live] / 2)
         e_new = paths.clamp(live, p_new + self.length[live] / 2 + v_hi * p.headway_s)
         box_new = paths.poses(live, paths.clamp(live, p_new))  # exact: progress moves by dt · v_old
-        ego_discs = _box_discs(ego[None, :3], np.array([PACIFICA.length]), np.array([PACIFICA.width]))[0]
-        discs = np.concatenate([
-            ego_discs,
-            self.fp_disks[live].reshape(-1, 3),
-            self._path_discs(live, s_new, e_new).reshape(-1, 3),
-            _box_discs(box_new, self.length[live], self.width[live]).reshape(-1, 3),
-        ])
-        owner = np.concatenate([np.full(len(ego_discs), -1), np.repeat(live, _PATH_SAMPLES + 3),
-                                np.repeat(live, _PATH_SAMPLES), np.repeat(live, 3)])
-        near = ((discs[None, :, 0] + discs[None, :, 2] >= tb[:, None, 0])
-                & (discs[None, :, 0] - discs[None, :, 2] <= tb[:, None, 2])
-                & (discs[None, :, 1] + discs[None, :, 2] >= tb[:, None, 1])
-                & (discs[None, :, 1] - discs[None, :, 2] <= tb[:, None, 3])
-                & (owner[None, :] != live[:, None]))
-        rows = np.flatnonzero(near.any(axis=1))
-        if len(rows):
-            self._refine_near(live[rows], pc[rows], r[rows], near, rows, discs)
-        busy = near.any(axis=1)
+        sims = np.unique(sim)
+        ego_discs = np.zeros((self.n_sims, 3, 3))
+        ego_discs[sims] = _box_discs(egos[sims, :3], np.full(len(sims), PACIFICA.length),
+                                     np.full(len(sims), PACIFICA.width))
+        n_live = len(live)
+        per = 2 * _PATH_SAMPLES + 6
+        # one block of discs per live agent (current footprint, bound of the new one) and per simulation's ego
+        agent_discs = np.concatenate([self.fp_disks[live], self._path_discs(live, s_new, e_new),
+                                      _box_discs(box_new, self.length[live], self.width[live])], 1)
+        discs = np.concatenate([agent_discs.reshape(-1, 3), ego_discs[sims].reshape(-1, 3)])
+        blk_owner = np.concatenate([live, np.full(len(sims), -1)])
+        blk_sim = np.concatenate([sim, sims])
+        blk_first = np.concatenate([np.arange(n_live) * per, n_live * per + 3 * np.arange(len(sims))])
+        blk_count = np.concatenate([np.full(n_live, per), np.full(len(sims), 3)])
+        lo_x, hi_x = discs[:, 0] - discs[:, 2], discs[:, 0] + discs[:, 2]
+        lo_y, hi_y = discs[:, 1] - discs[:, 2], discs[:, 1] + discs[:, 2]
+        blk_lo_x = np.minimum.reduceat(lo_x, blk_first)
+        blk_hi_x = np.maximum.reduceat(hi_x, blk_first)
+        blk_lo_y = np.minimum.reduceat(lo_y, blk_first)
+        blk_hi_y = np.maximum.reduceat(hi_y, blk_first)
+        order = np.argsort(blk_sim, kind="stable")
+        kr, kb = _same_sim_pairs(sim, blk_sim[order])
+        kb = order[kb]
+        ok = ((blk_hi_x[kb] >= tb[kr, 0]) & (blk_lo_x[kb] <= tb[kr, 2]) & (blk_hi_y[kb] >= tb[kr, 1])
+              & (blk_lo_y[kb] <= tb[kr, 3]) & (blk_owner[kb] != live[kr]))
+        kr, kb = kr[ok], kb[ok]
+        pi, dj = _ragged(blk_first[kb], blk_first[kb] + blk_count[kb])
+        ki = kr[pi]
+        hit = ((hi_x[dj] >= tb[ki, 0]) & (lo_x[dj] <= tb[ki, 2]) & (hi_y[dj] >= tb[ki, 1]) & (lo_y[dj] <= tb[ki, 3]))
+        ki, dj, d_owner = ki[hit], dj[hit], blk_owner[kb[pi[hit]]]
+        if len(ki):
+            keep = self._refine_near(live, pc, r, ki, dj, discs)
+            ki, dj, d_owner = ki[keep], dj[keep], d_owner[keep]
+        busy = np.zeros(n_live, dtype=bool)
+        busy[ki] = True
         # free road for everyone first (the lead is the end of the path); busy agents are redone in order
         gap = paths.end[live] - self.progress[live]
-        self._idm(live, np.zeros(len(live)), gap, self.length[live] / 2)
+        self._idm(live, np.zeros(n_live), gap, self.length[live] / 2)
         busy_k = np.flatnonzero(busy)
         if not len(busy_k):
             self._set_footprints(live)
             return
         # agents after `a` are seen where they were before the step: keep those footprints
         old = _Footprints(self.fp_se.copy(), self.fp_pose.copy(), self.cur_pose.copy(), self.fp_disks.copy(),
-                         self._fp_shape)
+                          self._fp_shape)
         self._fp_shape = {}
         self._set_footprints(live[~busy])  # the free-road agents are final
-        # levels: an agent waits for the busy agents before it whose footprints it may meet
+        # owners per busy row (sorted, unique) and the extent of its near discs (grown by half the width, 1 m)
+        pair_key = np.unique(ki * (self.n + 1) + (d_owner + 1))
+        own_k, own_b = pair_key // (self.n + 1), pair_key % (self.n + 1) - 1
+        ext = np.full((n_live, 4), np.inf)
+        ext[:, 2:] = -np.inf
+        np.minimum.at(ext[:, 0], ki, lo_x[dj])
+        np.minimum.at(ext[:, 1], ki, lo_y[dj])
+        np.maximum.at(ext[:, 2], ki, hi_x[dj])
+        np.maximum.at(ext[:, 3], ki, hi_y[dj])
+        clip = np.stack([ext[:, 0] - r - 1.0, ext[:, 1] - r - 1.0, ext[:, 2] + r + 1.0, ext[:, 3] + r + 1.0], -1)
+        # levels: an agent waits for the busy agents before it (same simulation) whose footprints it may meet
         is_busy = np.zeros(self.n, dtype=bool)
         is_busy[live[busy_k]] = True
-        level: dict[int, int] = {}
-        owners_of: dict[int, I64] = {}
-        clips: dict[int, tuple[float, float, float, float]] = {}
-        for k in busy_k.tolist():
-            a = int(live[k])
-            owners = np.unique(owner[near[k]])
-            owners_of[k] = owners
-            lv = 0
-            for b in owners.tolist():
-                if 0 <= b < a and is_busy[b]:
-                    lv = max(lv, level[b] + 1)
-            level[a] = lv
-            clips[k] = _disc_extent(discs[near[k]], float(r[k]))
-        by_level: dict[int, list[int]] = {}
-        for k in busy_k.tolist():
-            by_level.setdefault(level[int(live[k])], []).append(k)
-        ego_box = _rear_axle_centred_box(ego)
-        for lv in sorted(by_level):
-            ks = by_level[lv]
-            self._leaders([int(live[k]) for k in ks], [float(pc[k]) for k in ks], heading[ks], ego,
-                          (ego_box, ego_discs), [owners_of[k] for k in ks], [clips[k] for k in ks], old)
+        own_a = live[own_k]
+        dep = (own_b >= 0) & (own_b < own_a)
+        dep[dep] = is_busy[own_b[dep]]
+        da, db = own_a[dep], own_b[dep]
+        level = np.zeros(self.n, dtype=np.int64)
+        while len(da):
+            new = level.copy()
+            np.maximum.at(new, da, level[db] + 1)
+            if np.array_equal(new, level):
+                break
+            level = new
+        lv_k = level[live[busy_k]]
+        own_start = np.searchsorted(own_k, np.arange(n_live + 1))
+        ego_boxes = np.empty(self.n_sims, dtype=object)
+        bs = np.unique(sim[busy_k])
+        ego_boxes[bs] = polygons(box_corners(egos[bs, :3], np.full(len(bs), PACIFICA.half_length),
+                                             np.full(len(bs), PACIFICA.half_width)))
+        for lv in np.unique(lv_k).tolist():
+            ks = busy_k[lv_k == lv]
+            self._leaders(live[ks], pc[ks], heading[ks], egos, ego_boxes, ego_discs,
+                          [own_b[own_start[k]:own_start[k + 1]] for k in ks.tolist()], clip[ks], old)
             self._set_footprints(live[ks])
 
-    def _refine_near(self, a: I64, pc: F64, r: F64, near: B, rows: I64, discs: F64) -> None:
-        """Keep the discs of ``near[rows]`` that may lie within half the width of the agents' paths-to-go: the
-        distance from a disc centre to the boxes of the path's chunks (:meth:`Paths.to_go_chunks`) bounds its
-        distance to the path from below, so no disc that reaches the path-to-go buffer is dropped."""
+    def _refine_near(self, live: I64, pc: F64, r: F64, ki: I64, di: I64, discs: F64) -> B:
+        """Which near pairs (row ``ki`` of ``live``, disc ``di``, sorted by row) may lie within half the width
+        of the row's path-to-go: the distance from a disc centre to the boxes of the path's chunks
+        (:meth:`Paths.to_go_chunks`) bounds its distance to the path from below, so no disc that reaches the
+        path-to-go buffer is dropped."""
         paths = self.paths
         assert paths is not None
-        c0, c1 = paths.to_go_chunks(a, pc)
+        rows, first = np.unique(ki, return_index=True)
+        a, rr_r = live[rows], r[rows]
+        c0, c1 = paths.to_go_chunks(a, pc[rows])
         # the chunks near the row's candidate discs (their extent grown by half the width)
-        sub = near[rows]
-        dx0 = np.where(sub, discs[None, :, 0] - discs[None, :, 2], np.inf).min(1) - r - 1e-6
-        dy0 = np.where(sub, discs[None, :, 1] - discs[None, :, 2], np.inf).min(1) - r - 1e-6
-        dx1 = np.where(sub, discs[None, :, 0] + discs[None, :, 2], -np.inf).max(1) + r + 1e-6
-        dy1 = np.where(sub, discs[None, :, 1] + discs[None, :, 2], -np.inf).max(1) + r + 1e-6
+        lo = np.minimum.reduceat(discs[di, 0] - discs[di, 2], first) - rr_r - 1e-6
+        lo_y = np.minimum.reduceat(discs[di, 1] - discs[di, 2], first) - rr_r - 1e-6
+        hi = np.maximum.reduceat(discs[di, 0] + discs[di, 2], first) + rr_r + 1e-6
+        hi_y = np.maximum.reduceat(discs[di, 1] + discs[di, 2], first) + rr_r + 1e-6
         rr, cc = _ragged(c0, c1)
         box = paths.chunk_box[cc]
-        keep = (box[:, 0] <= dx1[rr]) & (box[:, 2] >= dx0[rr]) & (box[:, 1] <= dy1[rr]) & (box[:, 3] >= dy0[rr])
+        keep = (box[:, 0] <= hi[rr]) & (box[:, 2] >= lo[rr]) & (box[:, 1] <= hi_y[rr]) & (box[:, 3] >= lo_y[rr])
         rr, cc = rr[keep], cc[keep]
-        ki, di = np.nonzero(sub)
+        row_of = np.searchsorted(rows, ki)
         counts = np.bincount(rr, minlength=len(rows))
         offset = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pi, ci = _ragged(offset[ki], offset[ki] + counts[ki])
+        pi, ci = _ragged(offset[row_of], offset[row_of] + counts[row_of])
         ci = cc[ci]
-        # distance from each disc centre to each of its chunk boxes (in place, the arithmetic of
-        # hypot(max(max(x0 - px, px - x1), 0), ...)); a disc stays when any chunk is within reach (= the
-        # minimum over its chunks is, without a scatter-min over the pairs)
+        # distance from each disc centre to each of its chunk boxes (the arithmetic of
+        # hypot(max(max(x0 - px, px - x1), 0), ...)); a disc stays when any chunk is within reach
         cbt = paths.chunk_box.T
         px, py = discs[di, 0][pi], discs[di, 1][pi]
         dx = cbt[0][ci] - px
@@ -374,15 +462,15 @@ class IDMScene:
         np.maximum(dy, 0.0, out=dy)
         np.hypot(dx, dy, out=dx)
         reach = r[ki] + discs[di, 2] + 1e-6
-        hit = np.zeros(len(ki), dtype=bool)
-        hit[pi[dx <= reach[pi]]] = True
-        near[rows[ki], di] = hit
+        out = np.zeros(len(ki), dtype=bool)
+        out[pi[dx <= reach[pi]]] = True
+        return out
 
-    def _leaders(self, agents: list[int], pcs: list[float], heading: F64, ego: F64,
-                 ego_entry: tuple[shapely.Geometry, F64], owners: list[I64],
-                 clips: list[tuple[float, float, float, float]], old: _Footprints) -> None:
-        """The exact leader search of ``propagate_agents`` for agents that do not see each other (one level):
-        each sees the agents before it where they moved to, the others where they were before the step.
+    def _leaders(self, ag: I64, pcs: F64, heading: F64, egos: F64, ego_boxes: npt.NDArray[np.object_],
+                 ego_discs: F64, owners: list[I64], clips: F64, old: _Footprints) -> None:
+        """The exact leader search of ``propagate_agents`` for agents that do not see each other (one level of
+        every simulation): each sees the agents before it where they moved to, the others where they were
+        before the step; owner -1 is the agent's own simulation's ego.
 
         The path-to-go is clipped to ``clip`` (the candidates' discs grown by half the width and 1 m) before it
         is buffered: every candidate lies inside the discs, so the cut ends (with their flat caps) stay more
@@ -395,8 +483,10 @@ class IDMScene:
         """
         paths = self.paths
         assert paths is not None
-        new_ids = sorted({int(b) for a, own in zip(agents, owners, strict=True) for b in own.tolist() if 0 <= b < a})
-        old_ids = sorted({int(b) for a, own in zip(agents, owners, strict=True) for b in own.tolist() if b > a}
+        agents = ag.tolist()
+        sim_of = self.sim_of[ag].tolist()
+        new_ids = sorted({b for a, own in zip(agents, owners, strict=True) for b in own.tolist() if 0 <= b < a})
+        old_ids = sorted({b for a, own in zip(agents, owners, strict=True) for b in own.tolist() if b > a}
                          | set(agents))
         self._shapes(np.array(new_ids, dtype=np.int64), self.fp_se, self.fp_pose, self._fp_shape)
         self._shapes(np.array(old_ids, dtype=np.int64), old.se, old.pose, old.shapes)
@@ -407,8 +497,8 @@ class IDMScene:
         for i, (a, own) in enumerate(zip(agents, owners, strict=True)):
             for b in own.tolist():
                 if b == -1:
-                    shapes: tuple[shapely.Geometry | None, ...] = (ego_entry[0],)
-                    dsc: tuple[F64, ...] = (ego_entry[1],)
+                    shapes: tuple[shapely.Geometry | None, ...] = (ego_boxes[sim_of[i]],)
+                    dsc: tuple[F64, ...] = (ego_discs[sim_of[i]],)
                 else:
                     fp = self.fp_disks if b < a else old.discs
                     shapes = self._fp_shape[b] if b < a else old.shapes[b]
@@ -419,9 +509,8 @@ class IDMScene:
                         part_of.append(i)
                         part_owner.append(b)
                         part_discs.append(dd)
-        ag = np.array(agents, dtype=np.int64)
         lines = np.array([shapely.clip_by_rect(line, *clip) for line, clip in
-                          zip(paths.to_go_lines(ag, np.array(pcs)), clips, strict=True)], dtype=object)
+                          zip(paths.to_go_lines(ag, pcs), clips.tolist(), strict=True)], dtype=object)
         buffers = shapely.buffer(lines, self.width[ag] / 2, cap_style="flat")
         of = np.array(part_of, dtype=np.int64)
         geoms = np.array(parts, dtype=object)
@@ -472,7 +561,7 @@ class IDMScene:
         for i, owners_i in tied.items():
             if len(owners_i) > 1:  # several entries equally near (in practice overlapping: distance 0)
                 a = agents[i]
-                entries = {part_owner[j]: (ego_entry[0],) if part_owner[j] == -1 else
+                entries = {part_owner[j]: (ego_boxes[sim_of[i]],) if part_owner[j] == -1 else
                            self._fp_shape[part_owner[j]] if part_owner[j] < a else old.shapes[part_owner[j]]
                            for j in h.tolist() if of[j] == i}
                 best[i] = (best[i][0], _nearest_as_nuplan(old.shapes[a], entries))
@@ -484,6 +573,7 @@ class IDMScene:
             gap[n], b = best[i]
             a = agents[i]
             if b == -1:
+                ego = egos[sim_of[i]]
                 lead_v[n], rel[n] = float(np.hypot(ego[3], ego[4])), float(ego[2]) - float(heading[i])
             elif b < a:  # agents before a have moved (their pose and speed are new), the others not yet
                 lead_v[n], rel[n] = float(self.speed[b]), float(self.cur_pose[b, 2]) - float(heading[i])
@@ -525,38 +615,71 @@ class IDMScene:
                                    0.0)
 
     def run(self, ego_states: F64) -> tuple[B, F64, F64]:
-        """Steps 1..40; returns ``present (40, V)``, ``poses (40, V, 3)``, ``velocity (40, V, 2)`` per vehicle."""
-        n_veh = len(self.v.poses)
+        """Steps 1..40 with ``ego_states (S, 41, 11)`` (simulation ``s`` reacts to ``ego_states[s]``); returns
+        ``present (40, V)``, ``poses (40, V, 3)``, ``velocity (40, V, 2)`` over the vehicles of all simulations
+        (simulation ``s``'s vehicles at ``veh_start[s] : veh_start[s + 1]``)."""
+        n_veh = len(self.veh_poses)
         present = np.zeros((NUM_STEPS - 1, n_veh), dtype=bool)
         poses = np.zeros((NUM_STEPS - 1, n_veh, 3))
         vel = np.zeros((NUM_STEPS - 1, n_veh, 2))
+        pairs = self._parked_pairs()
         for k in range(1, NUM_STEPS):
-            self.step(ego_states[k - 1])
+            self.step(ego_states[:, k - 1])
             active = np.flatnonzero(self.alive)
-            idx = self.agents[active]
+            idx = self.agent_veh[active]
             ap = self.poses(active) if len(active) else np.zeros((0, 3))
             present[k - 1, idx] = True
             poses[k - 1, idx] = ap
             vel[k - 1, idx, 0] = self.speed[active] * np.cos(ap[:, 2])
             vel[k - 1, idx, 1] = self.speed[active] * np.sin(ap[:, 2])
-            self._add_parked(k - 1, idx, ap, present, poses, vel)
+            self._add_parked(k - 1, pairs, present, poses, vel)
         return present, poses, vel
 
-    def _add_parked(self, k: int, idx: I64, ap: F64, present: B, poses: F64, vel: F64) -> None:
+    def _parked_pairs(self) -> tuple[I64, I64, F64]:
+        """(parked vehicle, agent) pairs of the same simulation with their reach (half the two diagonals)."""
+        cand = self.parked
+        if not len(cand) or not self.n:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        c_sim = np.searchsorted(self.veh_start, cand, side="right") - 1
+        ci, ai = _ragged(self.agent_start[c_sim], self.agent_start[c_sim + 1])
+        ci = np.repeat(np.arange(len(cand)), self.agent_start[c_sim + 1] - self.agent_start[c_sim])
+        av = self.agent_veh[ai]
+        reach = (np.hypot(self.veh_length[cand[ci]], self.veh_width[cand[ci]])
+                 + np.hypot(self.veh_length[av], self.veh_width[av])) / 2
+        return ci, ai, reach
+
+    def _add_parked(self, k: int, pairs: tuple[I64, I64, F64], present: B, poses: F64, vel: F64) -> None:
+        """Parked vehicles at step ``k``: each whose t = 0 box does not touch an agent's box of its simulation."""
         cand = self.parked
         if not len(cand):
             return
-        if len(idx):
-            reach = (np.hypot(self.v.length_m[cand], self.v.width_m[cand])[:, None]
-                     + np.hypot(self.v.length_m[idx], self.v.width_m[idx])[None, :]) / 2
-            d = np.hypot(self.v.poses[cand, None, 0] - ap[None, :, 0], self.v.poses[cand, None, 1] - ap[None, :, 1])
-            close = d <= reach
+        ci, ai, reach = pairs
+        if len(ci):
+            live = self.alive[ai]
+            ci, ai, reach = ci[live], ai[live], reach[live]
+            ap = self.poses(ai)
+            c = cand[ci]
+            close = np.hypot(self.veh_poses[c, 0] - ap[:, 0], self.veh_poses[c, 1] - ap[:, 1]) <= reach
             if close.any():
-                ci, ai = np.nonzero(close)
-                boxes = polygons(box_corners(ap[ai], self.v.length_m[idx[ai]] / 2, self.v.width_m[idx[ai]] / 2))
+                ci, ai, ap = ci[close], ai[close], ap[close]
+                av = self.agent_veh[ai]
+                boxes = polygons(box_corners(ap, self.veh_length[av] / 2, self.veh_width[av] / 2))
                 hit = np.zeros(len(cand), dtype=bool)
                 hit[ci[shapely.intersects(self.box0[cand[ci]], boxes)]] = True
                 cand = cand[~hit]
         present[k, cand] = True
-        poses[k, cand] = self.v.poses[cand]
-        vel[k, cand] = self.v.velocity_xy[cand]
+        poses[k, cand] = self.veh_poses[cand]
+        vel[k, cand] = self.veh_vel[cand]
+
+
+class IDMScene(IDMBatch):
+    """:class:`IDMBatch` of one simulation (``run`` takes the ego's ``(41, 11)`` states; ``agents`` and
+    ``parked`` index the scene's vehicles)."""
+
+    def __init__(self, vehicles: IDMVehicles, rails: LaneRails, ego_box: shapely.Geometry, ego_speed_mps: float,
+                 params: IDMParameters | None = None) -> None:
+        super().__init__([IDMSim(vehicles, rails, ego_box, ego_speed_mps)], params)
+        self.agents = self.starts[0].agents
+
+    def run(self, ego_states: F64) -> tuple[B, F64, F64]:  # type: ignore[override]
+        return super().run(np.asarray(ego_states)[None])

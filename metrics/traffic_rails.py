@@ -160,7 +160,7 @@ class Paths:
 
     _BIG = 1e6  # key offset per agent for one searchsorted over all paths (paths are far shorter)
 
-    def __init__(self, baselines: list[F64]) -> None:
+    def __init__(self, baselines: list[F64], local: I64 | None = None) -> None:
         prog, xs, ys, hs, owner = [], [], [], [], []
         for a, pts in enumerate(baselines):
             d = np.diff(pts, axis=0)
@@ -182,7 +182,14 @@ class Paths:
         self.x = np.concatenate(xs)
         self.y = np.concatenate(ys)
         self.h = np.concatenate(hs)
-        self.keys = self.prog + np.concatenate(owner) * self._BIG
+        owners = np.concatenate(owner)
+        # the search keys: ``keys`` over all agents (a start for exact searches), ``lkeys`` with each agent's
+        # index in its own scene (``local``), the keys a one-scene Paths searches; :meth:`_search` returns
+        # exactly the one-scene result for agents of many scenes in one Paths
+        self.keys = self.prog + owners * self._BIG
+        self.local = np.arange(len(baselines), dtype=np.int64) if local is None else np.asarray(local, np.int64)
+        self.lkeys = self.prog + self.local[owners] * self._BIG
+        self._one_scene = local is None or bool(np.array_equal(self.local, np.arange(len(baselines))))
         self.start = self.prog[self.first]
         self.end = self.prog[self.last]
         self._lists: tuple[list[float], ...] | None = None
@@ -209,7 +216,7 @@ class Paths:
 
     def to_go_chunks(self, a: I64, p: F64) -> tuple[I64, I64]:
         """Chunk ranges ``[c0, c1)`` whose boxes cover ``to_go(a, p)`` (p clamped) of agents ``a``."""
-        j = np.searchsorted(self.keys, p + a * self._BIG, side="right")  # first point with progress > p
+        j = self._search(a, p, right=True)  # first point with progress > p
         seg = np.maximum(np.minimum(j, self.last[a]) - 1, self.first[a])  # the segment [seg, seg + 1] holds p
         return self.chunk_first[a] + (seg - self.first[a]) // self.CHUNK, self.chunk_end[a]
 
@@ -232,7 +239,7 @@ class Paths:
 
     def poses(self, a: I64, p: F64) -> F64:
         """``(n, 3)`` x, y, heading at progress ``p`` (within the path) of agents ``a``."""
-        j = np.searchsorted(self.keys, p + a * self._BIG, side="left")
+        j = self._search(a, p, right=False)
         hi = np.clip(j, self.first[a] + 1, self.last[a])
         lo = hi - 1
         dx = self.prog[hi] - self.prog[lo]
@@ -244,7 +251,7 @@ class Paths:
 
     def to_go_bounds(self, a: I64, p: F64, pose: F64) -> F64:
         """``(n, 4)`` bounding box of ``trim_path_up_to_progress`` (p clamped)."""
-        j = np.searchsorted(self.keys, p + a * self._BIG, side="right")  # first point with progress > p
+        j = self._search(a, p, right=True)  # first point with progress > p
         none_later = j > self.last[a]
         jj = np.minimum(j, self.last[a])
         out = np.stack([np.minimum(pose[:, 0], self.sx_min[jj]), np.minimum(pose[:, 1], self.sy_min[jj]),
@@ -258,6 +265,32 @@ class Paths:
 
     #: below this many agents the line builders go one agent at a time (fewer numpy calls; the same vertices)
     _FEW = 8
+
+    def _search(self, a: I64, p: F64, right: bool) -> I64:
+        """``searchsorted`` of ``p + local·BIG`` in the one-scene keys (side right / left), for agents of any
+        scene: the key of agent ``a``'s scene-local index, rounded as a one-scene Paths rounds it, compared with
+        that scene's keys. Paths are shorter than BIG, so the one-scene result lies in ``[first, last + 1]``;
+        the search over all agents gives the start, moved while a neighbour's local key compares the other way."""
+        side = "right" if right else "left"
+        if self._one_scene:
+            return np.searchsorted(self.keys, p + a * self._BIG, side=side)
+        f, la = self.first[a], self.last[a]
+        q = p + self.local[a] * self._BIG
+        j = np.clip(np.searchsorted(self.keys, p + a * self._BIG, side=side), f, la + 1)
+        top = len(self.lkeys) - 1
+        while True:
+            prev = self.lkeys[np.maximum(j - 1, 0)]
+            down = (j > f) & ((prev > q) if right else (prev >= q))
+            if not down.any():
+                break
+            j = j - down
+        while True:
+            cur = self.lkeys[np.minimum(j, top)]
+            up = (j <= la) & ((cur <= q) if right else (cur < q))
+            if not up.any():
+                break
+            j = j + up
+        return j
 
     def _bisect(self, a: I64, p: F64, right: bool) -> I64:
         """Per agent, ``bisect_right`` (``right``) or ``bisect_left`` of ``p`` in its progresses ``[first, last]``:
