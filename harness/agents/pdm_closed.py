@@ -200,25 +200,63 @@ class _Prepared:
 
 
 def _prepare(scene: ScoringScene, speed_limit_mps: float | None, cfg: PDMClosedConfig,
-             carried_collided: Collection[str], shared_paths: _SharedPaths | None = None,
-             precompute: bool = True) -> _Prepared:
-    """The scene's planner inputs; ``precompute=False`` leaves the generator's leader-candidate search to
-    ``precompute_candidates`` (which ``_run_batch`` runs for all scenes of a batch at once)."""
+             carried_collided: Collection[str]) -> _Prepared:
+    """One scene's planner inputs on its own: its generator projects the ego and searches its leader
+    candidates itself (the reference the batched :func:`_prepare_all` is tested against)."""
     if scene.centerline.shape[0] < 2:
         raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
     obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
                             resolution_steps=cfg.forecast_resolution_steps, horizon_steps=cfg.observation_steps,
                             carried_collided=carried_collided)
-    paths, bundle = _lateral_paths(scene.centerline, cfg.lateral_offsets_m, shared_paths)
+    paths, bundle = _lateral_paths(scene.centerline, cfg.lateral_offsets_m, None)
     initial = initial_state(scene)
     target = cfg.idm.target_velocities(_speed_limit_of(scene, speed_limit_mps))
     generator = ProposalGenerator(
         paths, obs, initial.rear_axle_pose_global()[:2], float(scene.ego_velocity_xy[0]), target, cfg.idm,
         proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
         leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA, bundle=bundle,
-        precompute=precompute,
     )
     return _Prepared(obs, initial, target, generator)
+
+
+def _prepare_all(scenes: Sequence[ScoringScene], speed_limit_mps: float | None, cfg: PDMClosedConfig,
+                 carried_collided: Collection[str]) -> list[_Prepared]:
+    """Every scene's planner inputs, the generators' leader-candidate search left to ``precompute_candidates``
+    (which ``_run_batch`` runs for all scenes at once). Scenes with one centerline share their paths, and the
+    egos of the scenes of one path bundle are projected onto it in one call (the same arithmetic per point)."""
+    shared: _SharedPaths = {}
+    parts = []
+    for scene in scenes:
+        if scene.centerline.shape[0] < 2:
+            raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
+        obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
+                                resolution_steps=cfg.forecast_resolution_steps,
+                                horizon_steps=cfg.observation_steps, carried_collided=carried_collided)
+        paths, bundle = _lateral_paths(scene.centerline, cfg.lateral_offsets_m, shared)
+        initial = initial_state(scene)
+        parts.append((scene, obs, paths, bundle, initial, initial.rear_axle_pose_global()[:2]))
+    n_lat = 1 + len(cfg.lateral_offsets_m)
+    start: list[F64 | None] = [None] * len(parts)
+    by_bundle: dict[int, list[int]] = {}
+    for i, part in enumerate(parts):
+        by_bundle.setdefault(id(part[3]), []).append(i)
+    for members in by_bundle.values():
+        xy = np.repeat(np.stack([parts[i][5] for i in members]), n_lat, axis=0)
+        which = np.tile(np.arange(n_lat), len(members))
+        progress = parts[members[0]][3].project(which, xy).reshape(len(members), n_lat)
+        for k, i in enumerate(members):
+            start[i] = progress[k]
+    out = []
+    for (scene, obs, paths, bundle, initial, rear_xy), s0 in zip(parts, start, strict=True):
+        target = cfg.idm.target_velocities(_speed_limit_of(scene, speed_limit_mps))
+        generator = ProposalGenerator(
+            paths, obs, rear_xy, float(scene.ego_velocity_xy[0]), target, cfg.idm,
+            proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
+            leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA, bundle=bundle,
+            precompute=False, start_progress=s0,
+        )
+        out.append(_Prepared(obs, initial, target, generator))
+    return out
 
 
 #: Lateral paths already built in a batch: centerline key -> [(centerline, offsets, paths, bundle)].
@@ -254,8 +292,7 @@ def _run_batch(
     and scored in one ``score_batch`` call (each scene's EP still normalised over its own 15 proposals); the
     per-row arithmetic is the same, so every result equals the scene planned alone."""
     cfg = config
-    shared: _SharedPaths = {}
-    prepared = [_prepare(s, speed_limit_mps, cfg, carried_collided, shared, precompute=False) for s in scenes]
+    prepared = _prepare_all(scenes, speed_limit_mps, cfg, carried_collided)
     if not prepared:
         return []
     precompute_candidates([p.generator for p in prepared])  # the leader search's inputs, all scenes at once

@@ -228,12 +228,21 @@ def build_observation(
     light_polys = np.asarray([scene.light_polygons[i] for i in light_idx], dtype=object).reshape(-1)
 
     n_obj, n_light = len(sel), len(light_idx)
-    # Collided at t = 0: intersecting the ego footprint; a red light only when the ego lies within it.
-    ego_poly = shapely.polygons(ego_footprint_rings(scene.ego_pose, vehicle))
-    polys0 = np.concatenate([np.asarray(shapely.polygons(rings), dtype=object).reshape(-1), light_polys])
-    collided = np.asarray(shapely.intersects(ego_poly, polys0), dtype=bool).reshape(-1)
+    # Collided at t = 0: intersecting the ego footprint; a red light only when the ego lies within it. Boxes
+    # whose bounding box misses the ego's cannot intersect it (GEOS's envelope test): only the others become
+    # polygons here (the observation builds its polygons when first asked).
+    ego_rings = ego_footprint_rings(scene.ego_pose, vehicle)
+    ego_poly = shapely.polygons(ego_rings)
+    ego_lo, ego_hi = ego_rings[:4].min(axis=0), ego_rings[:4].max(axis=0)
+    obj_lo = np.minimum(np.minimum(rings[:, 0], rings[:, 1]), np.minimum(rings[:, 2], rings[:, 3]))
+    obj_hi = np.maximum(np.maximum(rings[:, 0], rings[:, 1]), np.maximum(rings[:, 2], rings[:, 3]))
+    near = np.flatnonzero(np.all((obj_lo <= ego_hi) & (obj_hi >= ego_lo), axis=1))
+    collided = np.zeros(n_obj + n_light, dtype=bool)
+    if len(near):
+        collided[near] = shapely.intersects(ego_poly, shapely.polygons(rings[near]))
     if n_light:
-        collided[n_obj:] &= np.asarray(shapely.within(ego_poly, light_polys), dtype=bool)
+        collided[n_obj:] = (np.asarray(shapely.intersects(ego_poly, light_polys), dtype=bool)
+                            & np.asarray(shapely.within(ego_poly, light_polys), dtype=bool))
         if carried:
             collided[n_obj:] |= np.isin(light_tokens, list(carried))
     zeros2 = np.zeros((n_light, 2))
@@ -253,7 +262,6 @@ def build_observation(
         resolution_steps=resolution_steps,
         num_maps=horizon_steps // resolution_steps + 1,
     )
-    obs._cache[("poly", 0)] = polys0
     return obs
 
 

@@ -164,6 +164,8 @@ class ProposalGenerator:
         leading_agent_update_rate: leaders are searched every this many steps (2).
         vehicle: ego parameters.
         bundle: ``PathBundle(paths)`` if already built (scenes with the same centerline share it).
+        start_progress: ``(num_paths,)`` the ego's arc length on each path, ``bundle.project`` of
+            ``ego_rear_axle_xy``, if already computed (a batch of scenes projects all its egos at once).
         precompute: find the leader candidates now; False leaves that to :func:`precompute_candidates`, which
             does it for many generators at once (it must run before the unroll).
     """
@@ -184,6 +186,7 @@ class ProposalGenerator:
         vehicle: VehicleParameters = PACIFICA,
         bundle: PathBundle | None = None,
         precompute: bool = True,
+        start_progress: F64 | None = None,
     ) -> None:
         if len({len(p.progress) for p in paths}) != 1:
             raise ValueError("ProposalGenerator: all paths must have the same number of vertices")
@@ -211,7 +214,8 @@ class ProposalGenerator:
         self._states = self._bundle.states
         self._length = np.array([path.length for path in paths])
         ego_xy = np.asarray(ego_rear_axle_xy, dtype=np.float64)
-        self.start_progress = self._bundle.project(np.arange(n_lat), np.broadcast_to(ego_xy, (n_lat, 2)))
+        self.start_progress = (self._bundle.project(np.arange(n_lat), np.broadcast_to(ego_xy, (n_lat, 2)))
+                               if start_progress is None else np.asarray(start_progress, dtype=np.float64))
         u = self.unroll
         u.idm[:, 0, PROGRESS] = self.start_progress[self.lateral]
         u.idm[:, 0, VELOCITY] = ego_speed_mps

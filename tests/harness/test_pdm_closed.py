@@ -383,7 +383,7 @@ def test_batch_of_scenes_equals_each_scene_alone(small_world_root, tmp_path):
         assert alone.best == joint.best
     # The joint unroll equals each scene's own generator stepping alone (ProposalGenerator.generate/extend).
     for scene, joint in zip(scenes, _run_batch(scenes), strict=True):
-        gen = _prepare(scene, None, PDMClosedConfig(), ()).generator
+        gen = _prepare(scene, None, PDMClosedConfig(), ()).generator  # projects and searches on its own
         unroll = gen.generate()
         np.testing.assert_array_equal(unroll.states[:, :41], joint.unroll.states[:, :41])
         np.testing.assert_array_equal(unroll.leader[:, :41], joint.unroll.leader[:, :41])
