@@ -369,13 +369,8 @@ class IDMBatch:
         ok = ((blk_hi_x[kb] >= tb[kr, 0]) & (blk_lo_x[kb] <= tb[kr, 2]) & (blk_hi_y[kb] >= tb[kr, 1])
               & (blk_lo_y[kb] <= tb[kr, 3]) & (blk_owner[kb] != live[kr]))
         kr, kb = kr[ok], kb[ok]
-        pi, dj = _ragged(blk_first[kb], blk_first[kb] + blk_count[kb])
-        ki = kr[pi]
-        hit = ((hi_x[dj] >= tb[ki, 0]) & (lo_x[dj] <= tb[ki, 2]) & (hi_y[dj] >= tb[ki, 1]) & (lo_y[dj] <= tb[ki, 3]))
-        ki, dj, d_owner = ki[hit], dj[hit], blk_owner[kb[pi[hit]]]
-        if len(ki):
-            keep = self._refine_near(live, pc, r, ki, dj, discs)
-            ki, dj, d_owner = ki[keep], dj[keep], d_owner[keep]
+        ki, dj, d_owner = self._near(live, pc, r, tb, kr, kb, (blk_lo_x, blk_lo_y, blk_hi_x, blk_hi_y), blk_first,
+                                     blk_count, blk_owner, discs)
         busy = np.zeros(n_live, dtype=bool)
         busy[ki] = True
         # free road for everyone first (the lead is the end of the path); busy agents are redone in order
@@ -426,34 +421,48 @@ class IDMBatch:
                           [own_b[own_start[k]:own_start[k + 1]] for k in ks.tolist()], clip[ks], old)
             self._set_footprints(live[ks])
 
-    def _refine_near(self, live: I64, pc: F64, r: F64, ki: I64, di: I64, discs: F64) -> B:
-        """Which near pairs (row ``ki`` of ``live``, disc ``di``, sorted by row) may lie within half the width
-        of the row's path-to-go: the distance from a disc centre to the boxes of the path's chunks
-        (:meth:`Paths.to_go_chunks`) bounds its distance to the path from below, so no disc that reaches the
-        path-to-go buffer is dropped."""
+    def _near(self, live: I64, pc: F64, r: F64, tb: F64, kr: I64, kb: I64, blk_box: tuple[F64, F64, F64, F64],
+              blk_first: I64, blk_count: I64, blk_owner: I64, discs: F64) -> tuple[I64, I64, I64]:
+        """The discs that may lie within half the width of an agent's path-to-go: ``(row of live, disc, owner)``
+        sorted by row, from the candidate (row ``kr``, disc block ``kb``) pairs of the same simulation.
+
+        A disc is near when it overlaps the path-to-go's bounding box ``tb`` and its centre is within reach
+        (half the width plus its radius, + 1e-6) of the box of some chunk of the path-to-go
+        (:meth:`Paths.to_go_chunks`; a lower bound of the distance to the path). Chunks are first matched to
+        whole blocks: a chunk whose box does not overlap the block's box grown by half the width (+ 2e-6) has
+        every disc of the block out of reach on one axis, so the per-disc test is run on the rest only and
+        decides the same."""
         paths = self.paths
         assert paths is not None
-        rows, first = np.unique(ki, return_index=True)
-        a, rr_r = live[rows], r[rows]
-        c0, c1 = paths.to_go_chunks(a, pc[rows])
-        # the chunks near the row's candidate discs (their extent grown by half the width)
-        lo = np.minimum.reduceat(discs[di, 0] - discs[di, 2], first) - rr_r - 1e-6
-        lo_y = np.minimum.reduceat(discs[di, 1] - discs[di, 2], first) - rr_r - 1e-6
-        hi = np.maximum.reduceat(discs[di, 0] + discs[di, 2], first) + rr_r + 1e-6
-        hi_y = np.maximum.reduceat(discs[di, 1] + discs[di, 2], first) + rr_r + 1e-6
-        rr, cc = _ragged(c0, c1)
+        none = np.zeros(0, dtype=np.int64)
+        if not len(kr):
+            return none, none, none
+        bx0, by0, bx1, by1 = blk_box
+        c0, c1 = paths.to_go_chunks(live, pc)
+        pa, cc = _ragged(c0[kr], c1[kr])
+        g = r[kr] + 2e-6
         box = paths.chunk_box[cc]
-        keep = (box[:, 0] <= hi[rr]) & (box[:, 2] >= lo[rr]) & (box[:, 1] <= hi_y[rr]) & (box[:, 3] >= lo_y[rr])
-        rr, cc = rr[keep], cc[keep]
-        row_of = np.searchsorted(rows, ki)
-        counts = np.bincount(rr, minlength=len(rows))
+        b, gp = kb[pa], g[pa]
+        keep = ((box[:, 0] <= bx1[b] + gp) & (box[:, 2] >= bx0[b] - gp) & (box[:, 1] <= by1[b] + gp)
+                & (box[:, 3] >= by0[b] - gp))
+        pa, cc = pa[keep], cc[keep]
+        if not len(pa):
+            return none, none, none
+        counts = np.bincount(pa, minlength=len(kr))
         offset = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pi, ci = _ragged(offset[row_of], offset[row_of] + counts[row_of])
+        has = np.flatnonzero(counts)
+        qi, dj = _ragged(blk_first[kb[has]], blk_first[kb[has]] + blk_count[kb[has]])
+        pq = has[qi]
+        ki = kr[pq]
+        hit = ((discs[dj, 0] + discs[dj, 2] >= tb[ki, 0]) & (discs[dj, 0] - discs[dj, 2] <= tb[ki, 2])
+               & (discs[dj, 1] + discs[dj, 2] >= tb[ki, 1]) & (discs[dj, 1] - discs[dj, 2] <= tb[ki, 3]))
+        pq, ki, dj = pq[hit], ki[hit], dj[hit]
+        ti, ci = _ragged(offset[pq], offset[pq] + counts[pq])
         ci = cc[ci]
         # distance from each disc centre to each of its chunk boxes (the arithmetic of
         # hypot(max(max(x0 - px, px - x1), 0), ...)); a disc stays when any chunk is within reach
         cbt = paths.chunk_box.T
-        px, py = discs[di, 0][pi], discs[di, 1][pi]
+        px, py = discs[dj, 0][ti], discs[dj, 1][ti]
         dx = cbt[0][ci] - px
         np.maximum(dx, px - cbt[2][ci], out=dx)
         np.maximum(dx, 0.0, out=dx)
@@ -461,10 +470,10 @@ class IDMBatch:
         np.maximum(dy, py - cbt[3][ci], out=dy)
         np.maximum(dy, 0.0, out=dy)
         np.hypot(dx, dy, out=dx)
-        reach = r[ki] + discs[di, 2] + 1e-6
+        reach = r[ki] + discs[dj, 2] + 1e-6
         out = np.zeros(len(ki), dtype=bool)
-        out[pi[dx <= reach[pi]]] = True
-        return out
+        out[ti[dx <= reach[ti]]] = True
+        return ki[out], dj[out], blk_owner[kb[pq[out]]]
 
     def _leaders(self, ag: I64, pcs: F64, heading: F64, egos: F64, ego_boxes: npt.NDArray[np.object_],
                  ego_discs: F64, owners: list[I64], clips: F64, old: _Footprints) -> None:
