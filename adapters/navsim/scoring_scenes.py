@@ -45,8 +45,9 @@ from adapters.navsim.log_format import NavsimFrame, relative_poses
 from adapters.navsim.map_reader import read_nuplan_map
 from adapters.navsim.map_writer import canonical_location, maps_json_path
 from adapters.navsim.reader import NavsimReader
+from adapters.navsim.scene_filter import SceneWindow
 from adapters.navsim.scoring_centerline import centerline_from_lane, discrete_centerline, starting_lane
-from adapters.navsim.scoring_objects import num_keyframes, object_timeline, step_times
+from adapters.navsim.scoring_objects import SceneObjects, num_keyframes, object_timelines, step_times
 from adapters.navsim.scoring_route import dedupe_route, ego_center, route_lane_ids, route_roadblock_correction
 from harness.atomic import atomic_write_text
 from harness.errors import DataError, MapError
@@ -114,6 +115,7 @@ def build_scoring_scene(
     *,
     horizon_s: float = 5.0,
     fingerprint: str = "",
+    objects: SceneObjects | None = None,
 ) -> ScoringScene:
     """The scoring scene of one NAVSIM scene (metric cache without the PDM-Closed trajectory).
 
@@ -123,6 +125,8 @@ def build_scoring_scene(
         road_map: the nuPlan map of the scene's location; map_query its index (``MapQuery(road_map)``).
         horizon_s: object/light horizon (v1.1: 5.0 s, 51 steps; v2: 4.0 s, 41 steps); a multiple of 0.5 s.
         fingerprint: stored with the scene (see :class:`ScoringSceneCache`).
+        objects: the scene's objects when already computed (``object_timelines`` of its log, same horizon);
+            computed here otherwise.
 
     Returns:
         The scene in the map frame; ``pdm_closed_states`` is ``(0, 11)`` and ``pdm_closed_times_s`` ``(0,)``
@@ -137,7 +141,9 @@ def build_scoring_scene(
     if horizon_s <= 0 or abs(horizon_s / 0.5 - round(horizon_s / 0.5)) > 1e-9:
         raise ValueError(f"horizon_s must be a positive multiple of 0.5 s, got {horizon_s}")
     now = frames[current]
-    objects = object_timeline(frames, current, horizon_s)
+    if objects is None:
+        objects = object_timelines(frames, [current], horizon_s)[0]
+    timeline = objects.timeline
     n_steps = len(step_times(horizon_s))
     keyframes = frames[current : current + num_keyframes(horizon_s)]
     light_ids, red, light_polys = red_light_mask(keyframes, road_map, n_steps)
@@ -159,8 +165,6 @@ def build_scoring_scene(
         raise DataError(f"route id is not an integer ({exc})", token=now.token) from exc
     known = [r for r in raw if r in road_map.roadblocks or r in road_map.roadblock_connectors]
     log_lanes = route_lane_ids(known, road_map)
-    current_tracks = set(now.annotations.track_tokens) if now.annotations is not None else set()
-    in_current = np.array([str(t) in current_tracks for t in objects.tokens], dtype=bool)
 
     synthetic = len(now.token) == SYNTHETIC_TOKEN_LENGTH
     rel = relative_poses(frames, current)
@@ -176,13 +180,13 @@ def build_scoring_scene(
         ego_pose=ego_pose.copy(),
         ego_velocity_xy=dyn[:2],
         ego_acceleration_xy=dyn[2:],
-        object_tokens=objects.tokens,
-        object_types=objects.types,
-        object_size_lwh=objects.size_lwh,
-        object_first_velocity_xy=objects.first_velocity_xy,
-        object_present=objects.present,
-        object_poses=objects.poses,
-        object_velocity_xy=objects.velocity_xy,
+        object_tokens=timeline.tokens,
+        object_types=timeline.types,
+        object_size_lwh=timeline.size_lwh,
+        object_first_velocity_xy=timeline.first_velocity_xy,
+        object_present=timeline.present,
+        object_poses=timeline.poses,
+        object_velocity_xy=timeline.velocity_xy,
         light_connector_ids=light_ids,
         red_light_mask=red,
         light_polygons=light_polys,
@@ -198,7 +202,7 @@ def build_scoring_scene(
         human_history_global=history,
         human_history_times_s=times[: current + 1].copy(),
         fingerprint=fingerprint,
-        object_in_current_frame=in_current,
+        object_in_current_frame=objects.in_current_frame,
         start_lane_speed_limit_mps=_speed_limit(road_map, lane),
         log_route_lane_ids=np.asarray(log_lanes, dtype=np.int64),
         human_history_dynamics=np.stack(
@@ -252,6 +256,9 @@ class ScoringSceneCache:
         self.map_version = map_version
         self._maps: dict[str, tuple[RoadMap, MapQuery]] = {}
         self._versions: dict[str, str] = {}
+        self._objects: dict[str, SceneObjects] = {}  # timelines computed with an earlier token's batch
+        self._log_windows: dict[str, tuple[list[SceneWindow], dict[str, int]]] = {}
+        self._expected: set[str] = set()
         self.built = 0  # scenes built (not read) by this instance
 
     # --- inputs -------------------------------------------------------------------------------------------
@@ -323,6 +330,9 @@ class ScoringSceneCache:
     def build(self, token: str) -> ScoringScene:
         """Build the scene of ``token`` from the logs and the map without storing it (see :meth:`put`).
 
+        The object timelines of the scenes that follow ``token`` in its log (those announced by
+        :meth:`expect`, or else the next ones) are computed with its own, in one batch, and kept for their turn.
+
         Raises:
             DataError: unknown token, or the scene cannot be built (see :func:`build_scoring_scene`).
         """
@@ -330,9 +340,44 @@ class ScoringSceneCache:
         now = frames[current]
         fp = self.fingerprint(now.log_name, now.map_location)
         road_map, query = self.map_for(now.map_location)
-        scene = build_scoring_scene(frames, current, road_map, query, horizon_s=self.horizon_s, fingerprint=fp)
+        scene = build_scoring_scene(frames, current, road_map, query, horizon_s=self.horizon_s, fingerprint=fp,
+                                    objects=self._batched_objects(token))
         self.built += 1
         return scene
+
+    #: Scenes whose object timelines are computed together (one log's, in time order).
+    OBJECT_BATCH = 16
+
+    def expect(self, tokens: Sequence[str]) -> None:
+        """Announce the tokens about to be built, so that object timelines are batched over exactly those
+        (without it, a batch holds the next scenes of the log, which a sparse selection may not ask for)."""
+        self._expected = set(tokens)
+
+    def _batched_objects(self, token: str) -> SceneObjects | None:
+        """``token``'s objects from the current batch, or from a new batch starting at it; None when the batch
+        cannot be computed (``build_scoring_scene`` then computes the scene alone and names its error)."""
+        hit = self._objects.pop(token, None)
+        if hit is not None:
+            return hit
+        window = self.reader.windows()[token]
+        if window.num_frames - window.num_history_frames < num_keyframes(self.horizon_s) - 1:
+            return None  # too few future frames: the scene alone raises the error
+        if window.log_name not in self._log_windows:
+            ws = sorted((w for w in self.reader.windows().values() if w.log_name == window.log_name),
+                        key=lambda w: w.start)
+            self._log_windows[window.log_name] = (ws, {w.token: i for i, w in enumerate(ws)})
+        ws, position = self._log_windows[window.log_name]
+        following = ws[position[token]:]
+        if token in self._expected:
+            following = [w for w in following if w.token in self._expected]
+        batch = following[: self.OBJECT_BATCH]
+        try:
+            objects = object_timelines(self.reader.log_frames(window.log_name), [w.current_index for w in batch],
+                                       self.horizon_s)
+        except DataError:
+            return None
+        self._objects = {w.token: o for w, o in zip(batch[1:], objects[1:], strict=True)}
+        return objects[0]
 
     def put(self, scenes: Sequence[ScoringScene]) -> None:
         """Store scenes (each through a temporary file) and record them in their logs' indexes (one write per

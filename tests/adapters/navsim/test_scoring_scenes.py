@@ -20,7 +20,7 @@ from scipy.interpolate import interp1d
 from adapters.navsim.log_format import NavsimFrame
 from adapters.navsim.map_reader import read_nuplan_map
 from adapters.navsim.reader import NavsimReader
-from adapters.navsim.scoring_objects import object_timeline
+from adapters.navsim.scoring_objects import object_timeline, object_timelines
 from adapters.navsim.scoring_route import _bfs_roadblocks, ego_center, ego_footprint
 from adapters.navsim.scoring_scenes import (
     ScoringSceneCache,
@@ -276,6 +276,76 @@ def test_track_span_gaps_and_float_edges(world_scenes):
     vehicles_now = [list(tl.tokens).index(t) for t, n in zip(a.track_tokens, a.names) if n == "vehicle" and t != tok]
     assert j > max(vehicles_now) and j < np.flatnonzero(tl.types != ObjectType.VEHICLE).min()
     assert np.all(np.diff(tl.types) >= 0)
+
+
+def _assert_timelines_equal(a, b) -> None:
+    for field in ("tokens", "types", "size_lwh", "first_velocity_xy", "present", "poses", "velocity_xy"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), field
+
+
+@pytest.mark.parametrize("horizon_s", [5.0, 4.0])
+def test_log_batched_timelines_equal_each_scene_alone(small_world_root, horizon_s):
+    """Scenes of a log computed together (overlapping windows, one track table) give each scene's own
+    arrays byte for byte, with gaps, late and single-keyframe tracks, and a keyframe without boxes."""
+    reader = NavsimReader(small_world_root, "test")
+    log_name = reader.index()[0].log_id
+    frames = list(reader.log_frames(log_name))
+    windows = [w for w in reader.windows().values() if w.log_name == log_name]
+    currents = [w.current_index for w in windows]
+    # Edit the log: a track with a gap, one seen late, one seen once; one keyframe with no boxes at all.
+    c0 = currents[0]
+    tokens = frames[c0].annotations.track_tokens
+    frames = _edit_track(frames, tokens[0], set(range(11)) - {2, 3}, c0)
+    frames = _edit_track(frames, tokens[1], {4, 5, 6}, c0)
+    frames = _edit_track(frames, tokens[2], {7}, c0)
+    empty = frames[c0 + 1].annotations
+    frames[c0 + 1] = dataclasses.replace(frames[c0 + 1], annotations=dataclasses.replace(
+        empty, boxes=np.zeros((0, 7)), velocity_3d=np.zeros((0, 3)), names=(), instance_tokens=(), track_tokens=()))
+    batched = object_timelines(frames, currents, horizon_s)
+    assert len(batched) == len(currents)
+    for cur, got in zip(currents, batched, strict=True):
+        alone = object_timeline(frames, cur, horizon_s)
+        _assert_timelines_equal(got.timeline, alone)
+        now = set(frames[cur].annotations.track_tokens)
+        np.testing.assert_array_equal(got.in_current_frame, [str(t) in now for t in alone.tokens])
+    # Any subset and order of scenes: the same arrays.
+    picked = currents[::-3]
+    for cur, got in zip(picked, object_timelines(frames, picked, horizon_s), strict=True):
+        _assert_timelines_equal(got.timeline, object_timeline(frames, cur, horizon_s))
+    assert object_timelines(frames, [], horizon_s) == []
+
+
+def test_batched_timeline_errors_name_the_scene(small_world_root):
+    reader = NavsimReader(small_world_root, "test")
+    w = reader.windows()[reader.index()[0].token]
+    frames = list(reader.log_frames(w.log_name))
+    with pytest.raises(DataError, match="future frames") as err:
+        object_timelines(frames, [w.current_index, len(frames) - 3])
+    assert frames[len(frames) - 3].token in str(err.value)
+    bad = list(frames)
+    bad[w.current_index + 2] = dataclasses.replace(bad[w.current_index + 2], annotations=None)
+    with pytest.raises(DataError, match="no annotations"):
+        object_timelines(bad, [w.current_index])
+
+
+def test_cache_batches_equal_scenes_built_alone(small_world_root, tmp_path):
+    """The cache's per-log batches (announced sparse tokens, or the next scenes of the log) build exactly
+    the scenes ``build_scoring_scene`` builds alone."""
+    reader = NavsimReader(small_world_root, "test")
+    tokens = [r.token for r in reader.index()]
+    road_map = read_nuplan_map(small_world_root / "maps", reader.log_frames(reader.index()[0].log_id)[0].map_location)
+    query = MapQuery(road_map)
+    sparse = tokens[::2] + tokens[1:4]
+    for expect in (None, sparse):
+        cache = ScoringSceneCache(tmp_path / "cache", reader, small_world_root / "maps")
+        if expect is not None:
+            cache.expect(expect)
+        for t in sparse:
+            frames, cur = reader.scene_frames(t)
+            alone = build_scoring_scene(frames, cur, road_map, query, fingerprint=cache.fingerprint(
+                frames[cur].log_name, frames[cur].map_location))
+            _assert_scenes_equal(cache.build(t), alone)
 
 
 # --- lights, drivable map, centerline on the world ------------------------------------------------------------
