@@ -286,7 +286,8 @@ def _in_frames(xs: F64, ys: F64, pr: I64, frames: F64, pairs: I64) -> tuple[I64,
     return pairs[pair], flat
 
 
-def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: MapPolygons) -> EgoAreas:
+def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: MapPolygons, *,
+                      lanes_at: B | None = None, oncoming: bool = True) -> EgoAreas:
     """Ego area flags of every state of every proposal row.
 
     Args:
@@ -294,6 +295,10 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
         rear_axle_xy: ``(R, T, 2)`` rear-axle positions.
         row_scene: ``(R,)`` scene index of each row (indexes ``polys.scene``).
         polys: the batch's map polygons.
+        lanes_at: ``(R, T)`` the states whose ``multiple_lanes`` and ``rear_axle_in_intersection`` are needed
+            (NC and TTC read them at contacts only); elsewhere they are returned False without testing. None:
+            every state.
+        oncoming: False skips the centre-on-route test (``oncoming`` is then returned all True: DDC unused).
 
     Returns:
         The flags; with no polygon at all every state is off-road and oncoming, as officially.
@@ -348,13 +353,20 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
         padded[:, :n_t] = pts
         # Each point kind only against the polygons it is tested on: corners against lanes and drivable
         # areas, the centre against route lanes, the rear axle against intersections.
+        tests = [((polys.is_lane | polys.is_drivable)[pp[pair]], slice(0, 4), padded)]
+        if lanes_at is not None:
+            # Lanes and intersections only at the states asked for: the others' points are NaN there.
+            masked = np.full((n_rows, n_seg * seg, 6, 2), np.nan)
+            masked[:, :n_t][lanes_at] = pts[lanes_at]
+            tests = [(polys.is_drivable[pp[pair]], slice(0, 4), padded),
+                     (polys.is_lane[pp[pair]], slice(0, 4), masked)]
+        if oncoming:
+            tests.append((polys.is_route_lane[pp[pair]], slice(CENTER, CENTER + 1), padded))
+        tests.append((polys.is_intersection[pp[pair]], slice(CENTER + 1, CENTER + 2),
+                      padded if lanes_at is None else masked))
         found = []
-        for mask, kinds in (
-            ((polys.is_lane | polys.is_drivable)[pp[pair]], slice(0, 4)),
-            (polys.is_route_lane[pp[pair]], slice(CENTER, CENTER + 1)),
-            (polys.is_intersection[pp[pair]], slice(CENTER + 1, CENTER + 2)),
-        ):
-            sel = padded[:, :, kinds]  # (R, S * seg, k, 2)
+        for mask, kinds, points in tests:
+            sel = points[:, :, kinds]  # (R, S * seg, k, 2)
             n_kinds = sel.shape[2]
             xs = np.ascontiguousarray(sel[..., 0]).reshape(n_rows * n_seg, -1)
             ys = np.ascontiguousarray(sel[..., 1]).reshape(n_rows * n_seg, -1)
@@ -395,6 +407,6 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
     return EgoAreas(
         multiple_lanes=multiple.reshape(n_rows, n_t),
         non_drivable=corner_in_drivable.sum(axis=-1) < 4,
-        oncoming=~center_on_route,
+        oncoming=~center_on_route,  # all True when not asked for
         rear_axle_in_intersection=rear_in_inter,
     )

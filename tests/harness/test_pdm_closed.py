@@ -436,3 +436,73 @@ def test_equal_proposals_scored_once_give_the_same_results(small_world_root, tmp
         assert a.best == b.best
         for f in dataclasses.fields(a.scores):
             np.testing.assert_array_equal(getattr(a.scores, f.name), getattr(b.scores, f.name), err_msg=f.name)
+
+
+def test_selection_scores_equal_the_full_scorer(small_world_root, tmp_path):
+    """The metric cache's cheaper scoring (``selection_only``) keeps each proposal's score bit for bit, also for
+    proposals pushed into objects and off the road (contacts and off-road states exercise every flag)."""
+    from adapters.navsim.reader import NavsimReader
+    from adapters.navsim.scoring_scenes import ScoringSceneCache
+    from harness.agents import pdm_closed
+    from harness.agents.pdm_closed_scoring import selection_scores
+    from metrics.pdm_scoring.ego_areas import compute_ego_areas
+    from metrics.pdms import score_batch
+
+    reader = NavsimReader(small_world_root, "test")
+    cache = ScoringSceneCache(tmp_path / "scenes", reader, small_world_root / "maps")
+    scenes = [cache.get(r.token) for r in reader.index()[::3]]
+    full = pdm_closed._run_batch(scenes)
+    chosen = pdm_closed._run_batch(scenes, selection_only=True)
+    for a, b in zip(full, chosen, strict=True):
+        assert a.best == b.best
+        np.testing.assert_array_equal(a.states, b.states)
+        np.testing.assert_array_equal(a.scores.score, b.scores.score)
+    # Proposals shifted sideways and along their heading: into other objects and off the road.
+    rng = np.random.default_rng(0)
+    moved = []
+    for r in full:
+        sim = r.simulated.copy()
+        shift = rng.uniform(-6.0, 6.0, size=(len(sim), 1, 2)) * np.linspace(0.0, 1.0, sim.shape[1])[None, :, None]
+        sim[:, :, :2] += shift
+        moved.append(sim)
+    objects = [r.objects for r in full]
+    reference = score_batch(scenes, moved, objects=objects)
+    got = selection_scores(scenes, moved, objects)
+    for ref, score in zip(reference, got, strict=True):
+        np.testing.assert_array_equal(ref.score, score)
+    nc = np.concatenate([ref.no_at_fault_collisions for ref in reference])
+    dac = np.concatenate([ref.drivable_area_compliance for ref in reference])
+    ttc = np.concatenate([ref.time_to_collision_within_bound for ref in reference])
+    assert (nc < 1).any() and (dac == 0).any() and (dac == 1).any() and (ttc == 0).any()
+    # The lane and intersection flags asked for at some states equal the full flags there.
+    from metrics.pdm_scoring.geometry import X, Y, ego_coords
+
+    states = moved[0]
+    coords = ego_coords(states)
+    polys = _map_polygons(scenes[0])
+    row_scene = np.zeros(len(states), dtype=np.int64)
+    every = compute_ego_areas(coords, states[..., [X, Y]], row_scene, polys)
+    mask = rng.random(states.shape[:2]) < 0.3
+    some = compute_ego_areas(coords, states[..., [X, Y]], row_scene, polys, lanes_at=mask, oncoming=False)
+    np.testing.assert_array_equal(some.non_drivable, every.non_drivable)
+    np.testing.assert_array_equal(some.multiple_lanes[mask], every.multiple_lanes[mask])
+    np.testing.assert_array_equal(some.rear_axle_in_intersection[mask], every.rear_axle_in_intersection[mask])
+    assert not some.multiple_lanes[~mask].any() and some.oncoming.all()
+    assert every.multiple_lanes[mask].any() and every.non_drivable.any()
+
+
+def _map_polygons(scene: ScoringScene):
+    """The scorer's drivable-polygon table of one scene (as ``metrics.pdms`` builds it)."""
+    from harness.map_query import MapLayer
+    from metrics.pdm_scoring.ego_areas import MapPolygons
+
+    types = np.asarray(scene.drivable_types, dtype=np.int64)
+    lanes = np.isin(types, [int(MapLayer.LANE), int(MapLayer.LANE_CONNECTOR)])
+    geoms = np.asarray(scene.drivable_polygons, dtype=object)
+    return MapPolygons(
+        geoms=geoms, scene=np.zeros(len(geoms), dtype=np.int64), bounds=shapely.bounds(geoms).reshape(-1, 4),
+        is_lane=lanes,
+        is_drivable=np.isin(types, [int(MapLayer.ROADBLOCK), int(MapLayer.INTERSECTION), int(MapLayer.CARPARK_AREA)]),
+        is_route_lane=lanes & np.isin(scene.drivable_ids, scene.route_lane_ids),
+        is_intersection=types == int(MapLayer.INTERSECTION),
+    )
