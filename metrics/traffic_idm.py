@@ -84,13 +84,6 @@ def _disc_extent(discs: F64, r: float) -> tuple[float, float, float, float]:
             float((discs[:, 0] + discs[:, 2]).max() + r + 1.0), float((discs[:, 1] + discs[:, 2]).max() + r + 1.0))
 
 
-def _stack_discs(discs: list[F64]) -> F64:
-    """``(n, _PATH_SAMPLES, 3)`` disc sets, shorter ones padded with discs of radius -inf (never nearest)."""
-    out = np.zeros((len(discs), _PATH_SAMPLES, 3))
-    out[:, :, 2] = -np.inf
-    for i, d in enumerate(discs):
-        out[i, : len(d)] = d
-    return out
 
 
 def _discs_distance(a: F64, b: F64) -> F64:
@@ -117,13 +110,14 @@ def _boxes(pose: F64, length: F64, width: F64) -> npt.NDArray[np.object_]:
 @dataclass(frozen=True)
 class _Footprints:
     """The agents' occupancy footprints before a step (path part ``se``, box ``pose``, heading in ``cur_pose``)
-    and the geometries built from them so far (agent -> (path part or None, box))."""
+    and the geometries built from them so far (``geom (n, 2)``: path part or None, box; where ``built``)."""
 
     se: F64
     pose: F64
     cur_pose: F64
     discs: F64
-    shapes: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]]
+    geom: npt.NDArray[np.object_]
+    built: B
 
 
 def _nearest_as_nuplan(own: tuple[shapely.Geometry | None, ...],
@@ -269,7 +263,8 @@ class IDMBatch:
         self.fp_pose = snapped.copy()
         all_a = np.arange(self.n)
         self.cur_pose = self.paths.poses(all_a, self.paths.clamp(all_a, self.progress)) if self.n else np.zeros((0, 3))
-        self._fp_shape: dict[int, tuple[shapely.Geometry | None, shapely.Geometry]] = {}
+        self._geom = np.full((self.n, 2), None, dtype=object)  # built occupancy geometries (path part, box)
+        self._built = np.zeros(self.n, dtype=bool)
         # discs (centre x, y, radius) covering each footprint: _PATH_SAMPLES along the path part, 3 on the box
         self.fp_disks = np.zeros((self.n, _PATH_SAMPLES + 3, 3))
         if self.n:
@@ -298,8 +293,7 @@ class IDMBatch:
         self.cur_pose[a] = pose
         self.fp_disks[a, :_PATH_SAMPLES] = self._path_discs(a, s, e)
         self.fp_disks[a, _PATH_SAMPLES:] = _box_discs(pose, self.length[a], self.width[a])
-        for i in a.tolist():
-            self._fp_shape.pop(i, None)
+        self._built[a] = False
 
     def _path_discs(self, a: I64, s: F64, e: F64) -> F64:
         """``(len(a), _PATH_SAMPLES, 3)`` discs covering the path between progresses s and e buffered by half
@@ -382,8 +376,9 @@ class IDMBatch:
             return
         # agents after `a` are seen where they were before the step: keep those footprints
         old = _Footprints(self.fp_se.copy(), self.fp_pose.copy(), self.cur_pose.copy(), self.fp_disks.copy(),
-                          self._fp_shape)
-        self._fp_shape = {}
+                          self._geom, self._built)
+        self._geom = np.full((self.n, 2), None, dtype=object)
+        self._built = np.zeros(self.n, dtype=bool)
         self._set_footprints(live[~busy])  # the free-road agents are final
         # owners per busy row (sorted, unique) and the extent of its near discs (grown by half the width, 1 m)
         pair_key = np.unique(ki * (self.n + 1) + (d_owner + 1))
@@ -492,123 +487,116 @@ class IDMBatch:
         """
         paths = self.paths
         assert paths is not None
-        agents = ag.tolist()
-        sim_of = self.sim_of[ag].tolist()
-        new_ids = sorted({b for a, own in zip(agents, owners, strict=True) for b in own.tolist() if 0 <= b < a})
-        old_ids = sorted({b for a, own in zip(agents, owners, strict=True) for b in own.tolist() if b > a}
-                         | set(agents))
-        self._shapes(np.array(new_ids, dtype=np.int64), self.fp_se, self.fp_pose, self._fp_shape)
-        self._shapes(np.array(old_ids, dtype=np.int64), old.se, old.pose, old.shapes)
-        parts: list[shapely.Geometry] = []
-        part_of: list[int] = []  # position of the agent in `agents`
-        part_owner: list[int] = []
-        part_discs: list[F64] = []
-        for i, (a, own) in enumerate(zip(agents, owners, strict=True)):
-            for b in own.tolist():
-                if b == -1:
-                    shapes: tuple[shapely.Geometry | None, ...] = (ego_boxes[sim_of[i]],)
-                    dsc: tuple[F64, ...] = (ego_discs[sim_of[i]],)
-                else:
-                    fp = self.fp_disks if b < a else old.discs
-                    shapes = self._fp_shape[b] if b < a else old.shapes[b]
-                    dsc = (fp[b, :_PATH_SAMPLES], fp[b, _PATH_SAMPLES:])
-                for g, dd in zip(shapes, dsc, strict=True):
-                    if g is not None:
-                        parts.append(g)
-                        part_of.append(i)
-                        part_owner.append(b)
-                        part_discs.append(dd)
+        k = len(ag)
+        pi = np.repeat(np.arange(k), [len(o) for o in owners])  # (agent position, owner) pairs
+        pb = np.concatenate(owners)
+        pa = ag[pi]
+        psim = self.sim_of[pa]
+        ego = pb == -1
+        newer = ~ego & (pb < pa)
+        self._shapes(np.unique(pb[newer]), self.fp_se, self.fp_pose, self._geom, self._built)
+        self._shapes(np.unique(np.concatenate([pb[~ego & ~newer], ag])), old.se, old.pose, old.geom, old.built)
+        ob = np.where(ego, 0, pb)
+        g2 = np.where(newer[:, None], self._geom[ob], old.geom[ob])
+        g2[ego, 0] = None
+        g2[ego, 1] = ego_boxes[psim[ego]]
+        disc_path = np.where(newer[:, None, None], self.fp_disks[ob, :_PATH_SAMPLES], old.discs[ob, :_PATH_SAMPLES])
+        disc_box = np.where(newer[:, None, None], self.fp_disks[ob, _PATH_SAMPLES:], old.discs[ob, _PATH_SAMPLES:])
+        disc_box[ego] = ego_discs[psim[ego]]
+        # the parts: path parts (where there is one) then boxes; kind 0 = path part, 1 = box
+        wp = np.flatnonzero(~shapely.is_missing(g2[:, 0]))
+        src = np.concatenate([wp, np.arange(len(pb))])
+        kind = np.concatenate([np.zeros(len(wp), np.int64), np.ones(len(pb), np.int64)])
+        geoms = np.concatenate([g2[wp, 0], g2[:, 1]])
+        of = pi[src]
+        part_owner = pb[src]
         lines = np.array([shapely.clip_by_rect(line, *clip) for line, clip in
                           zip(paths.to_go_lines(ag, pcs), clips.tolist(), strict=True)], dtype=object)
         buffers = shapely.buffer(lines, self.width[ag] / 2, cap_style="flat")
-        of = np.array(part_of, dtype=np.int64)
-        geoms = np.array(parts, dtype=object)
         hits = shapely.intersects(geoms, buffers[of])
         if not hits.any():
             return  # free road: the updates already written stand
         # distance between each agent's occupancy geometry (where it was) and each intersecting entry
         h = np.flatnonzero(hits)
-        own_h: list[int] = []
-        own_geoms: list[shapely.Geometry] = []
-        own_discs: list[F64] = []
-        for j in h.tolist():
-            a = agents[of[j]]
-            for g, dd in zip(old.shapes[a], (old.discs[a, :_PATH_SAMPLES], old.discs[a, _PATH_SAMPLES:]), strict=True):
-                if g is not None:
-                    own_geoms.append(g)
-                    own_h.append(j)
-                    own_discs.append(dd)
-        own_i = np.array(own_h, dtype=np.int64)
-        bound = _discs_distance(_stack_discs(own_discs), _stack_discs([part_discs[j] for j in own_i.tolist()]))
+        ah = ag[of[h]]
+        own_path = ~shapely.is_missing(old.geom[ah, 0])
+        own_i = np.concatenate([h[own_path], h])
+        own_kind = np.concatenate([np.zeros(int(own_path.sum()), np.int64), np.ones(len(h), np.int64)])
+        oa = ag[of[own_i]]
+        og = old.geom[oa, own_kind]
+        bound = np.empty(len(own_i))
+        for ko in (0, 1):
+            for kp in (0, 1):
+                sel = np.flatnonzero((own_kind == ko) & (kind[own_i] == kp))
+                if not len(sel):
+                    continue
+                da = old.discs[oa[sel], :_PATH_SAMPLES] if ko == 0 else old.discs[oa[sel], _PATH_SAMPLES:]
+                ps = src[own_i[sel]]
+                db = disc_path[ps] if kp == 0 else disc_box[ps]
+                bound[sel] = _discs_distance(da, db)
         ag_q = of[own_i]
-        first = np.full(len(agents), -1, dtype=np.int64)
+        first = np.full(k, -1, dtype=np.int64)
         order = np.lexsort((bound, ag_q))
         starts = np.flatnonzero(np.r_[True, ag_q[order][1:] != ag_q[order][:-1]])
         first[ag_q[order][starts]] = order[starts]
-        og = np.array(own_geoms, dtype=object)
         d_pair = np.full(len(own_i), np.inf)
         q1 = first[first >= 0]
         d_pair[q1] = shapely.distance(og[q1], geoms[own_i[q1]])
-        best_d = np.full(len(agents), np.inf)
+        best_d = np.full(k, np.inf)
         best_d[ag_q[q1]] = d_pair[q1]
         q2 = np.flatnonzero((bound <= best_d[ag_q]) & np.isinf(d_pair))
         q2 = q2[~np.isin(q2, q1)]
         if len(q2):
             d_pair[q2] = shapely.distance(og[q2], geoms[own_i[q2]])
-        d = np.full(len(parts), np.inf)
+        d = np.full(len(geoms), np.inf)
         np.minimum.at(d, own_i, d_pair)
-        best: dict[int, tuple[float, int]] = {}  # agent position -> (gap, leader); ties: see below
-        for j in h.tolist():
-            i, b, dj = int(of[j]), part_owner[j], float(d[j])
-            cur = best.get(i)
-            if cur is None or dj < cur[0] or (dj == cur[0] and b < cur[1]):
-                best[i] = (dj, b)
-        tied: dict[int, set[int]] = {}
-        for j in h.tolist():
-            if float(d[j]) == best[int(of[j])][0]:
-                tied.setdefault(int(of[j]), set()).add(part_owner[j])
-        for i, owners_i in tied.items():
-            if len(owners_i) > 1:  # several entries equally near (in practice overlapping: distance 0)
-                a = agents[i]
-                entries = {part_owner[j]: (ego_boxes[sim_of[i]],) if part_owner[j] == -1 else
-                           self._fp_shape[part_owner[j]] if part_owner[j] < a else old.shapes[part_owner[j]]
-                           for j in h.tolist() if of[j] == i}
-                best[i] = (best[i][0], _nearest_as_nuplan(old.shapes[a], entries))
-        pos = np.array(sorted(best), dtype=np.int64)
+        # per agent: the smallest distance over its intersecting entries, the lowest owner at it (the ego, -1,
+        # first); several owners equally near: nuPlan's STRtree decides (see _nearest_as_nuplan)
+        hi_of, hd, hown = of[h], d[h], part_owner[h]
+        gap_of = np.full(k, np.inf)
+        np.minimum.at(gap_of, hi_of, hd)
+        at = hd == gap_of[hi_of]
+        lead_b = np.full(k, np.iinfo(np.int64).max)
+        np.minimum.at(lead_b, hi_of[at], hown[at])
+        tie_key = np.unique(hi_of[at] * (self.n + 2) + (hown[at] + 1))
+        tie_i, tie_n = np.unique(tie_key // (self.n + 2), return_counts=True)
+        for i in tie_i[tie_n > 1].tolist():  # in practice overlapping footprints (distance 0)
+            a = int(ag[i])
+            entries: dict[int, tuple[shapely.Geometry | None, ...]] = {}
+            for b in np.unique(hown[hi_of == i]).tolist():
+                entries[b] = ((ego_boxes[self.sim_of[a]],) if b == -1 else
+                              tuple(self._geom[b]) if b < a else tuple(old.geom[b]))
+            lead_b[i] = _nearest_as_nuplan(tuple(old.geom[a]), entries)
+        pos = np.unique(hi_of)
+        b, a, hd_pos = lead_b[pos], ag[pos], heading[pos]
         lead_v = np.empty(len(pos))
         rel = np.empty(len(pos))
-        gap = np.empty(len(pos))
-        for n, i in enumerate(pos.tolist()):
-            gap[n], b = best[i]
-            a = agents[i]
-            if b == -1:
-                ego = egos[sim_of[i]]
-                lead_v[n], rel[n] = float(np.hypot(ego[3], ego[4])), float(ego[2]) - float(heading[i])
-            elif b < a:  # agents before a have moved (their pose and speed are new), the others not yet
-                lead_v[n], rel[n] = float(self.speed[b]), float(self.cur_pose[b, 2]) - float(heading[i])
-            else:
-                lead_v[n], rel[n] = float(self._v_old[b]), float(old.cur_pose[b, 2]) - float(heading[i])
+        m = b == -1
+        e = egos[self.sim_of[a[m]]]
+        lead_v[m], rel[m] = np.hypot(e[:, 3], e[:, 4]), e[:, 2] - hd_pos[m]
+        m = (b >= 0) & (b < a)  # agents before a have moved (their pose and speed are new), the others not yet
+        lead_v[m], rel[m] = self.speed[b[m]], self.cur_pose[b[m], 2] - hd_pos[m]
+        m = b > a
+        lead_v[m], rel[m] = self._v_old[b[m]], old.cur_pose[b[m], 2] - hd_pos[m]
         lead = lead_v * np.cos(principal(rel))
-        self._idm(ag[pos], lead, gap, np.zeros(len(pos)))
+        self._idm(ag[pos], lead, gap_of[pos], np.zeros(len(pos)))
 
-    def _shapes(self, ids: I64, se: F64, pose: F64, cache: dict[int, tuple[shapely.Geometry | None,
-                                                                             shapely.Geometry]]) -> None:
+    def _shapes(self, ids: I64, se: F64, pose: F64, geom: npt.NDArray[np.object_], built: B) -> None:
         """Occupancy geometries (path part buffered by half the width, flat caps, or None; box) of agents
-        ``ids`` with footprints ``se`` / ``pose``, built together for those not in ``cache``."""
+        ``ids`` (unique) with footprints ``se`` / ``pose``, built together into ``geom`` for those not ``built``."""
         paths = self.paths
         assert paths is not None
-        todo = np.array([a for a in ids.tolist() if a not in cache], dtype=np.int64)
+        todo = ids[~built[ids]]
         if not len(todo):
             return
-        boxes = _boxes(pose[todo], self.length[todo], self.width[todo])
-        with_part = todo[~np.isnan(se[todo, 0])]
-        parts: dict[int, shapely.Geometry] = {}
+        geom[todo, 1] = _boxes(pose[todo], self.length[todo], self.width[todo])
+        part = ~np.isnan(se[todo, 0])
+        geom[todo[~part], 0] = None
+        with_part = todo[part]
         if len(with_part):
             lines = paths.trimmed_lines(with_part, se[with_part, 0], se[with_part, 1])
-            bufs = shapely.buffer(lines, self.width[with_part] / 2, cap_style="flat")
-            parts = dict(zip(with_part.tolist(), bufs, strict=True))
-        for a, box in zip(todo.tolist(), boxes, strict=True):
-            cache[a] = (parts.get(a), box)
+            geom[with_part, 0] = shapely.buffer(lines, self.width[with_part] / 2, cap_style="flat")
+        built[todo] = True
 
     def _idm(self, a: I64, lead_v: F64, gap: F64, length_rear: F64, v: F64 | None = None,
              progress: F64 | None = None) -> None:
