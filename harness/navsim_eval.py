@@ -4,16 +4,17 @@
 into 41 reference states, simulated together (LQR + kinematic bicycle) and scored by the PDM scorer; the
 agent's row is reported. Simulation and scoring are batched across scenes (``score_plans``; ``workers > 1``
 splits the scenes over forked processes that inherit them). The metric cache is built once per token and
-reused; ``build_metric_cache`` plans PDM-Closed for up to ``MetricCache.PLAN_CHUNK`` scenes of a log at once
-and spreads logs over local processes (forked from a parent that has read the logs and maps) or Ray. Every
-batched or parallel path gives each token exactly the result it gets alone.
+reused; ``build_metric_cache`` plans PDM-Closed for up to ``MetricCache.PLAN_CHUNK`` scenes at once (chunks
+span logs) and spreads equal parts of the tokens over local processes (forked before any log or map is read;
+each parses only its own logs) or logs over Ray tasks. Every batched or parallel path gives each token exactly
+the result it gets alone.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
+import mmap
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields, replace
@@ -138,24 +139,53 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-#: The metric cache a pool worker opened: it reads the split's logs and each map once, however many logs it is
-#: given. Pool workers live for one ``build_metric_cache`` call, so nothing outlives the inputs it was read from.
-_WORKER_CACHE: dict[CacheSpec, MetricCache] = {}
+class _LogsReader(NavsimReader):
+    """A split's reader that sees only some of its logs: its scene windows come from those logs alone, so a
+    worker that builds the scenes of a few logs parses those logs and no others.
+
+    Windows are cut log by log (``filter_scenes``), so each token of these logs has the window the whole
+    split gives it: a token listed in several logs keeps the last one, which is among these logs whenever the
+    caller took the token's log from the whole split's index; a ``max_scenes`` cap only lets more tokens in.
+    """
+
+    def __init__(self, base: NavsimReader, log_names: Sequence[str]) -> None:
+        super().__init__(base.data_root, base.split, scene_filter=base.scene_filter, maps_root=base.maps_root)
+        self.sensor_root = base.sensor_root
+        self._log_names = sorted(set(log_names))
+
+    def log_paths(self) -> list[Path]:
+        return [self.logs_dir / f"{name}.pkl" for name in self._log_names]
 
 
-def _cache_log(args: tuple[CacheSpec, Sequence[str]]) -> dict[str, str | None]:
-    """Build the metric cache of some tokens (one log); token -> None or the error."""
-    spec, tokens = args
-    return spec.open().build(tokens)
+def _open_logs(spec: Any, log_names: Sequence[str]) -> Any:
+    """``spec.open()`` with a reader that parses only ``log_names`` (the logs of the tokens to be built)."""
+    cache = spec.open()
+    cache.scenes.reader = _LogsReader(cache.scenes.reader, log_names)
+    return cache
 
 
-def _cache_log_in_pool(args: tuple[CacheSpec, Sequence[str]]) -> dict[str, str | None]:
-    """``_cache_log`` for a process-pool worker, reusing the worker's open cache."""
-    spec, tokens = args
-    if spec not in _WORKER_CACHE:
-        _WORKER_CACHE.clear()
-        _WORKER_CACHE[spec] = spec.open()
-    return _WORKER_CACHE[spec].build(tokens)
+def _build(cache: Any, tokens: Sequence[str], on_done: Callable[[int], None] | None) -> dict[str, str | None]:
+    """``cache.build(tokens)`` with the garbage collector paused (it found ~300 cyclic objects in a 132-scene
+    build, and its collections cost ~4 % of the CPU); progress per chunk where the cache reports it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if isinstance(cache, MetricCache):
+            return cache.build(tokens, on_done)
+        out = cache.build(tokens)  # another cache of the protocol (EPDMS): build(tokens)
+        if on_done:
+            on_done(len(tokens))
+        return out
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _cache_log(args: tuple[Any, Sequence[str], Sequence[str]]) -> dict[str, str | None]:
+    """Build the metric cache of some tokens of some logs (a Ray task or a spawned worker's part): parses
+    only those logs; token -> None or the error."""
+    spec, log_names, tokens = args
+    return _build(_open_logs(spec, log_names), tokens, None)
 
 
 def build_metric_cache(
@@ -169,23 +199,29 @@ def build_metric_cache(
 ) -> dict[str, str | None]:
     """Build the cache for the given tokens; returns token -> None (ok) or its error.
 
-    With ``workers > 1`` the logs are spread over local processes, or over Ray tasks with ``engine="ray"`` or a
-    ``ray_address`` (a local Ray cluster is started if none is given). Results are identical to the serial
-    path: each token's scene depends only on its own log and the map. ``engine``: "ray", "processes", or
-    "auto" (Ray when a ``ray_address`` is given, else local processes, which start faster on one machine).
+    ``tokens_by_log``: the tokens by the log the whole split's index puts them in. With ``workers > 1`` the
+    tokens are cut into ``workers`` equal parts in log order (``split_jobs``) built by local processes, or
+    spread log by log over Ray tasks with ``engine="ray"`` or a ``ray_address`` (a local Ray cluster is
+    started if none is given). Every process parses only the logs of its own tokens and reads the maps they
+    need. Local processes are forked before anything is read (``fork_map``: this process builds the first
+    part, one forked child each of the others), so nothing they work on is shared copy-on-write; without
+    fork (not Linux) they are spawned. Results are identical to the serial path: each token's scene depends
+    only on its own log and the map. ``engine``: "ray", "processes", or "auto" (Ray when a ``ray_address``
+    is given, else local processes, which start faster on one machine). ``on_log_done(n)``: ``n`` more
+    tokens finished (per planned chunk; a forked part's progress is read from shared memory whenever this
+    process finishes a chunk of its own).
     """
     if engine not in ("auto", "ray", "processes"):
         raise ValueError(f"engine must be auto, ray or processes, got {engine!r}")
-    jobs = [(spec, toks) for _, toks in sorted(tokens_by_log.items())]
+    jobs = [(log_name, toks) for log_name, toks in sorted(tokens_by_log.items())]
     results: dict[str, str | None] = {}
     if workers <= 1 and ray_address is None:
-        cache = spec.open()  # one reader and one map load per location for all logs
-        if isinstance(cache, MetricCache):  # PDM-Closed's chunks span logs
-            return cache.build([t for job in jobs for t in job[1]], on_log_done)
-        for job in jobs:  # another cache of the same protocol (EPDMS): build(tokens), one log at a time
-            results.update(cache.build(job[1]))
-            if on_log_done:
-                on_log_done(len(job[1]))
+        # One reader and one map load per location for all logs; PDM-Closed's chunks span logs.
+        cache = spec.open()
+        if isinstance(cache, MetricCache):
+            return _build(cache, [t for _, toks in jobs for t in toks], on_log_done)
+        for _, toks in jobs:  # another cache of the same protocol (EPDMS): one log at a time
+            results.update(_build(cache, toks, on_log_done))
         return results
     use_ray = engine == "ray" or (engine == "auto" and ray_address is not None)
     ray = _try_ray() if use_ray else None
@@ -199,7 +235,7 @@ def build_metric_cache(
             started = True
         try:
             remote = ray.remote(_cache_log)
-            pending = {remote.remote(job): len(job[1]) for job in jobs}
+            pending = {remote.remote((spec, [log_name], toks)): len(toks) for log_name, toks in jobs}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
@@ -213,34 +249,53 @@ def build_metric_cache(
         return results
     if ray_address is not None:
         raise LeadBenchError("--ray-address needs Ray: pip install -c constraints.txt -e '.[ray]'")
-    parts = [(spec, toks) for toks in split_jobs([job[1] for job in jobs], workers)]
+    log_of = {t: log_name for log_name, toks in jobs for t in toks}
+    parts = [(sorted({log_of[t] for t in toks}), toks) for toks in split_jobs([toks for _, toks in jobs], workers)]
     log.info("caching %d logs (%d parts) with %d local processes", len(jobs), len(parts), workers)
-    context = None
-    if "fork" in multiprocessing.get_all_start_methods():
-        # Workers forked from here inherit the parsed logs and the maps: read once, not once per worker.
-        context = multiprocessing.get_context("fork")
-        _WORKER_CACHE.clear()
-        _WORKER_CACHE[spec] = _preloaded(spec, [job[1] for job in jobs])
-        import threadpoolctl  # noqa: F401 - imported once here, not in each worker's initializer (~20 ms each)
-        # The parsed logs and maps stay out of the workers' garbage collection: a collection would touch
-        # every inherited object and copy its memory page (copy-on-write) into each worker.
-        gc.freeze()
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_single_threaded) as pool:
-            for job, res in zip(parts, pool.map(_cache_log_in_pool, parts), strict=True):
-                results.update(res)
-                if on_log_done:
-                    on_log_done(len(job[1]))
-    finally:
-        _WORKER_CACHE.clear()
-        gc.unfreeze()
+    if can_fork():
+        return _build_forked(spec, parts, on_log_done)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
+        for (_, toks), res in zip(parts, pool.map(_cache_log, [(spec, *part) for part in parts]), strict=True):
+            results.update(res)
+            if on_log_done:
+                on_log_done(len(toks))
+    return results
+
+
+def _build_forked(spec: Any, parts: Sequence[tuple[Sequence[str], Sequence[str]]],
+                  on_done: Callable[[int], None] | None) -> dict[str, str | None]:
+    """Parts ``(log names, tokens)`` built by ``fork_map``: part 0 here, the others in children forked before
+    any log or map is read. Each child counts its finished tokens in a shared array; this process reports
+    them with its own as its chunks finish, and the rest once every part is done."""
+    finished = np.frombuffer(mmap.mmap(-1, 8 * len(parts)), dtype=np.int64)  # shared with the children
+    reported = 0
+
+    def report(n: int) -> None:
+        nonlocal reported
+        finished[0] += n
+        total = int(finished.sum())
+        if on_done and total > reported:
+            on_done(total - reported)
+            reported = total
+
+    def part(i: int) -> dict[str, str | None]:
+        def count(n: int) -> None:
+            finished[i] += n
+
+        log_names, tokens = parts[i]
+        return _build(_open_logs(spec, log_names), tokens, report if i == 0 else count)
+
+    results: dict[str, str | None] = {}
+    for res in fork_map(part, len(parts)):
+        results.update(res)
+    if on_done and len(results) > reported:
+        on_done(len(results) - reported)
     return results
 
 
 #: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them, so that the
-#: workers finish together; the pool hands the largest remaining part to whichever worker is free. A part is
-#: planned in chunks of up to ``MetricCache.PLAN_CHUNK`` scenes, which may span logs; smaller parts cost more
-#: per scene (measured: one part per worker's share beat two).
+#: workers finish together. A part is planned in chunks of up to ``MetricCache.PLAN_CHUNK`` scenes, which may
+#: span logs; smaller parts cost more per scene (measured: one part per worker's share beat two).
 PARTS_PER_WORKER = 1
 
 
@@ -257,23 +312,11 @@ def split_jobs(token_lists: Sequence[Sequence[str]], workers: int,
 
 
 def _single_threaded() -> None:
-    """Pool initializer: one BLAS/OpenMP thread per worker process (the workers already fill the cores)."""
+    """Spawned-pool initializer: one BLAS/OpenMP thread per worker process (the workers already fill the
+    cores)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-
-
-def _preloaded(spec: CacheSpec, token_lists: Sequence[Sequence[str]]) -> MetricCache:
-    """The spec's cache with the split's logs parsed and the maps of the given tokens' locations read."""
-    cache = spec.open()
-    for tokens in token_lists:
-        if tokens:
-            try:
-                frames, current = cache.scenes.reader.scene_frames(tokens[0])
-                cache.scenes.map_for(frames[current].map_location)
-            except LeadBenchError:
-                continue  # the worker reports it for each token
-    return cache
 
 
 def _try_ray() -> Any:

@@ -52,7 +52,9 @@ def test_parallel_cache_equals_serial(small_world_root, tmp_path):
     specs = [CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / d)
              for d in ("serial", "parallel")]
     assert not any(build_metric_cache(specs[0], by_log, workers=1).values())
-    assert not any(build_metric_cache(specs[1], by_log, workers=2, engine="processes").values())
+    done: list[int] = []
+    assert not any(build_metric_cache(specs[1], by_log, workers=2, engine="processes", on_log_done=done.append).values())
+    assert sum(done) == sum(len(v) for v in by_log.values()) and all(n > 0 for n in done)  # each token once
     a, b = specs[0].open(), specs[1].open()
     for tok in [t for toks in by_log.values() for t in toks]:
         sa, sb = a.get(tok), b.get(tok)
@@ -61,6 +63,24 @@ def test_parallel_cache_equals_serial(small_world_root, tmp_path):
     # Parts of one log built by different processes: every token still listed in the log's index.
     assert a.scenes.index() == b.scenes.index()
     assert sum(len(v) for v in b.scenes.index().values()) == sum(len(v) for v in by_log.values())
+
+
+def test_a_workers_reader_parses_only_its_logs_and_cuts_their_windows_as_the_split(small_world_root, monkeypatch):
+    from harness.navsim_eval import _LogsReader
+
+    full = NavsimReader(small_world_root, "test")
+    logs = [path.stem for path in full.log_paths()]
+    assert len(logs) >= 2 and len({w.log_name for w in full.windows().values()}) >= 2
+    mine = [logs[1]]
+    parsed: list[str] = []
+    log_frames = NavsimReader.log_frames
+    monkeypatch.setattr(NavsimReader, "log_frames", lambda self, name: (parsed.append(name), log_frames(self, name))[1])
+    sub = _LogsReader(full, mine)
+    assert sub.windows() == {t: w for t, w in full.windows().items() if w.log_name in mine}
+    assert set(parsed) == set(mine) and sub.sensor_root == full.sensor_root
+    assert {w.log_name for w in sub.windows().values()} < {w.log_name for w in full.windows().values()}
+    token = next(iter(sub.windows()))
+    assert [f.token for f in sub.scene_frames(token)[0]] == [f.token for f in full.scene_frames(token)[0]]
 
 
 def test_split_jobs_cuts_the_tokens_into_equal_parts_largest_first():
