@@ -22,6 +22,7 @@ import enum
 import hashlib
 import io
 import math
+import os
 import re
 import struct
 import threading
@@ -35,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from harness.atomic import atomic_write_bytes
+from harness.atomic import atomic_write_bytes, temp_path
 from harness.errors import DataError
 
 F64 = npt.NDArray[np.float64]
@@ -240,8 +241,7 @@ class ScoringScene:
         arrays["drivable_ref"] = np.array(
             _PATCHES.store(p.parent / DRIVABLE_PATCH_DIR, self.drivable_ids, self.drivable_types,
                            self.drivable_polygons))
-        p.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(p, npz_bytes(_grouped(arrays)))
+        _write_atomically(p, _grouped_npz_view(arrays))
 
     @classmethod
     def load(cls, path: str | Path) -> ScoringScene:
@@ -330,6 +330,127 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
         raise ValueError("npz_bytes: too large for a plain zip (use np.savez)")
     out.write(_ZIP_END.pack(b"PK\x05\x06", 0, 0, len(central), len(central), end - start, start, 0))
     return out.getvalue()
+
+
+def grouped_npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``npz_bytes(_grouped(arrays))``, byte for byte, assembled in one buffer: each group's arrays are
+    concatenated straight into their member's place and each member's CRC is taken there (no intermediate
+    concatenation, ``.npy`` member or zip stream to copy; a scene is a few hundred kB).
+
+    Raises:
+        ValueError: as :func:`_grouped` and :func:`npz_bytes`.
+    """
+    return bytes(_grouped_npz_view(arrays))
+
+
+#: Per-thread buffer the scene files are assembled in: reused, so that its pages are not faulted in afresh for
+#: every scene (a fresh buffer of a few hundred kB costs more to map than to fill).
+_ASSEMBLY = threading.local()
+
+
+def _assembly_buffer(size: int) -> bytearray:
+    buf = getattr(_ASSEMBLY, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = bytearray(max(size, 2 * len(buf) if buf is not None else size))
+        _ASSEMBLY.buf = buf
+    return buf
+
+
+def _grouped_npz_view(arrays: dict[str, np.ndarray]) -> memoryview:
+    """:func:`grouped_npz_bytes` as a view into this thread's assembly buffer (valid until its next call)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    sizes: dict[str, int] = {}
+    layout = []
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        dtype = a.dtype.str
+        if a.dtype.hasobject or ":" in name or ":" in dtype:
+            raise ValueError(f"cannot store array {name!r} of dtype {a.dtype}")
+        flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+        if a.dtype.kind == "U":
+            flat = flat.view(np.dtype("<u4") if dtype.startswith("<") else np.dtype(">u4"))
+        key = flat.dtype.str
+        offset = sizes.get(key, 0)
+        layout.append(f"{name}:{dtype}:{offset}:{','.join(str(d) for d in a.shape)}")
+        parts.setdefault(key, []).append(flat)
+        sizes[key] = offset + flat.size
+    if any(g[0].dtype.names is not None or g[0].dtype.subdtype is not None for g in parts.values()):
+        return memoryview(npz_bytes(_grouped(arrays)))  # not a plain dtype: numpy's own .npy writer
+    layout_array = np.array(layout)
+    members: list[tuple[bytes, bytes, np.dtype, list[np.ndarray]]] = []  # name, npy header, dtype, parts
+    for key, group in parts.items():
+        dt = np.concatenate([g[:0] for g in group]).dtype  # np.concatenate's result type (native order)
+        members.append((f"{key}.npy".encode(), _npy_header(dt, (sizes[key],), False), dt, group))
+    members.append((b"__layout__.npy", _npy_header(layout_array.dtype, layout_array.shape, False),
+                    layout_array.dtype, [layout_array]))
+    total = _ZIP_END.size
+    for name, header, dt, group in members:
+        n_bytes = sum(g.size for g in group) * dt.itemsize
+        total += _ZIP_LOCAL.size + _ZIP_CENTRAL.size + 2 * len(name) + len(header) + n_bytes
+    if total >= 2**32 - 1 or len(members) >= 0xFFFF:
+        raise ValueError("npz_bytes: too large for a plain zip (use np.savez)")
+    buf = _assembly_buffer(total)
+    view = memoryview(buf)
+    pos = 0
+    central = []
+    for name, header, dt, group in members:
+        n_items = sum(g.size for g in group)
+        start = pos + _ZIP_LOCAL.size + len(name)
+        data_at = start + len(header)
+        end = data_at + n_items * dt.itemsize
+        view[start:data_at] = header
+        if n_items:
+            out = np.frombuffer(buf, dtype=dt, count=n_items, offset=data_at)
+            if len(group) == 1:
+                out[...] = group[0]
+            else:
+                np.concatenate(group, out=out)
+        size = end - start
+        crc = zlib.crc32(view[start:end])
+        _ZIP_LOCAL.pack_into(buf, pos, b"PK\x03\x04", 20, 0, 0, 0, _ZIP_DATE, crc, size, size, len(name), 0)
+        view[pos + _ZIP_LOCAL.size : start] = name
+        central.append(_ZIP_CENTRAL.pack(b"PK\x01\x02", 20, 20, 0, 0, 0, _ZIP_DATE, crc, size, size, len(name),
+                                         0, 0, 0, 0, 0, pos) + name)
+        pos = end
+    directory = pos
+    for entry in central:
+        view[pos : pos + len(entry)] = entry
+        pos += len(entry)
+    _ZIP_END.pack_into(buf, pos, b"PK\x05\x06", 0, 0, len(central), len(central), pos - directory, directory, 0)
+    return view[:total]
+
+
+#: Directories known to exist (the scene directories of a cache: created once, not stat-ed per file).
+_MADE_DIRS: set[str] = set()
+
+
+def _write_atomically(path: Path, data: bytes | bytearray | memoryview) -> None:
+    """``atomic_write_bytes`` with the target directory created once per process and the bytes written by
+    one ``os.write`` (no buffered file object)."""
+    parent = str(path.parent)
+    if parent not in _MADE_DIRS:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _MADE_DIRS.add(parent)
+    tmp = str(temp_path(path))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    except FileNotFoundError:  # the directory was removed since: create it again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...], fortran: bool) -> bytes:
+    """The ``.npy`` 1.0 magic, length and padded header of :func:`_npy_bytes` (plain dtypes)."""
+    header = f"{{'descr': {dtype.str!r}, 'fortran_order': {fortran!r}, 'shape': {shape!r}, }}".encode("latin1")
+    pad = 64 - (10 + len(header) + 1) % 64
+    return b"".join((b"\x93NUMPY\x01\x00", struct.pack("<H", len(header) + pad + 1), header, b" " * pad, b"\n"))
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import shutil
 
 import numpy as np
@@ -12,7 +13,15 @@ import shapely
 from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.errors import DataError
-from harness.scoring_scene import DRIVABLE_PATCH_DIR, ScoringScene, npz_bytes, stored_arrays
+from harness.scoring_scene import (
+    DRIVABLE_PATCH_DIR,
+    ScoringScene,
+    _grouped,
+    _ungrouped,
+    grouped_npz_bytes,
+    npz_bytes,
+    stored_arrays,
+)
 
 
 def _assert_equal(a: ScoringScene, b: ScoringScene) -> None:
@@ -164,3 +173,41 @@ def test_npz_bytes_members_equal_np_savez(array):
         np.testing.assert_array_equal(z["x"], array)
     with pytest.raises(ValueError, match="object"):
         npz_bytes({"o": np.array([None, 1], dtype=object)})
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"a": np.arange(10.0), "b": np.array("tok"), "c": np.array(["ab", "cde"]), "d": np.zeros((3, 0, 2), bool),
+         "e": np.array(5), "f": np.ones((4, 3), dtype=">i4")[:, ::2], "g": np.asfortranarray(np.ones((3, 4))),
+         "h": np.arange(6.0).reshape(2, 3), "i": np.zeros(0, dtype=np.float32), "j": np.array(["x" * 40])},
+        {"only": np.zeros((2, 3, 4), dtype=np.uint8)},
+        {"s": np.zeros(3, dtype=[("a", "<f8"), ("b", "<i2")]), "t": np.arange(3)},
+        {"big": np.random.default_rng(0).random((51, 300, 3)), "small": np.arange(3), "u": np.array(["a"] * 5)},
+    ],
+)
+def test_grouped_npz_bytes_equal_npz_bytes_of_the_groups(arrays):
+    """The one-buffer scene writer gives exactly ``npz_bytes(_grouped(arrays))`` (what earlier versions wrote),
+    also when the reused assembly buffer held a larger file before, and the arrays read back."""
+    grouped_npz_bytes({"x": np.ones(100_000)})  # leave a larger, dirty buffer behind
+    ours = grouped_npz_bytes(arrays)
+    assert ours == npz_bytes(_grouped(arrays))
+    with np.load(io.BytesIO(ours), allow_pickle=False) as z:
+        back = _ungrouped({k: z[k] for k in z.files})
+    for name, a in arrays.items():  # (a big-endian array comes back in native order, as it always did)
+        assert back[name].dtype == a.dtype.newbyteorder("=") and back[name].shape == a.shape
+        np.testing.assert_array_equal(back[name], a)
+    with pytest.raises(ValueError, match="cannot store"):
+        grouped_npz_bytes({"o": np.array([None, 1], dtype=object)})
+
+
+def test_scene_files_equal_the_grouped_npz_of_their_arrays(log_cache, tmp_path):
+    """A saved scene's file is byte for byte ``npz_bytes(_grouped(...))`` of its stored arrays."""
+    cache, log_name, tokens = log_cache
+    for t in tokens[:3]:
+        cache.get(t)
+        path = cache.path_of(log_name, t)
+        data = path.read_bytes()
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            members = {k: z[k] for k in z.files}
+        assert npz_bytes(_grouped(_ungrouped(members))) == data
