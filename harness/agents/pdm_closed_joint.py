@@ -32,9 +32,64 @@ from harness.agents.pdm_closed_proposals import (
     ProposalGenerator,
     ring_extremes,
 )
+from metrics.pdm_scoring.polyline import point_segment_distance
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+
+
+def box_distance(a: F64, b: F64) -> F64:
+    """``shapely.distance(polygons(a), polygons(b))`` of closed box rings ``(n, 5, 2)``, computed as GEOS's
+    ``DistanceOp`` does it for two polygons, with its floating-point expressions.
+
+    GEOS returns 0 when the first vertex of either polygon is not outside the other, else the smallest
+    ``Distance::segmentToSegment`` over the pairs of ring segments: 0 for a pair that its (non-robust) test
+    finds crossing, else the smallest ``Distance::pointToSegment`` of the four end points against the other
+    segment. Over all pairs that is the smallest distance of a vertex of one box to a side of the other.
+    Boxes are convex: "not outside" is a sign test of the four sides' cross products. GEOS skips segment pairs
+    whose bounding boxes are farther apart than its running minimum; a skipped pair can lower the minimum only
+    where two different features tie within rounding (a few 1e-16 relative), which this does not reproduce.
+    A box with a side of zero length (not a valid polygon) is measured by GEOS itself.
+    """
+    n = len(a)
+    out = np.empty(n)
+    if n == 0:
+        return out
+    a0, a1, b0, b1 = a[:, :4], a[:, 1:5], b[:, :4], b[:, 1:5]
+    da, db = a1 - a0, b1 - b0
+    len2_a = da[..., 0] * da[..., 0] + da[..., 1] * da[..., 1]
+    len2_b = db[..., 0] * db[..., 0] + db[..., 1] * db[..., 1]
+    degenerate = np.any(len2_a == 0.0, axis=1) | np.any(len2_b == 0.0, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # First vertex of each inside or on the other (convex ring, either orientation).
+        inside = _in_box(a[:, 0], b0, db) | _in_box(b[:, 0], a0, da)
+        # Segment pairs (i of a, j of b) as GEOS's segmentToSegment tests them for crossing.
+        ax, ay = a0[:, :, None, 0], a0[:, :, None, 1]
+        bx, by = a1[:, :, None, 0], a1[:, :, None, 1]
+        cx, cy = b0[:, None, :, 0], b0[:, None, :, 1]
+        dx, dy = b1[:, None, :, 0], b1[:, None, :, 1]
+        env = ((np.minimum(ax, bx) <= np.maximum(cx, dx)) & (np.maximum(ax, bx) >= np.minimum(cx, dx))
+               & (np.minimum(ay, by) <= np.maximum(cy, dy)) & (np.maximum(ay, by) >= np.minimum(cy, dy)))
+        denom = (bx - ax) * (dy - cy) - (by - ay) * (dx - cx)
+        r = ((ay - cy) * (dx - cx) - (ax - cx) * (dy - cy)) / denom
+        s = ((ay - cy) * (bx - ax) - (ax - cx) * (by - ay)) / denom
+        crossing = env & (denom != 0) & (r >= 0) & (r <= 1) & (s >= 0) & (s <= 1)
+        # Vertices of a against the sides of b, and of b against the sides of a.
+        d_ab = point_segment_distance(a0[:, :, None, 0], a0[:, :, None, 1], b0[:, None], db[:, None],
+                                      len2_b[:, None], b1[:, None])
+        d_ba = point_segment_distance(b0[:, :, None, 0], b0[:, :, None, 1], a0[:, None], da[:, None],
+                                      len2_a[:, None], a1[:, None])
+    nearest = np.minimum(d_ab.reshape(n, 16).min(axis=1), d_ba.reshape(n, 16).min(axis=1))
+    out[:] = np.where(inside | crossing.reshape(n, 16).any(axis=1), 0.0, nearest)
+    if degenerate.any():
+        out[degenerate] = shapely.distance(shapely.polygons(a[degenerate]), shapely.polygons(b[degenerate]))
+    return out
+
+
+def _in_box(p: F64, v0: F64, edge: F64) -> npt.NDArray[np.bool_]:
+    """Whether points ``(n, 2)`` lie inside or on convex rings of sides ``v0 -> v0 + edge`` ``(n, 4, 2)``."""
+    cross = edge[..., 0] * (p[:, None, 1] - v0[..., 1]) - edge[..., 1] * (p[:, None, 0] - v0[..., 0])
+    return np.all(cross >= 0.0, axis=1) | np.all(cross <= 0.0, axis=1)
 
 
 class JointUnroll:
@@ -78,6 +133,18 @@ class JointUnroll:
             self.progress[sl, : k[i]] = g._progress
             self.states_path[sl, : k[i]] = g._states
         self.length = np.concatenate([g._length for g in gens])
+        # Scenes with one centerline share their paths: the distinct arc-length arrays, and each padded path's.
+        distinct: dict[tuple[int, int], int] = {}
+        self.distinct_progress: list[F64] = []
+        self.path_distinct = np.empty(len(self.path_vertices), dtype=np.int64)
+        for i, g in enumerate(gens):
+            for lat in range(len(g.paths)):
+                key = (id(g._progress), lat)
+                if key not in distinct:
+                    distinct[key] = len(self.distinct_progress)
+                    self.distinct_progress.append(np.ascontiguousarray(g._progress[lat]))
+                self.path_distinct[path_offset[i] + lat] = distinct[key]
+        self._search_plan: dict[int, tuple[I64, I64, list[tuple[int, int, int]]]] = {}
         # Forecast candidates, sample-major: per scene only the observation rows inside some corridor at some
         # sample (the others are never a leader), in ascending row order (so the first of equal distances is
         # the same row), padded to the largest such count (padding is never inside); ``candidate_row`` maps a
@@ -93,6 +160,7 @@ class JointUnroll:
         self.cand_progress = np.full((n_maps, total, nmax), np.nan)
         self.bounds = np.full((n_maps, len(gens), nmax, 4), np.nan)
         self.polys = np.full((n_maps, len(gens), nmax), None, dtype=object)
+        self.rings = np.full((n_maps, len(gens), nmax, 5, 2), np.nan)
         self.is_red = np.zeros((len(gens), nmax), dtype=bool)
         self.is_agent = np.zeros((len(gens), nmax), dtype=bool)
         self.obj_heading = np.zeros((len(gens), nmax))
@@ -104,6 +172,7 @@ class JointUnroll:
             self.cand_progress[:, rows, :n] = np.moveaxis(g.progress[:, :, c][g.lateral], 1, 0)
             self.bounds[:, i, :n] = g.bounds[:, c]
             self.polys[:, i, :n] = g.polys[:, c]
+            self.rings[:, i, :n] = g.rings[:, c]
             self.is_red[i, :n] = g.obs.is_red_light[c]
             self.is_agent[i, :n] = g.obs.is_agent[c]
             self.obj_heading[i, :n] = g.obs.center_pose[c, 2]
@@ -117,17 +186,30 @@ class JointUnroll:
     # --- one step -------------------------------------------------------------------------------------
 
     def _searchsorted(self, path: I64, d: F64) -> I64:
-        """``np.searchsorted(progress[path], d)`` (side left) per row: the first vertex with arc length >= d."""
-        lo = np.zeros(len(d), dtype=np.int64)
-        hi = np.full(len(d), self.progress.shape[1], dtype=np.int64)
-        active = lo < hi
-        while active.any():
-            mid = (lo + hi) // 2
-            ge = self.progress[path, np.minimum(mid, self.progress.shape[1] - 1)] >= d
-            hi = np.where(active & ge, mid, hi)
-            lo = np.where(active & ~ge, mid + 1, lo)
-            active = lo < hi
-        return lo
+        """``np.searchsorted(progress[path], d)`` (side left) per row: the first vertex with arc length >= d.
+
+        One ``np.searchsorted`` per distinct path (scenes of one centerline share theirs); the rows' grouping is
+        planned once per set of paths (the unroll asks with the same rows at every step). A query beyond a
+        path's end gets its vertex count, which the caller clips as it would the padded width.
+        """
+        key = len(path)
+        plan = self._search_plan.get(key)
+        if plan is None or not np.array_equal(plan[0], path):
+            which = self.path_distinct[path]
+            order = np.argsort(which, kind="stable")
+            cuts = np.flatnonzero(np.diff(which[order])) + 1
+            spans = [(int(lo), int(hi), int(which[order[lo]]))
+                     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(order)])] if len(order) else []
+            plan = (path.copy(), order, spans)
+            self._search_plan[key] = plan
+        _, order, spans = plan
+        d_sorted = d[order]
+        out_sorted = np.empty(len(d), dtype=np.int64)
+        for lo, hi, u in spans:
+            out_sorted[lo:hi] = np.searchsorted(self.distinct_progress[u], d_sorted[lo:hi])
+        out = np.empty(len(d), dtype=np.int64)
+        out[order] = out_sorted
+        return out
 
     def _interpolate(self, rows: I64, distances_m: F64) -> F64:
         """``ProposalGenerator.interpolate`` for global rows."""
@@ -180,9 +262,14 @@ class JointUnroll:
             np.minimum.at(upper, r, upper_pair)
             keep = lower <= upper[r] * (1.0 + 1e-9) + 1e-9
             r, c = r[keep], c[keep]
-            ego_polys = shapely.polygons(rings)
             dist = np.full(ahead.shape, np.inf)
-            dist[r, c] = shapely.distance(ego_polys[r], self.polys[j, scene[r], c])
+            # Boxes against boxes in numpy (GEOS's own arithmetic), red-light polygons by GEOS.
+            light = self.is_red[scene[r], c]
+            d = np.empty(len(r))
+            d[~light] = box_distance(rings[r[~light]], self.rings[j, scene[r[~light]], c[~light]])
+            if light.any():
+                d[light] = shapely.distance(shapely.polygons(rings[r[light]]), self.polys[j, scene[r[light]], c[light]])
+            dist[r, c] = d
             nearest = dist.argmin(axis=1)
             dmin = dist[np.arange(n_rows), nearest]
             at_min = dist == dmin[:, None]

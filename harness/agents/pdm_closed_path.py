@@ -153,6 +153,11 @@ class PathBundle:
         for name in ("progress", "states", "_a", "_b", "_dxy", "_len2", "_seg_len", "_chunk_lo", "_chunk_hi",
                      "_chunk_first"):
             setattr(self, name, np.stack([getattr(p, name) for p in paths]))
+        # Chunk boxes and first vertices, x and y apart and contiguous per path (project() compares every
+        # point with every chunk of its path: broadcasting, no gathers).
+        self._chunk_xy = np.ascontiguousarray(np.stack(
+            [self._chunk_lo[..., 0], self._chunk_hi[..., 0], self._chunk_first[..., 0],
+             self._chunk_lo[..., 1], self._chunk_hi[..., 1], self._chunk_first[..., 1]], axis=1))
 
     def project(self, which: npt.ArrayLike, points_xy: npt.ArrayLike) -> F64:
         """Arc length along path ``which[...]`` of the closest path point to each of ``(..., 2)`` points.
@@ -168,16 +173,7 @@ class PathBundle:
         w = np.broadcast_to(np.asarray(which, dtype=np.int64), shape).reshape(-1)
         if len(p) == 0:
             return np.zeros(shape, dtype=np.float64)
-        px, py = p[:, 0:1], p[:, 1:2]
-        # Lower bound per chunk (distance to its box) and an upper bound (distance to a vertex on the path).
-        lo, hi, first = self._chunk_lo[w], self._chunk_hi[w], self._chunk_first[w]
-        gx = np.maximum(np.maximum(lo[..., 0] - px, px - hi[..., 0]), 0.0)
-        gy = np.maximum(np.maximum(lo[..., 1] - py, py - hi[..., 1]), 0.0)
-        lower = np.sqrt(gx * gx + gy * gy)
-        fx, fy = px - first[..., 0], py - first[..., 1]
-        upper = np.sqrt(fx * fx + fy * fy).min(axis=1)
-        # The slack keeps a chunk whose true minimum ties the bound up to rounding.
-        pt, ch = np.nonzero(lower <= upper[:, None] * (1.0 + 1e-9) + 1e-9)
+        pt, ch = self._candidate_chunks(p, w)
         seg = ch[:, None] * _CHUNK + np.arange(_CHUNK)[None, :]
         valid = seg < self._seg_len.shape[1]
         seg = np.where(valid, seg, 0)
@@ -205,6 +201,32 @@ class PathBundle:
         factor = np.where((x == b[:, 0]) & (y == b[:, 1]), 1.0, factor)
         out = np.where(factor <= 0.0, start, np.where(factor <= 1.0, start + factor * seg_len, start + seg_len))
         return out.reshape(shape)
+
+    def _candidate_chunks(self, p: F64, w: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64],
+                                                                            npt.NDArray[np.int64]]:
+        """``(point, chunk)`` pairs, sorted by point then chunk, of the chunks that may hold a point's nearest
+        segment: the lower bound (distance to the chunk's box) is within the upper bound (the distance to the
+        nearest chunk's first vertex, a point on the path). Points are taken path by path."""
+        pts, chunks = [], []
+        paths = np.unique(w)
+        for path in paths.tolist():
+            idx = np.flatnonzero(w == path) if len(paths) > 1 else np.arange(len(w))
+            px, py = p[idx, 0:1], p[idx, 1:2]
+            lo_x, hi_x, first_x, lo_y, hi_y, first_y = self._chunk_xy[path]
+            gx = np.maximum(np.maximum(lo_x - px, px - hi_x), 0.0)
+            gy = np.maximum(np.maximum(lo_y - py, py - hi_y), 0.0)
+            lower = np.sqrt(gx * gx + gy * gy)
+            fx, fy = px - first_x, py - first_y
+            upper = np.sqrt(fx * fx + fy * fy).min(axis=1)
+            # The slack keeps a chunk whose true minimum ties the bound up to rounding.
+            r, c = np.nonzero(lower <= upper[:, None] * (1.0 + 1e-9) + 1e-9)
+            pts.append(idx[r])
+            chunks.append(c)
+        if len(pts) == 1:
+            return pts[0], chunks[0]
+        pt, ch = np.concatenate(pts), np.concatenate(chunks)
+        order = np.argsort(pt * self._chunk_xy.shape[2] + ch, kind="stable")
+        return pt[order], ch[order]
 
 
 #: Segments per bounding-box chunk of a path (project() skips chunks that cannot hold the nearest segment).
