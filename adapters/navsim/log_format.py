@@ -7,7 +7,7 @@ nuPlan's: ``ego2global_*`` is the rear-axle pose in the map frame; boxes are in 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,9 +107,84 @@ def _vec(frame: Mapping[str, Any], key: str, shape: tuple[int, ...], path: Path,
         raise _fail(f"'{key}' is not numeric ({exc})", path, i, tok) from exc
     if arr.shape != shape:
         raise _fail(f"'{key}' must have shape {shape}, got {arr.shape}", path, i, tok)
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise _fail(f"'{key}' has NaN or inf values", path, i, tok)
     return arr
+
+
+def _camera_records(cams: Mapping[str, Any], path: Path, index: int, tok: str) -> dict[str, CameraRecord]:
+    cameras: dict[str, CameraRecord] = {}
+    for name, cam in cams.items():
+        miss = [k for k in CAMERA_KEYS if k not in cam]
+        if miss:
+            raise _fail(f"camera {name} lacks {miss}", path, index, tok)
+        rot = _vec(cam, "sensor2lidar_rotation", (3, 3), path, index, tok)
+        trans = _vec(cam, "sensor2lidar_translation", (3,), path, index, tok)
+        cameras[str(name)] = CameraRecord(
+            name=str(name),
+            data_path=str(cam["data_path"]),
+            lidar_from_camera=se3_from_rt(rot, trans),
+            intrinsics=_vec(cam, "cam_intrinsic", (3, 3), path, index, tok),
+            distortion=np.asarray(cam["distortion"], dtype=np.float64).reshape(-1),
+        )
+    return cameras
+
+
+class _LazyCameras(Mapping[str, CameraRecord]):
+    """A frame's camera records, parsed and validated on first access (the metric cache never reads them;
+    a malformed entry raises the same ``DataError`` then, naming file, frame and token)."""
+
+    __slots__ = ("_raw", "_where", "_parsed")
+
+    def __init__(self, raw: Mapping[str, Any], path: Path, index: int, token: str) -> None:
+        self._raw = raw
+        self._where = (path, index, token)
+        self._parsed: dict[str, CameraRecord] | None = None
+
+    def _records(self) -> dict[str, CameraRecord]:
+        if self._parsed is None:
+            self._parsed = _camera_records(self._raw, *self._where)
+        return self._parsed
+
+    def __getitem__(self, name: str) -> CameraRecord:
+        return self._records()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records())
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"cameras({sorted(str(k) for k in self._raw)})"
+
+
+#: ``ego_from_lidar`` by its (quaternion, translation) bytes: a log's lidar calibration is one for all frames.
+_LIDAR_TRANSFORMS: dict[bytes, F64] = {}
+
+
+def _ego_from_lidar(q_wxyz: F64, translation: F64) -> F64:
+    """``se3_from_rt(quaternion_to_matrix(q), t)``, computed once per distinct calibration (read-only)."""
+    key = q_wxyz.tobytes() + translation.tobytes()
+    m = _LIDAR_TRANSFORMS.get(key)
+    if m is None:
+        m = se3_from_rt(quaternion_to_matrix(q_wxyz), translation)
+        m.flags.writeable = False
+        if len(_LIDAR_TRANSFORMS) >= 256:
+            _LIDAR_TRANSFORMS.clear()
+        _LIDAR_TRANSFORMS[key] = m
+    return m
+
+
+def _driving_command(value: Any) -> DrivingCommand:
+    """``DrivingCommand.from_one_hot`` (same result, same error), with the common exact one-hot checked by
+    list comparison first."""
+    v = np.asarray(value)
+    if v.shape == (4,) and v.dtype.kind in "biuf":
+        entries = v.tolist()
+        if sorted(entries) == [0, 0, 0, 1]:
+            return DrivingCommand(entries.index(1))
+    return DrivingCommand.from_one_hot(value, where="driving_command")
 
 
 def parse_frame(frame: Any, *, path: Path, index: int, require_annotations: bool = False) -> NavsimFrame:
@@ -139,7 +214,7 @@ def parse_frame(frame: Any, *, path: Path, index: int, require_annotations: bool
     l2e_t = _vec(frame, "lidar2ego_translation", (3,), path, index, tok)
     l2e_q = _vec(frame, "lidar2ego_rotation", (4,), path, index, tok)
     try:
-        command = DrivingCommand.from_one_hot(frame["driving_command"], where="driving_command")
+        command = _driving_command(frame["driving_command"])
     except ValueError as exc:
         raise _fail(str(exc), path, index, tok) from exc
     try:
@@ -149,20 +224,7 @@ def parse_frame(frame: Any, *, path: Path, index: int, require_annotations: bool
     cams = frame["cams"]
     if not isinstance(cams, Mapping):
         raise _fail("'cams' must be a dict of camera name -> calibration", path, index, tok)
-    cameras: dict[str, CameraRecord] = {}
-    for name, cam in cams.items():
-        miss = [k for k in CAMERA_KEYS if k not in cam]
-        if miss:
-            raise _fail(f"camera {name} lacks {miss}", path, index, tok)
-        rot = _vec(cam, "sensor2lidar_rotation", (3, 3), path, index, tok)
-        trans = _vec(cam, "sensor2lidar_translation", (3,), path, index, tok)
-        cameras[str(name)] = CameraRecord(
-            name=str(name),
-            data_path=str(cam["data_path"]),
-            lidar_from_camera=se3_from_rt(rot, trans),
-            intrinsics=_vec(cam, "cam_intrinsic", (3, 3), path, index, tok),
-            distortion=np.asarray(cam["distortion"], dtype=np.float64).reshape(-1),
-        )
+    cameras = _LazyCameras(cams, path, index, tok)
     anns = None
     if "anns" in frame and frame["anns"] is not None:
         anns = _parse_annotations(frame["anns"], path, index, tok)
@@ -182,7 +244,7 @@ def parse_frame(frame: Any, *, path: Path, index: int, require_annotations: bool
         driving_command=command,
         traffic_lights=lights,
         lidar_path=None if lidar_path is None else str(lidar_path),
-        ego_from_lidar=se3_from_rt(quaternion_to_matrix(l2e_q), l2e_t),
+        ego_from_lidar=_ego_from_lidar(l2e_q, l2e_t),
         cameras=cameras,
         annotations=anns,
     )
@@ -197,9 +259,9 @@ def _parse_annotations(anns: Any, path: Path, index: int, tok: str) -> Annotatio
     boxes = np.asarray(anns["gt_boxes"], dtype=np.float64).reshape(-1, 7) if len(anns["gt_boxes"]) else np.zeros((0, 7))
     n = boxes.shape[0]
     vel = np.asarray(anns["gt_velocity_3d"], dtype=np.float64).reshape(-1, 3) if n else np.zeros((0, 3))
-    names = tuple(str(x) for x in anns["gt_names"])
-    inst = tuple(str(x) for x in anns["instance_tokens"])
-    track = tuple(str(x) for x in anns["track_tokens"])
+    names = _strings(anns["gt_names"])
+    inst = _strings(anns["instance_tokens"])
+    track = _strings(anns["track_tokens"])
     if not (len(names) == len(inst) == len(track) == n == vel.shape[0]):
         raise _fail(
             f"'anns' fields disagree in length: gt_boxes {n}, gt_names {len(names)}, gt_velocity_3d "
@@ -208,6 +270,13 @@ def _parse_annotations(anns: Any, path: Path, index: int, tok: str) -> Annotatio
     if not np.all(np.isfinite(boxes)):
         raise _fail("'anns.gt_boxes' has NaN or inf values", path, index, tok)
     return Annotations(boxes=boxes, names=names, velocity_3d=vel, instance_tokens=inst, track_tokens=track)
+
+
+def _strings(values: Any) -> tuple[str, ...]:
+    """``tuple(str(x) for x in values)``; a numpy string array converts in one ``tolist``."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "U":
+        return tuple(values.reshape(-1).tolist()) if values.ndim == 1 else tuple(str(x) for x in values)
+    return tuple(x if type(x) is str else str(x) for x in values)
 
 
 def relative_poses(frames: Sequence[NavsimFrame], current: int) -> F64:

@@ -167,3 +167,54 @@ def test_pickle_with_foreign_class_is_refused(world_copy):
     path.write_bytes(pickle.dumps([{"token": os.system}]))
     with pytest.raises(DataError, match="refusing to unpickle"):
         NavsimReader(world_copy, "test").index()
+
+
+def test_camera_entries_are_parsed_on_first_use_and_equal_the_eager_parse(small_world_root):
+    """The scoring path never touches ``cams``: a frame's camera records are parsed when first read, to the
+    same records an eager parse gives."""
+    from adapters.navsim.log_format import _camera_records, parse_frame
+
+    path, raw = _raw_log(small_world_root, "test")
+    frame = parse_frame(raw[3], path=path, index=3)
+    assert frame.cameras._parsed is None and len(frame.cameras) == len(NUPLAN_CAMERA_NAMES)
+    eager = _camera_records(raw[3]["cams"], path, 3, raw[3]["token"])
+    assert list(frame.cameras) == list(eager)
+    for name, rec in eager.items():
+        got = frame.cameras[name]
+        assert got.name == rec.name and got.data_path == rec.data_path
+        for field in ("lidar_from_camera", "intrinsics", "distortion"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(rec, field))
+
+
+def test_malformed_camera_fails_when_the_camera_is_read(world_copy):
+    path, frames = _raw_log(world_copy, "test")
+    reader = NavsimReader(world_copy, "test")
+    ref = reader.index()[0]
+    cur = [f["token"] for f in frames].index(ref.token)
+    frames[cur]["cams"]["CAM_F0"]["cam_intrinsic"] = np.full((3, 3), np.nan)
+    del frames[cur]["cams"]["CAM_B0"]["distortion"]
+    path.write_bytes(dumps_compatible(frames))
+    reader = NavsimReader(world_copy, "test")
+    reader.scene_frames(ref.token)  # no camera read: fine
+    with pytest.raises(DataError, match=rf"frame {cur}: 'cam_intrinsic' has NaN") as info:
+        reader.load(ref, SensorSelection(cameras=("CAM_F0",)))
+    assert ref.token in str(info.value) and path.name in str(info.value)
+
+
+@pytest.mark.parametrize("value", [
+    [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], np.array([0, 0, 1, 0]), np.array([0.0, 1.0, 0.0, 0.0]),
+    np.array([False, True, False, False]), [1, 1, 0, 0], [0, 0, 0, 0], [0, 2, 0, -1], [0.5, 0.5, 0, 0],
+    [0, 1, 0], np.array([[0, 1, 0, 0]]), [np.nan, 1, 0, 0],
+])
+def test_driving_command_fast_path_equals_from_one_hot(value):
+    from adapters.navsim.log_format import _driving_command
+    from harness.types import DrivingCommand
+
+    try:
+        want = DrivingCommand.from_one_hot(value, where="driving_command")
+    except ValueError as exc:
+        with pytest.raises(ValueError, match="driving_command: expected a one-hot"):
+            _driving_command(value)
+        assert "one-hot" in str(exc)
+    else:
+        assert _driving_command(value) == want
