@@ -86,6 +86,22 @@ def box_distance(a: F64, b: F64) -> F64:
     return out
 
 
+def _distinct(key: npt.NDArray[np.int64]) -> tuple[I64, I64]:
+    """``(first, inverse)``: one row index per distinct row of ``key`` and each row's position among them
+    (rows sorted lexicographically, equal neighbours grouped)."""
+    if len(key) == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    order = np.lexsort(key.T[::-1])
+    ordered = key[order]
+    new = np.empty(len(key), dtype=bool)
+    new[0] = True
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    group = np.cumsum(new) - 1
+    inverse = np.empty(len(key), dtype=np.int64)
+    inverse[order] = group
+    return order[new], inverse
+
+
 def _in_box(p: F64, v0: F64, edge: F64) -> npt.NDArray[np.bool_]:
     """Whether points ``(n, 2)`` lie inside or on convex rings of sides ``v0 -> v0 + edge`` ``(n, 4, 2)``."""
     cross = edge[..., 0] * (p[:, None, 1] - v0[..., 1]) - edge[..., 1] * (p[:, None, 0] - v0[..., 0])
@@ -261,15 +277,26 @@ class JointUnroll:
             upper = np.full(n_rows, np.inf)
             np.minimum.at(upper, r, upper_pair)
             keep = lower <= upper[r] * (1.0 + 1e-9) + 1e-9
-            r, c = r[keep], c[keep]
-            dist = np.full(ahead.shape, np.inf)
-            # Boxes against boxes in numpy (GEOS's own arithmetic), red-light polygons by GEOS.
-            light = self.is_red[scene[r], c]
-            d = np.empty(len(r))
-            d[~light] = box_distance(rings[r[~light]], self.rings[j, scene[r[~light]], c[~light]])
+            r, c, lower = r[keep], c[keep], lower[keep]
+            # Proposals often stand at the same pose (the first steps, a stopped ego): each distinct (footprint,
+            # candidate) pair is measured once.
+            first, inverse = _distinct(np.column_stack([rings[r, :4].reshape(-1, 8).view(np.int64), scene[r], c]))
+            rf, cf, lf = r[first], c[first], lower[first]
+            d = np.full(len(rf), np.inf)
+            # Boxes against boxes in numpy (GEOS's own arithmetic); then red-light polygons (many vertices) by
+            # GEOS, only those whose bounding-box bound is within the row's nearest box (the others are farther
+            # than it: never the leader, never tied with it).
+            light = self.is_red[scene[rf], cf]
+            box = np.flatnonzero(~light)
+            d[box] = box_distance(rings[rf[box]], self.rings[j, scene[rf[box]], cf[box]])
             if light.any():
-                d[light] = shapely.distance(shapely.polygons(rings[r[light]]), self.polys[j, scene[r[light]], c[light]])
-            dist[r, c] = d
+                best_box = np.full(n_rows, np.inf)
+                np.minimum.at(best_box, r, d[inverse])
+                lit = np.flatnonzero(light)
+                lit = lit[lf[lit] <= best_box[rf[lit]] * (1.0 + 1e-9) + 1e-9]
+                d[lit] = shapely.distance(shapely.polygons(rings[rf[lit]]), self.polys[j, scene[rf[lit]], cf[lit]])
+            dist = np.full(ahead.shape, np.inf)
+            dist[r, c] = d[inverse]
             nearest = dist.argmin(axis=1)
             dmin = dist[np.arange(n_rows), nearest]
             at_min = dist == dmin[:, None]
