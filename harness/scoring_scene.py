@@ -209,7 +209,7 @@ class ScoringScene:
                 f"ScoringScene[{self.token}].pdm_closed_states: expected (S, 11), got {self.pdm_closed_states.shape}")
         for name in ("ego_pose", "ego_velocity_xy", "ego_acceleration_xy", "object_poses", "centerline",
                      "pdm_closed_states"):
-            if not np.all(np.isfinite(getattr(self, name))):
+            if not np.isfinite(getattr(self, name)).all():
                 raise ValueError(f"ScoringScene[{self.token}].{name}: values must be finite")
 
     @property

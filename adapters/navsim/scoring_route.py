@@ -16,6 +16,7 @@ level in first-occurrence order, and a node's parent is the last parent in last-
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -101,6 +102,17 @@ class RouteGraph:
             inc.setdefault(c.to_roadblock_id, []).append(c.id)
         self._rb_out = {k: tuple(sorted(v)) for k, v in out.items()}
         self._rb_in = {k: tuple(sorted(v)) for k, v in inc.items()}
+        #: Discrete centerlines by (starting lane, route, route lanes), see ``centerline_from_lane``.
+        self.centerlines: OrderedDict[tuple[int, tuple[int, ...], tuple[int, ...]], F64] = OrderedDict()
+
+    #: Centerlines remembered per map (a log's scenes share a handful).
+    CENTERLINES_KEPT = 256
+
+    def remember_centerline(self, key: tuple[int, tuple[int, ...], tuple[int, ...]], line: F64) -> None:
+        line.flags.writeable = False
+        self.centerlines[key] = line
+        while len(self.centerlines) > self.CENTERLINES_KEPT:
+            self.centerlines.popitem(last=False)
 
     def is_block(self, block_id: int) -> bool:
         return block_id in self.road_map.roadblocks or block_id in self.road_map.roadblock_connectors
