@@ -28,7 +28,8 @@ from adapters.navsim.scene_filter import SceneFilter
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.agents.pdm_closed import plan_pdm_closed, plan_pdm_closed_batch
 from harness.errors import DataError, LeadBenchError
-from harness.scoring_pool import can_fork, fork_map, split_bounds
+from harness.safe_pickle import load_restricted
+from harness.scoring_pool import can_fork, fork_map, keep_freed_memory, split_bounds
 from harness.scoring_scene import ScoringScene
 from harness.trajectory import Trajectory
 from metrics.pdm_simulation import (
@@ -166,19 +167,26 @@ def _open_logs(spec: Any, log_names: Sequence[str]) -> Any:
 
 def _build(cache: Any, tokens: Sequence[str], on_done: Callable[[int], None] | None) -> dict[str, str | None]:
     """``cache.build(tokens)`` with the garbage collector paused (it found ~300 cyclic objects in a 132-scene
-    build, and its collections cost ~4 % of the CPU); progress per chunk where the cache reports it."""
+    build, and its collections cost ~4 % of the CPU) and freed memory kept for reuse (``keep_freed_memory``);
+    progress per chunk where the cache reports it."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        if isinstance(cache, MetricCache):
-            return cache.build(tokens, on_done)
-        out = cache.build(tokens)  # another cache of the protocol (EPDMS): build(tokens)
-        if on_done:
-            on_done(len(tokens))
-        return out
+        with keep_freed_memory():
+            return _build_kept(cache, tokens, on_done)
     finally:
         if enabled:
             gc.enable()
+
+
+def _build_kept(cache: Any, tokens: Sequence[str], on_done: Callable[[int], None] | None
+                ) -> dict[str, str | None]:
+    if isinstance(cache, MetricCache):
+        return cache.build(tokens, on_done)
+    out = cache.build(tokens)  # another cache of the protocol (EPDMS): build(tokens)
+    if on_done:
+        on_done(len(tokens))
+    return out
 
 
 def _cache_log(args: tuple[Any, Sequence[str], Sequence[str]]) -> dict[str, str | None]:
@@ -265,8 +273,12 @@ def build_metric_cache(
 def _build_forked(spec: Any, parts: Sequence[tuple[Sequence[str], Sequence[str]]],
                   on_done: Callable[[int], None] | None) -> dict[str, str | None]:
     """Parts ``(log names, tokens)`` built by ``fork_map``: part 0 here, the others in children forked before
-    any log or map is read. Each child counts its finished tokens in a shared array; this process reports
-    them with its own as its chunks finish, and the rest once every part is done."""
+    any log is parsed. The maps the logs need are read first and shared (copy-on-write: a child only reads
+    them; reading them in each process cost each ~70 ms of CPU on the benchmark world, and real nuPlan maps
+    are far larger). Each child counts its finished tokens in a shared array; this process reports them with
+    its own as its chunks finish, and the rest once every part is done."""
+    base = spec.open()
+    _read_maps(base, sorted({name for log_names, _ in parts for name in log_names}))
     finished = np.frombuffer(mmap.mmap(-1, 8 * len(parts)), dtype=np.int64)  # shared with the children
     reported = 0
 
@@ -283,7 +295,8 @@ def _build_forked(spec: Any, parts: Sequence[tuple[Sequence[str], Sequence[str]]
             finished[i] += n
 
         log_names, tokens = parts[i]
-        return _build(_open_logs(spec, log_names), tokens, report if i == 0 else count)
+        base.scenes.reader = _LogsReader(base.scenes.reader, log_names)  # this process's copy of ``base``
+        return _build(base, tokens, report if i == 0 else count)
 
     results: dict[str, str | None] = {}
     for res in fork_map(part, len(parts)):
@@ -291,6 +304,25 @@ def _build_forked(spec: Any, parts: Sequence[tuple[Sequence[str], Sequence[str]]
     if on_done and len(results) > reported:
         on_done(len(results) - reported)
     return results
+
+
+def _read_maps(cache: Any, log_names: Sequence[str]) -> None:
+    """Read into ``cache`` the map of each log's location, found from the log's first raw frame (unpickling a
+    log costs about a quarter of parsing it). A log or map that cannot be read is skipped: the process that
+    builds its tokens reports the error for each of them."""
+    scenes: ScoringSceneCache = cache.scenes
+    locations: set[str] = set()
+    for name in log_names:
+        try:
+            raw = load_restricted(scenes.reader.logs_dir / f"{name}.pkl")
+            locations.add(str(raw[0]["map_location"]))
+        except (LeadBenchError, LookupError, TypeError):
+            continue
+    for location in sorted(locations):
+        try:
+            scenes.map_for(location)
+        except LeadBenchError:
+            continue
 
 
 #: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them, so that the
