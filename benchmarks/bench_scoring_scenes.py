@@ -1,171 +1,198 @@
-"""Scoring-scene (metric cache) build throughput on embedded-world scenes, against a loop baseline.
+"""Scoring-scene (metric cache without PDM-Closed) cost per scene by stage, baseline tree vs this tree.
 
-Builds a small embedded world without sensors (``--logs`` logs of ``--duration`` s; its busy logs hold
-60-110 objects per scene), then times, on every scene of both splits:
+On the NAVSIM scenes of an embedded world (``--world DIR``, or a sensorless one built here with ``--logs`` logs
+of ``--duration`` s) whose current frame has at least ``--min-objects`` annotated objects (default 40, the
+issue's measure), both implementations run the non-planner part of metric-cache building, stage by stage:
 
-- the vectorised ``build_scoring_scene`` (everything but PDM-Closed), in one process and in ``--workers``
-  processes, each building its share ``--rounds`` times (the 2-core target: >= 200 scenes/s);
-- the baseline: the same build with the object timeline done the straightforward way, per track and per
-  10 Hz step with scipy ``interp1d`` (``loop_object_timeline`` of ``tests/adapters/navsim/test_scoring_scenes.py``);
-- the object timeline alone, both ways.
+- parse: read and parse the split's log pickles (``NavsimReader.windows()``);
+- build: ``ScoringSceneCache.stored`` + ``build`` of every selected token (object timelines, lights, drivable
+  map, route correction, starting lane, centerline, ...); the nuPlan map is read before timing, as a run reads
+  it once per location;
+- write: ``ScoringSceneCache.put`` (scene files, shared drivable patches, the per-log index), into a fresh
+  directory each round.
 
-Both timelines are checked to agree bit for bit before the table is printed.
+The baseline is the tree at ``--baseline-rev`` (default 93d9b74, before the log-batched timelines), checked out
+into a temporary ``git worktree``; each implementation is measured in its own subprocess, alternately, for
+``--rounds`` rounds, and the best round per stage is kept. Times are CPU seconds of the process
+(``time.process_time``: user + system; the development box is shared, expect ±30 % between runs, wall time
+more). Before the table, every scene file and drivable patch written by the two trees is compared byte for
+byte.
 
-Usage: python benchmarks/bench_scoring_scenes.py [--logs 2] [--duration 20] [--repeats 3] [--workers 2]
-       [--rounds 5]
+Usage: python benchmarks/bench_scoring_scenes.py [--world DIR] [--min-objects 40] [--rounds 3]
+       [--baseline-rev REV] [--horizon 5.0] [--logs 4 --duration 30]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-from rich.console import Console
-from rich.table import Table
-
-from adapters.navsim import scoring_scenes
-from adapters.navsim.map_reader import read_nuplan_map
-from adapters.navsim.reader import NavsimReader
-from adapters.navsim.scoring_objects import object_timeline
-from adapters.navsim.scoring_scenes import build_scoring_scene
-from adapters.navsim.writer import NavsimWriteOptions
-from harness.embedded import EmbeddedWorldSpec, build_embedded_world
-from harness.map_query import MapQuery
-from harness.scoring_scene import ObjectTimeline
-from harness.world.build import WorldConfig
-
-_ROOT = Path(__file__).resolve().parent.parent
-_TESTS = _ROOT / "tests" / "adapters" / "navsim" / "test_scoring_scenes.py"
+DEFAULT_BASELINE = "93d9b74"
+STAGES = ("parse", "build", "write")
 
 
-def _load_reference():
-    """The loop baseline lives with the tests that check it; loaded by path (tests/ is no package)."""
-    if str(_ROOT) not in sys.path:
-        sys.path.insert(0, str(_ROOT))  # the test module imports tests.fixtures_maps
-    spec = importlib.util.spec_from_file_location("lead_bench_test_scoring_scenes", _TESTS)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load the reference loop from {_TESTS}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def measure(root: Path, tokens_by_split: dict[str, list[str]], out: Path, horizon_s: float, rounds: int
+            ) -> dict[str, Any]:
+    """CPU seconds per stage of whatever lead-bench is importable (best of ``rounds``); writes the scene files
+    of the last round under ``out/<split>/``."""
+    from adapters.navsim.reader import NavsimReader
+    from adapters.navsim.scoring_scenes import ScoringSceneCache
+    from harness import scoring_scene
 
-
-def _best_of(repeats: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-# Worker state for the multi-process run (each process reads the logs and the map once).
-_STATE: dict[str, object] = {}
-
-
-def _init_worker(root: str) -> None:
-    scenes = _load_scenes(Path(root))
-    road_map = read_nuplan_map(Path(root) / "maps", scenes[0][0][0].map_location)
-    _STATE.update(scenes=scenes, map=road_map, query=MapQuery(road_map))
-
-
-def _build_range(task: tuple[int, int, int]) -> int:
-    lo, hi, rounds = task
-    scenes, road_map, query = _STATE["scenes"], _STATE["map"], _STATE["query"]
+    maps: dict[str, Any] = {}
+    for split, tokens in tokens_by_split.items():  # maps read once, outside the timing
+        cache = ScoringSceneCache(out / "warm", NavsimReader(root, split), root / "maps", horizon_s=horizon_s)
+        for t in tokens:
+            frames, cur = cache.reader.scene_frames(t)
+            cache.map_for(frames[cur].map_location)
+        maps.update(cache._maps)
+    shutil.rmtree(out / "warm", ignore_errors=True)
+    best = {s: float("inf") for s in STAGES}
     for _ in range(rounds):
-        for frames, cur in scenes[lo:hi]:  # type: ignore[index]
-            build_scoring_scene(frames, cur, road_map, query)  # type: ignore[arg-type]
-    return (hi - lo) * rounds
+        shutil.rmtree(out, ignore_errors=True)
+        scoring_scene._PATCHES._on_disk.clear()  # the directory is new: patches are written again
+        getattr(scoring_scene, "_MADE_DIRS", set()).clear()
+        spent = dict.fromkeys(STAGES, 0.0)
+        for split, tokens in tokens_by_split.items():
+            c0 = time.process_time()
+            reader = NavsimReader(root, split)
+            reader.windows()
+            c1 = time.process_time()
+            cache = ScoringSceneCache(out / split, reader, root / "maps", horizon_s=horizon_s)
+            cache._maps.update(maps)
+            c2 = time.process_time()
+            if hasattr(cache, "expect"):
+                cache.expect(tokens)
+            scenes = [cache.build(t) for t in tokens if cache.stored(t) is None]
+            c3 = time.process_time()
+            cache.put(scenes)
+            c4 = time.process_time()
+            spent["parse"] += c1 - c0
+            spent["build"] += c3 - c2
+            spent["write"] += c4 - c3
+        best = {s: min(best[s], spent[s]) for s in STAGES}
+    return {"scenes": sum(len(v) for v in tokens_by_split.values()), "cpu_s": best}
 
 
-def _load_scenes(root: Path) -> list:
-    out = []
-    for split in ("test", "train"):
+def select_tokens(root: Path, min_objects: int) -> dict[str, list[str]]:
+    from adapters.navsim.reader import NavsimReader
+
+    out: dict[str, list[str]] = {}
+    for split in sorted(p.name for p in (root / "navsim_logs").iterdir() if p.is_dir()):
         reader = NavsimReader(root, split)
-        out += [reader.scene_frames(ref.token) for ref in reader.index()]
+        for ref in reader.index():
+            frames, cur = reader.scene_frames(ref.token)
+            ann = frames[cur].annotations
+            if ann is not None and len(ann.track_tokens) >= min_objects:
+                out.setdefault(split, []).append(ref.token)
     return out
+
+
+def compare_trees(a: Path, b: Path) -> tuple[int, int, list[str]]:
+    """(files, of which drivable patches, files that differ or exist on one side only)."""
+    fa = {p.relative_to(a) for p in a.rglob("*.npz")}
+    fb = {p.relative_to(b) for p in b.rglob("*.npz")}
+    bad = sorted(str(p) for p in fa ^ fb)
+    bad += sorted(str(p) for p in fa & fb if (a / p).read_bytes() != (b / p).read_bytes())
+    return len(fa | fb), sum(1 for p in fa | fb if p.parent.name == "drivable"), bad
+
+
+def _run_tree(tree: Path, job: Path, label: str) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure-json", str(job), "--label", label],
+                   check=True, cwd=tree, env=env)
+    return json.loads((job.parent / f"result-{label}.json").read_text())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--logs", type=int, default=2)
-    ap.add_argument("--duration", type=float, default=20.0)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5, help="passes over the scenes per worker in the parallel run")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--world", type=Path, default=None, help="a built embedded world (default: build one here)")
+    ap.add_argument("--logs", type=int, default=4, help="logs of the world built here")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds per log of the world built here")
+    ap.add_argument("--min-objects", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating subprocess runs per implementation")
+    ap.add_argument("--repeat", type=int, default=2, help="passes per subprocess run (the best one is kept)")
+    ap.add_argument("--horizon", type=float, default=5.0, help="object horizon (5.0: PDMS v1.1, 4.0: v2)")
+    ap.add_argument("--baseline-rev", default=DEFAULT_BASELINE)
+    ap.add_argument("--measure-json", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--label", default="new", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    ref = _load_reference()
+    if args.measure_json is not None:
+        spec = json.loads(args.measure_json.read_text())
+        result = measure(Path(spec["root"]), spec["tokens"], Path(spec["out"]) / args.label, spec["horizon"],
+                         spec["repeat"])
+        (args.measure_json.parent / f"result-{args.label}.json").write_text(json.dumps(result))
+        return
 
-    with tempfile.TemporaryDirectory(prefix="lead-bench-scoring-") as tmp:
-        spec = EmbeddedWorldSpec(WorldConfig(seed=args.seed, num_logs=args.logs, duration_s=args.duration),
-                                 NavsimWriteOptions(write_sensors=False))
-        root = build_embedded_world(Path(tmp), spec)
-        scenes = _load_scenes(root)
-        road_map = read_nuplan_map(root / "maps", scenes[0][0][0].map_location)
-        query = MapQuery(road_map)
-        n = len(scenes)
-        objects = [int(object_timeline(f, c).present[0].sum()) for f, c in scenes]
+    repo = Path(__file__).resolve().parents[1]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scoring-scenes-"))
+    try:
+        root = args.world
+        if root is None:
+            from adapters.navsim.writer import NavsimWriteOptions
+            from harness.embedded import EmbeddedWorldSpec, build_embedded_world
+            from harness.world.build import WorldConfig
 
-        def vectorised() -> None:
-            for frames, cur in scenes:
-                build_scoring_scene(frames, cur, road_map, query)
+            spec = EmbeddedWorldSpec(WorldConfig(seed=0, num_logs=args.logs, duration_s=args.duration),
+                                     NavsimWriteOptions(write_sensors=False))
+            root = build_embedded_world(tmp / "world", spec)
+        tokens = select_tokens(root, args.min_objects)
+        if not tokens:
+            raise SystemExit(f"no scene with >= {args.min_objects} objects in {root}")
+        tree = tmp / "baseline-tree"
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), args.baseline_rev],
+                       check=True, capture_output=True)
+        job = tmp / "job.json"
+        job.write_text(json.dumps({"root": str(root), "tokens": tokens, "out": str(tmp / "out"),
+                                   "horizon": args.horizon, "repeat": args.repeat}))
+        results: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+        try:
+            for _ in range(args.rounds):
+                results["old"].append(_run_tree(tree, job, "old"))
+                results["new"].append(_run_tree(repo, job, "new"))
+        finally:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)], check=False,
+                           capture_output=True)
+        n_files, n_patches, bad = compare_trees(tmp / "out" / "old", tmp / "out" / "new")
+        _report(results, n_files, n_patches, bad, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-        def loop_timeline(frames, cur, horizon_s=5.0):  # noqa: ANN001, ANN202
-            r = ref.loop_object_timeline(list(frames), cur, horizon_s)
-            return ObjectTimeline(np.array(r["tokens"], dtype=str), r["types"], r["size_lwh"],
-                                  r["first_velocity_xy"], r["present"], r["poses"], r["velocity_xy"])
 
-        def baseline() -> None:
-            original = scoring_scenes.object_timeline
-            scoring_scenes.object_timeline = loop_timeline  # the same build, only the timeline swapped
-            try:
-                vectorised()
-            finally:
-                scoring_scenes.object_timeline = original
+def _report(results: dict[str, list[dict[str, Any]]], n_files: int, n_patches: int, bad: list[str],
+            args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
 
-        for frames, cur in scenes:  # agreement first
-            a, b = object_timeline(frames, cur), loop_timeline(frames, cur)
-            for field in ("tokens", "types", "size_lwh", "first_velocity_xy", "present", "poses", "velocity_xy"):
-                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
-
-        vectorised()  # warm caches (route graph, prepared polygons)
-        t_vec = _best_of(args.repeats, vectorised)
-        t_base = _best_of(1, baseline)
-        t_tl_vec = _best_of(args.repeats, lambda: [object_timeline(f, c) for f, c in scenes])
-        t_tl_loop = _best_of(1, lambda: [loop_timeline(f, c) for f, c in scenes])
-        # Each worker builds its share of the scenes ``--rounds`` times, so start-up and IPC are amortised.
-        bounds = np.linspace(0, n, args.workers + 1).astype(int)
-        with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(str(root),)) as pool:
-            list(pool.map(_build_range, [(lo, hi, 1) for lo, hi in zip(bounds[:-1], bounds[1:])]))  # warm up
-            tasks = [(lo, hi, args.rounds) for lo, hi in zip(bounds[:-1], bounds[1:])]
-
-            def parallel() -> None:
-                assert sum(pool.map(_build_range, tasks)) == n * args.rounds
-
-            t_par = _best_of(args.repeats, parallel) / args.rounds
-
-    table = Table(title=f"Scoring scenes: {n} embedded-world scenes, objects per scene "
-                        f"{min(objects)}-{max(objects)} (median {int(np.median(objects))}), 51 steps")
-    for col in ("what", "implementation", "seconds", "scenes/s", "ratio vs loop"):
+    n = results["new"][0]["scenes"]
+    best = {k: {s: min(r["cpu_s"][s] for r in rs) for s in STAGES} for k, rs in results.items()}
+    table = Table(title=f"Scoring scenes without PDM-Closed: {n} world scenes with >= {args.min_objects} objects, "
+                        f"horizon {args.horizon:g} s; CPU ms per scene, best of {args.rounds} x {args.repeat} "
+                        f"(load average {os.getloadavg()[0]:.1f}); baseline = {args.baseline_rev}")
+    for col in ("stage", "baseline ms/scene", "new ms/scene", "baseline/new"):
         table.add_column(col, justify="right")
-    table.add_row("full build", "loop timeline (baseline), 1 process", f"{t_base:.3f}", f"{n / t_base:,.0f}", "1.0x")
-    table.add_row("full build", "vectorised, 1 process", f"{t_vec:.3f}", f"{n / t_vec:,.0f}",
-                  f"{t_base / t_vec:,.1f}x")
-    table.add_row("full build", f"vectorised, {args.workers} processes", f"{t_par:.3f}", f"{n / t_par:,.0f}",
-                  f"{t_base / t_par:,.1f}x")
-    table.add_row("object timeline", "per-track/per-step loop", f"{t_tl_loop:.3f}", f"{n / t_tl_loop:,.0f}", "1.0x")
-    table.add_row("object timeline", "vectorised", f"{t_tl_vec:.3f}", f"{n / t_tl_vec:,.0f}",
-                  f"{t_tl_loop / t_tl_vec:,.1f}x")
-    Console().print(table)
-    print("PDM-Closed excluded; the timelines agree bit for bit.")
+    for stage in (*STAGES, "total"):
+        old = sum(best["old"].values()) if stage == "total" else best["old"][stage]
+        new = sum(best["new"].values()) if stage == "total" else best["new"][stage]
+        table.add_row(stage, f"{old / n * 1e3:.3f}", f"{new / n * 1e3:.3f}", f"{old / new:.2f}x")
+    console = Console(width=160)
+    console.print(table)
+    total_new = sum(best["new"].values()) / n
+    console.print(f"non-planner part: {1 / total_new:,.0f} scenes per CPU-second (new), "
+                  f"{n / sum(best['old'].values()):,.0f} (baseline)")
+    verdict = "identical" if not bad else f"{len(bad)} DIFFER: {bad[:5]}"
+    console.print(f"scene files and drivable patches of both trees ({n_files} files, {n_patches} patches), byte for "
+                  f"byte: {verdict}")
+    if bad:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
