@@ -224,10 +224,11 @@ class ProposalGenerator:
             u.states[:, 0, :3] = self.interpolate(self._all, u.idm[:, 0, PROGRESS])
         # Driving corridor per path: NAVSIM uses the trajectory horizon (5 s) at the highest target speed.
         horizon_m = abs(np.max(tv)) * trajectory_steps * dt_s if len(tv) else 0.0
-        self.corridors = np.array(
-            [shapely.buffer(path.substring(s0, s0 + horizon_m), vehicle.width / 2, cap_style="square")
-             for path, s0 in zip(paths, self.start_progress)], dtype=object)
+        lines = np.array([path.substring(s0, s0 + horizon_m) for path, s0 in zip(paths, self.start_progress)],
+                         dtype=object)
+        self.corridors = shapely.buffer(lines, vehicle.width / 2, cap_style="square")
         shapely.prepare(self.corridors)
+        self.corridor_pieces = corridor_pieces(lines, vehicle.width / 2)
         if precompute:
             self._precompute_candidates()
 
@@ -367,6 +368,38 @@ class ProposalGenerator:
         return self.unroll.states[proposal]
 
 
+#: Segments of a corridor's line per piece box (``corridor_pieces``).
+_PIECE_SEGMENTS = 8
+
+
+def corridor_pieces(lines: npt.NDArray[np.object_], half_width_m: float) -> F64:
+    """Boxes that together cover each line's square-capped buffer: ``(L, P, 4)`` min x, min y, max x, max y.
+
+    The line's segments are taken ``_PIECE_SEGMENTS`` at a time; each piece's bounding box is widened by
+    ``half_width × sqrt(2)`` (the farthest a buffer point lies from its line: a square cap's corner; GEOS's round
+    joins lie within ``half_width``) plus 1 µm for rounding. A geometry that meets no box of a line does not
+    meet its buffer. Padding rows are NaN (they meet nothing).
+    """
+    coords, idx = shapely.get_coordinates(lines, return_index=True)
+    margin = half_width_m * np.sqrt(2.0) + 1e-6
+    per_line = []
+    for i in range(len(lines)):
+        xy = coords[idx == i]
+        if len(xy) == 0:
+            per_line.append(np.zeros((0, 4)))
+            continue
+        if len(xy) == 1:
+            xy = np.concatenate([xy, xy])
+        seg_lo, seg_hi = np.minimum(xy[:-1], xy[1:]), np.maximum(xy[:-1], xy[1:])
+        starts = np.arange(0, len(seg_lo), _PIECE_SEGMENTS)
+        per_line.append(np.concatenate([np.minimum.reduceat(seg_lo, starts) - margin,
+                                        np.maximum.reduceat(seg_hi, starts) + margin], axis=1))
+    out = np.full((len(lines), max([len(b) for b in per_line], default=0), 4), np.nan)
+    for i, b in enumerate(per_line):
+        out[i, : len(b)] = b
+    return out
+
+
 def precompute_candidates(gens: list[ProposalGenerator]) -> None:
     """The leader-search arrays of several generators (one scene each), computed together.
 
@@ -431,6 +464,15 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
     # Bounding boxes first: the exact intersection test runs only where they overlap.
     maybe = ((lo[:, None, 0] <= cb[:, :, 2]) & (hi[:, None, 0] >= cb[:, :, 0])
              & (lo[:, None, 1] <= cb[:, :, 3]) & (hi[:, None, 1] >= cb[:, :, 1])).T  # (n_lat, K)
+    # Then the boxes of the corridors' pieces (a long curved corridor's bounding box holds much besides it).
+    n_pieces = max(g.corridor_pieces.shape[1] for g in gens)
+    pieces = np.full((len(gens) * n_lat, n_pieces, 4), np.nan)
+    for i, g in enumerate(gens):
+        pieces[i * n_lat:(i + 1) * n_lat, : g.corridor_pieces.shape[1]] = g.corridor_pieces
+    ll, kk = np.nonzero(maybe)
+    pb = pieces[gi[kk] * n_lat + ll]  # (pairs, n_pieces, 4)
+    maybe[ll, kk] = np.any((lo[kk, None, 0] <= pb[..., 2]) & (hi[kk, None, 0] >= pb[..., 0])
+                           & (lo[kk, None, 1] <= pb[..., 3]) & (hi[kk, None, 1] >= pb[..., 1]), axis=1)
     keep = np.flatnonzero(maybe.any(axis=0))
     jj, nn, gi, is_obj, rings, maybe = jj[keep], nn[keep], gi[keep], is_obj[keep], rings[keep], maybe[:, keep]
     lo, hi, light_idx = lo[keep], hi[keep], light_idx[keep]

@@ -546,3 +546,24 @@ def test_box_distance_property(dx, dy, ha, hb, length, width, origin):
     expected = shapely.distance(shapely.polygons(a), shapely.polygons(b))
     assert box_distance(a, b)[0] == expected[0]
     assert box_distance(b, a)[0] == shapely.distance(shapely.polygons(b), shapely.polygons(a))[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.floats(0.1, 3.0), st.integers(0, 2**31 - 1), st.sampled_from([0.0, 6e5]))
+def test_corridor_pieces_cover_the_buffer(n_vertices, half_width, seed, origin):
+    """Every vertex of a square-capped buffer of a random line lies in one of the line's piece boxes (so a
+    box meeting no piece cannot meet the corridor), for points, short and long curved lines."""
+    from harness.agents.pdm_closed_proposals import corridor_pieces
+
+    rng = np.random.default_rng(seed)
+    heading = np.cumsum(rng.normal(0.0, 0.3, n_vertices))
+    xy = origin + np.cumsum(np.column_stack([np.cos(heading), np.sin(heading)]) * rng.uniform(0.2, 2.0, (n_vertices, 1)),
+                            axis=0)
+    line = shapely.linestrings(xy) if n_vertices > 1 else shapely.points(xy[0])
+    lines = np.array([line], dtype=object)
+    corridor = shapely.buffer(lines, half_width, cap_style="square")[0]
+    boxes = corridor_pieces(lines, half_width)[0]
+    pts = shapely.get_coordinates(corridor)
+    inside = ((pts[:, None, 0] >= boxes[None, :, 0]) & (pts[:, None, 0] <= boxes[None, :, 2])
+              & (pts[:, None, 1] >= boxes[None, :, 1]) & (pts[:, None, 1] <= boxes[None, :, 3]))
+    assert inside.any(axis=1).all()
