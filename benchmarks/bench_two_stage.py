@@ -9,13 +9,19 @@ and once with the official reactive IDM traffic (also over N forked processes). 
 seconds and scales CPU time to the full navhard size (5,912 tokens), and to 2 cores by halving it (an
 estimate: the forked row shows how well the split holds on the machine at hand).
 
-Same-run baseline for the reactive simulation: ``metrics/traffic_idm.py`` as of ``--baseline-rev`` (read with
-``git show``; default: the per-agent implementation before the level-batched one) scores the first
-``--baseline-groups`` groups; the current code scores the same groups, and their per-token rows must be equal
-(printed). Semantic fixes to the IDM step made after that revision (a7dcff5: ties between equally near
-leaders broken as nuPlan's STRtree) are in the current code only, so rows can differ where such ties occur;
-the policy-level fixes in ``metrics/traffic_agents.py`` apply to both. The navhard-size numbers are CPU time
-scaled by token count, not a navhard-size run.
+Same-run baselines for the reactive simulation, each one scene at a time through the policy layer of
+``--start-rev`` (``metrics/traffic_agents.py`` read with ``git show``) with the ``IDMScene`` of an older
+``metrics/traffic_idm.py``:
+
+- ``--start-rev`` (default 93d9b74, the last one-scene-at-a-time version, checked against the official code)
+  scores **all** groups; its per-token rows must equal the current cross-scene batched code's (printed) and its
+  CPU time is the "old" of the speed-up;
+- ``--baseline-rev`` (default: the per-agent implementation before the level-batched one) scores the first
+  ``--baseline-groups`` groups. Semantic fixes to the IDM step made after that revision (a7dcff5: ties between
+  equally near leaders broken as nuPlan's STRtree) are in the current code only, so rows can differ where such
+  ties occur.
+
+The navhard-size numbers are CPU time scaled by token count, not a navhard-size run.
 
 Usage: python benchmarks/bench_two_stage.py [--fraction 0.05] [--world DIR] [--baseline-groups 1]
 """
@@ -39,6 +45,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+import harness.navhard_eval
 import metrics.traffic_agents
 from adapters.navsim.navhard_writer import NavhardOptions
 from adapters.navsim.writer import NavsimWriteOptions
@@ -57,24 +64,41 @@ from metrics.traffic_agents import TrafficPolicy
 NAVHARD_GROUPS, NAVHARD_STAGE_ONE, NAVHARD_STAGE_TWO = 225, 450, 5462
 #: metrics/traffic_idm.py with one agent after the other (before the level-batched leader search)
 BASELINE_REV = "3c67b2b"
+#: the last one-scene-at-a-time reactive simulation (before cross-scene batching), checked against official code
+START_REV = "93d9b74"
+
+
+def _git_module(rev: str, path: str, name: str) -> types.ModuleType:
+    """Module ``path`` as of git revision ``rev``, executed as ``name`` (registered while in use)."""
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"], check=True, capture_output=True,
+                         text=True).stdout
+    mod = types.ModuleType(name)
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
+    exec(compile(src, f"{rev}:{path}", "exec"), mod.__dict__)  # noqa: S102 - our own history
+    return mod
 
 
 @contextlib.contextmanager
-def _baseline_idm(rev: str) -> Iterator[None]:
-    """Score with ``metrics/traffic_idm.py`` of git revision ``rev`` (its IDMScene) inside the block."""
-    root = Path(__file__).resolve().parents[1]
-    src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:metrics/traffic_idm.py"], check=True,
-                         capture_output=True, text=True).stdout
-    mod = types.ModuleType("baseline_traffic_idm")
-    sys.modules[mod.__name__] = mod  # dataclasses look their module up
-    current = metrics.traffic_agents.IDMScene
+def _baseline_idm(rev: str, policy_rev: str = START_REV) -> Iterator[None]:
+    """Score with the ``IDMScene`` of ``metrics/traffic_idm.py`` at ``rev``, one scene at a time through
+    ``metrics/traffic_agents.py`` at ``policy_rev``, inside the block."""
+    names = ("baseline_traffic_idm", "baseline_traffic_agents")
+    current = harness.navhard_eval.reactive_idm_objects_many
     try:
-        exec(compile(src, f"{rev}:metrics/traffic_idm.py", "exec"), mod.__dict__)  # noqa: S102 - our own history
-        metrics.traffic_agents.IDMScene = mod.IDMScene  # type: ignore[attr-defined]
+        idm = _git_module(rev, "metrics/traffic_idm.py", names[0])
+        agents = _git_module(policy_rev, "metrics/traffic_agents.py", names[1])
+        agents.IDMScene = idm.IDMScene  # type: ignore[attr-defined]
+
+        def one_by_one(scenes, rails, states, params=metrics.traffic_agents.DEFAULT_IDM):  # noqa: ANN001, ANN202
+            return [agents.reactive_idm_objects(s, r, e, params) for s, r, e in zip(scenes, rails, states, strict=True)]
+
+        harness.navhard_eval.reactive_idm_objects_many = one_by_one  # type: ignore[assignment]
         yield
     finally:
-        metrics.traffic_agents.IDMScene = current  # type: ignore[misc]
-        sys.modules.pop(mod.__name__, None)
+        harness.navhard_eval.reactive_idm_objects_many = current  # type: ignore[assignment]
+        for n in names:
+            sys.modules.pop(n, None)
 
 
 def _same_rows(a, b) -> bool:
@@ -96,6 +120,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes for the last row (reactive, forked)")
     ap.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline traffic_idm.py")
     ap.add_argument("--baseline-groups", type=int, default=1, help="groups the baseline scores (0: none)")
+    ap.add_argument("--start-rev", default=START_REV,
+                    help="git revision of the one-scene-at-a-time traffic_idm.py / traffic_agents.py scoring all groups")
+    ap.add_argument("--chunk", type=int, default=64, help="tokens simulated and scored together")
     args = ap.parse_args()
     groups = max(1, math.ceil(NAVHARD_GROUPS * args.fraction))
     test_logs = math.ceil(groups / args.groups_per_log)
@@ -124,16 +151,23 @@ def main() -> None:
     results = {}
     for policy in (TrafficPolicy.NON_REACTIVE, TrafficPolicy.REACTIVE):
         t0, c0 = time.perf_counter(), time.process_time()
-        results[policy] = score_two_stage(split, scenes, plans, cache.rails, traffic=policy, errors=errors)
+        results[policy] = score_two_stage(split, scenes, plans, cache.rails, traffic=policy, errors=errors,
+                                          chunk=args.chunk)
         timings[policy], cpu[policy] = time.perf_counter() - t0, time.process_time() - c0
     t0, c0 = time.perf_counter(), time.process_time()
     k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     par = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy.REACTIVE, errors=errors,
-                          workers=args.workers, chunk=16)
+                          workers=args.workers, chunk=args.chunk)
     k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t_par = time.perf_counter() - t0
     c_par = time.process_time() - c0 + (k1.ru_utime + k1.ru_stime) - (k0.ru_utime + k0.ru_stime)
     same = _same_rows(results[TrafficPolicy.REACTIVE].rows, par.rows)
+    with _baseline_idm(args.start_rev, args.start_rev):
+        t0, c0 = time.perf_counter(), time.process_time()
+        start = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy.REACTIVE, errors=errors,
+                                chunk=args.chunk)
+        t_start, c_start = time.perf_counter() - t0, time.process_time() - c0
+    same_start = _same_rows(start.rows, results[TrafficPolicy.REACTIVE].rows)
     base_rows = []
     if args.baseline_groups > 0:
         sub = dataclasses.replace(split, groups=split.groups[: args.baseline_groups])
@@ -143,7 +177,7 @@ def main() -> None:
             with _baseline_idm(args.baseline_rev) if name == "baseline" else contextlib.nullcontext():
                 t0, c0 = time.perf_counter(), time.process_time()
                 timed[name] = score_two_stage(sub, scenes, plans, cache.rails, traffic=TrafficPolicy.REACTIVE,
-                                              errors=errors)
+                                              errors=errors, chunk=args.chunk)
                 base_rows.append((f"score, reactive, {name} ({args.baseline_rev if name == 'baseline' else 'HEAD'})"
                                   f", first {len(sub.groups)} groups", time.perf_counter() - t0,
                                   time.process_time() - c0, n_sub))
@@ -159,19 +193,26 @@ def main() -> None:
     base = cpu[TrafficPolicy.NON_REACTIVE] / n
     rows = [("metric cache (both stages)", t_cache, c_cache, n),
             ("score, non-reactive traffic", timings[TrafficPolicy.NON_REACTIVE], cpu[TrafficPolicy.NON_REACTIVE], n),
-            ("score, reactive traffic (official)", timings[TrafficPolicy.REACTIVE], cpu[TrafficPolicy.REACTIVE], n),
+            (f"score, reactive, one scene at a time ({args.start_rev}, same-run baseline)", t_start, c_start, n),
+            ("score, reactive traffic (official), cross-scene batched (HEAD)", timings[TrafficPolicy.REACTIVE],
+             cpu[TrafficPolicy.REACTIVE], n),
             (f"score, reactive, {args.workers} forked processes", t_par, c_par, n), *base_rows]
     for name, wall, sec, k in rows:
         est = sec / k * full / 60
         table.add_row(name, str(k), f"{wall:.1f}", f"{sec:.1f}", f"{k / sec:.1f}", f"{sec / k / base:.1f}",
                       f"{est:.1f}", f"{est / 2:.1f}")
-    console = Console()
+    console = Console(width=200)
     console.print(table)
     for policy, res in results.items():
         console.print(f"{policy.value}: EPDMS combined {100 * res.summary.value('combined', 'score'):.1f}, "
                       f"stage one {100 * res.summary.value('stage_one', 'score'):.1f}, stage two "
                       f"{100 * res.summary.value('stage_two', 'score'):.1f}; failed {len(res.summary.failed_tokens)}")
     console.print(f"{args.workers}-process rows equal the 1-process rows: {same}")
+    console.print(f"{args.start_rev} (one scene at a time) rows equal the current rows on all {len(split.groups)} "
+                  f"groups: {same_start}; reactive CPU speed-up {c_start / cpu[TrafficPolicy.REACTIVE]:.2f}x "
+                  f"({n / c_start:.2f} -> {n / cpu[TrafficPolicy.REACTIVE]:.2f} tokens per CPU s; navhard on 2 cores, "
+                  f"est.: {c_start / n * full / 120:.1f} -> {cpu[TrafficPolicy.REACTIVE] / n * full / 120:.1f} min, "
+                  "target < 5)")
     if base_rows:
         c_base, c_cur = base_rows[0][2], base_rows[1][2]
         console.print(f"baseline ({args.baseline_rev}) rows equal the current rows on the first "
