@@ -248,19 +248,24 @@ def object_timelines(frames: Sequence[NavsimFrame], currents: Sequence[int], hor
     at = (cols * n_kf + lo_i).reshape(-1)
     at_seg = (cols * (n_kf - 1) + lo_i).reshape(-1)
     dt = tt[:, None] - np.take(ct.reshape(-1), at).reshape(n_steps, n_tracks)
-    interp = np.empty((5, n_steps, n_tracks))
-    for c in range(5):
-        np.multiply(np.take(seg_slope[c].reshape(-1), at_seg).reshape(n_steps, n_tracks), dt, out=interp[c])
-        interp[c] += np.take(cs_c[c].reshape(-1), at).reshape(n_steps, n_tracks)
+    # Each channel is written straight into the output layout: poses (T, M, 3) and velocities (T, M, 2).
+    poses = np.empty((n_steps, n_tracks, 3))
+    velocity = np.empty((n_steps, n_tracks, 2))
+    for c, dest in enumerate((poses[..., 0], poses[..., 1], poses[..., 2], velocity[..., 0], velocity[..., 1])):
+        np.multiply(np.take(seg_slope[c].reshape(-1), at_seg).reshape(n_steps, n_tracks), dt, out=dest)
+        np.add(dest, np.take(cs_c[c].reshape(-1), at).reshape(n_steps, n_tracks), out=dest)
     multi = n_valid >= 2
     in_span = (ct[:, 0][None, :] <= tt[:, None]) & (tt[:, None] <= ct[np.arange(n_tracks), n_valid - 1][None, :])
     present = in_span | ~multi[None, :]
-    if not multi.all():
-        interp[:, :, ~multi] = cs_c[:, ~multi, 0][:, None, :]  # frozen single-keyframe tracks (heading wrapped)
-    np.copyto(interp, 0.0, where=~present[None])
+    if not multi.all():  # frozen single-keyframe tracks (their heading is already wrapped)
+        poses[:, ~multi] = cs[~multi, 0, :3][None]
+        velocity[:, ~multi] = cs[~multi, 0, 3:][None]
+    absent = ~present[..., None]
+    np.copyto(poses, 0.0, where=absent)
+    np.copyto(velocity, 0.0, where=absent)
     # Wrap the interpolated headings of multi-keyframe tracks. A track whose keyframe headings are all equal
     # has slope 0 and the same heading at every step (y_lo + 0.0 is y_lo): wrapped once, not at every step.
-    heading = interp[2]
+    heading = poses[..., 2]
     steady = multi & np.all(cs_c[2] == cs_c[2][:, :1], axis=1)
     moving = np.flatnonzero(multi & ~steady)
     if len(moving):
@@ -276,9 +281,7 @@ def object_timelines(frames: Sequence[NavsimFrame], currents: Sequence[int], hor
     first_rows = rows[first_det]
     first_types = types[first_rows]
     agent = _IS_AGENT[first_types]
-    interp[3:, :, ~agent] = 0.0  # static objects carry no velocity
-    poses = np.ascontiguousarray(interp[:3].transpose(1, 2, 0))  # (T, M, 3)
-    velocity = np.ascontiguousarray(interp[3:].transpose(1, 2, 0))  # (T, M, 2)
+    velocity[:, ~agent] = 0.0  # static objects carry no velocity
     first_velocity = np.where(agent[:, None], det_states[first_rows, 3:5], 0.0)
     size = boxes[first_rows, 3:6]
     out = []

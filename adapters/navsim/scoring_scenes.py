@@ -346,7 +346,7 @@ class ScoringSceneCache:
         return scene
 
     #: Scenes whose object timelines are computed together (one log's, in time order).
-    OBJECT_BATCH = 16
+    OBJECT_BATCH = 32
 
     def expect(self, tokens: Sequence[str]) -> None:
         """Announce the tokens about to be built, so that object timelines are batched over exactly those
