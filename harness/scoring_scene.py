@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from harness.atomic import atomic_write_bytes, temp_path
+from harness.atomic import temp_path
 from harness.errors import DataError
 
 F64 = npt.NDArray[np.float64]
@@ -383,6 +383,27 @@ def _grouped_npz_view(arrays: dict[str, np.ndarray]) -> memoryview:
         members.append((f"{key}.npy".encode(), _npy_header(dt, (sizes[key],), False), dt, group))
     members.append((b"__layout__.npy", _npy_header(layout_array.dtype, layout_array.shape, False),
                     layout_array.dtype, [layout_array]))
+    return _assembled(members)
+
+
+def _npz_view(arrays: dict[str, np.ndarray]) -> memoryview:
+    """``npz_bytes(arrays)``, byte for byte, assembled in this thread's buffer (valid until its next use);
+    arrays that are not C-contiguous plain dtypes go through :func:`npz_bytes` itself."""
+    members: list[tuple[bytes, bytes, np.dtype, list[np.ndarray]]] = []
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        if a.dtype.hasobject:
+            raise ValueError(f"cannot store array {name!r} of dtype {a.dtype}")
+        if (a.dtype.names is not None or a.dtype.subdtype is not None or a.ndim > 64
+                or not a.flags.c_contiguous):
+            return memoryview(npz_bytes(arrays))
+        members.append((f"{name}.npy".encode(), _npy_header(a.dtype, a.shape, False), a.dtype, [a.reshape(-1)]))
+    return _assembled(members)
+
+
+def _assembled(members: list[tuple[bytes, bytes, np.dtype, list[np.ndarray]]]) -> memoryview:
+    """The stored zip of ``.npy`` members (name, header, dtype, the arrays concatenated as its data), as
+    :func:`npz_bytes` lays it out, in this thread's assembly buffer."""
     total = _ZIP_END.size
     for name, header, dt, group in members:
         n_bytes = sum(g.size for g in group) * dt.itemsize
@@ -624,8 +645,7 @@ class _DrivablePatches:
             arrays = _patch_arrays(ids, types, polygons)
         arrays["format"] = np.array(DRIVABLE_PATCH_FORMAT)
         arrays["digest"] = np.array(digest)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, npz_bytes(arrays))
+        _write_atomically(path, _npz_view(arrays))
         self._remember(self._on_disk, path, None)
         return digest
 
@@ -699,5 +719,5 @@ def _patch_digest(arrays: dict[str, np.ndarray]) -> str:
             continue
         a = np.ascontiguousarray(arrays[k], dtype=dtype)
         h.update(f"{k}:{a.shape};".encode())
-        h.update(a.tobytes())
+        h.update(a.reshape(-1).view(np.uint8) if a.size else b"")  # the array's bytes, not copied
     return h.hexdigest()

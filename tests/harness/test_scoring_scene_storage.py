@@ -17,6 +17,7 @@ from harness.scoring_scene import (
     DRIVABLE_PATCH_DIR,
     ScoringScene,
     _grouped,
+    _npz_view,
     _ungrouped,
     grouped_npz_bytes,
     npz_bytes,
@@ -173,6 +174,10 @@ def test_npz_bytes_members_equal_np_savez(array):
         np.testing.assert_array_equal(z["x"], array)
     with pytest.raises(ValueError, match="object"):
         npz_bytes({"o": np.array([None, 1], dtype=object)})
+    # The drivable patches' one-buffer writer: the same bytes.
+    assert bytes(_npz_view(arrays)) == npz_bytes(arrays)
+    with pytest.raises(ValueError, match="object"):
+        _npz_view({"o": np.array([None, 1], dtype=object)})
 
 
 @pytest.mark.parametrize(
