@@ -169,16 +169,17 @@ def group_frames(geoms: npt.NDArray[np.object_], poly: I64, lo: F64, hi: F64) ->
     big = shapely.get_num_coordinates(geoms[used]) > _CLIP_MIN_VERTICES
     cell = np.floor((lo + hi) / (2.0 * _CLIP_CELL_M)).astype(np.int64)
     if len(cell):
-        cell -= cell.min(axis=0)
+        cell -= np.array([cell[:, 0].min(), cell[:, 1].min()])  # (per column: faster than axis=0)
     cell[~big[which]] = 0  # small polygons: one whole-polygon frame
     n_cells = int(cell.max(initial=0)) + 1  # per axis: the span of the points' cells
     uniq, group = _unique_inverse((which * n_cells + cell[:, 0]) * n_cells + cell[:, 1], len(used) * n_cells * n_cells)
     keys = uniq // (n_cells * n_cells)  # the polygon (index into ``used``) of each group
     n_groups = len(uniq)
-    g_lo = np.full((n_groups, 2), np.inf)
-    g_hi = np.full((n_groups, 2), -np.inf)
-    np.minimum.at(g_lo, group, lo)
-    np.maximum.at(g_hi, group, hi)
+    # Per group the box of its pairs' boxes: pairs sorted by group, reduced per run (every group has pairs).
+    order = np.argsort(group, kind="stable")
+    starts = np.searchsorted(group[order], np.arange(n_groups))
+    g_lo = np.minimum.reduceat(lo[order], starts, axis=0) if n_groups else np.zeros((0, 2))
+    g_hi = np.maximum.reduceat(hi[order], starts, axis=0) if n_groups else np.zeros((0, 2))
     pieces = geoms[used[keys]]
     clip = np.flatnonzero(big[keys])
     if len(clip):
