@@ -513,7 +513,8 @@ class IDMBatch:
         lines = np.array([shapely.clip_by_rect(line, *clip) for line, clip in
                           zip(paths.to_go_lines(ag, pcs), clips.tolist(), strict=True)], dtype=object)
         buffers = shapely.buffer(lines, self.width[ag] / 2, cap_style="flat")
-        hits = shapely.intersects(geoms, buffers[of])
+        shapely.prepare(buffers)
+        hits = shapely.intersects(buffers[of], geoms)
         if not hits.any():
             return  # free road: the updates already written stand
         # distance between each agent's occupancy geometry (where it was) and each intersecting entry
