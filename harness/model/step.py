@@ -134,7 +134,9 @@ class TrainStep:
             pred = self.model(inputs)
         losses = tfv6_losses(pred, targets, self.cfg, self.weights)
         if self.join_outputs:
-            losses["_backward"] = losses["loss"] + 0.0 * sum(t.float().mean() for t in output_tensors(pred))
+            # one element of each output, weight 0: every head joins the backward graph (what DDP needs) without
+            # the full-tensor means, whose fused reduction Triton failed to compile under DDP on an H100
+            losses["_backward"] = losses["loss"] + 0.0 * sum(t[(0,) * t.dim()].float() for t in output_tensors(pred))
         return losses
 
     def _backward(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
