@@ -259,6 +259,8 @@ class ScoringSceneCache:
         self._objects: dict[str, SceneObjects] = {}  # timelines computed with an earlier token's batch
         self._log_windows: dict[str, tuple[list[SceneWindow], dict[str, int]]] = {}
         self._expected: set[str] = set()
+        self._batch_size = self.OBJECT_BATCH  # scenes of the next unannounced batch (see _batched_objects)
+        self._batch_used = 0  # of the current batch's other scenes, those asked for so far
         self.built = 0  # scenes built (not read) by this instance
 
     # --- inputs -------------------------------------------------------------------------------------------
@@ -358,6 +360,7 @@ class ScoringSceneCache:
         cannot be computed (``build_scoring_scene`` then computes the scene alone and names its error)."""
         hit = self._objects.pop(token, None)
         if hit is not None:
+            self._batch_used += 1
             return hit
         window = self.reader.windows()[token]
         if window.num_frames - window.num_history_frames < num_keyframes(self.horizon_s) - 1:
@@ -370,13 +373,22 @@ class ScoringSceneCache:
         following = ws[position[token]:]
         if token in self._expected:
             following = [w for w in following if w.token in self._expected]
-        batch = following[: self.OBJECT_BATCH]
+        elif self._objects:
+            # Scenes asked for out of log order, or a sparse selection: size the next batch by how much of the
+            # last one was used (halved below one half, doubled otherwise), so that unused work stays bounded.
+            used = self._batch_used / max(1, self._batch_used + len(self._objects))
+            self._batch_size = max(1, self._batch_size // 2) if used < 0.5 else min(
+                self.OBJECT_BATCH, 2 * self._batch_size)
+        else:
+            self._batch_size = min(self.OBJECT_BATCH, 2 * self._batch_size)
+        batch = following[: self.OBJECT_BATCH if token in self._expected else self._batch_size]
         try:
             objects = object_timelines(self.reader.log_frames(window.log_name), [w.current_index for w in batch],
                                        self.horizon_s)
         except DataError:
             return None
         self._objects = {w.token: o for w, o in zip(batch[1:], objects[1:], strict=True)}
+        self._batch_used = 0
         return objects[0]
 
     def put(self, scenes: Sequence[ScoringScene]) -> None:
