@@ -210,6 +210,7 @@ class Paths:
         span = np.arange(self.CHUNK + 1)
         idx = np.minimum(lo[:, None] + span[None, :], hi[:, None])
         self.chunk_box = np.stack([self.x[idx].min(1), self.y[idx].min(1), self.x[idx].max(1), self.y[idx].max(1)], -1)
+        self.chunk_lo, self.chunk_hi = lo.astype(np.int64), hi.astype(np.int64)  # segments [lo, hi) of each chunk
 
     #: segments per chunk of :meth:`to_go_chunks`
     CHUNK = 4
