@@ -20,6 +20,8 @@ the horizon taken from the proposal sampling) and the scenario's ``annotations_t
   which nuPlan's ``TrackedObjects`` sorts by type.
 
 Everything is numpy over tracks x keyframes x steps; there is no Python loop over objects or steps.
+:func:`object_timelines` does the scenes of a log together (boxes moved to the map frame once per keyframe,
+every scene's tracks interpolated in the same array operations), with the same bytes per scene.
 """
 
 from __future__ import annotations

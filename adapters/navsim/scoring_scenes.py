@@ -230,6 +230,11 @@ class ScoringSceneCache:
     rebuilds exactly the scenes concerned. The ``.npz`` files (each with its own fingerprint) are
     authoritative; the index is a listing, updated under a lock file by processes writing the same log at once.
 
+    Object timelines are computed per log, several scenes at once (:meth:`build` keeps the others of a batch
+    for their turn): announce the tokens to be built with :meth:`expect` so that batches hold exactly those;
+    unannounced batches take the next scenes of the log and shrink when they go unused. Either way each scene
+    is byte for byte the one :func:`build_scoring_scene` builds alone.
+
     Args:
         cache_dir: root of the cache (created on first write).
         reader: the split's reader (its scene filter defines the tokens).
