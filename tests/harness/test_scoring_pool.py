@@ -134,6 +134,7 @@ def test_keep_freed_memory_reuses_a_freed_block_without_page_faults():
 
     with keep_freed_memory():
         faults_of_fresh_block(6 << 20)  # 48 MB
-        assert faults_of_fresh_block(6 << 20) < 50  # the second block reuses the first's pages
-    # Afterwards blocks above 32 MB are mapped afresh and given back when freed, as by default.
-    assert min(faults_of_fresh_block(6 << 20) for _ in range(2)) > 100
+        assert faults_of_fresh_block(6 << 20) <= 2  # the second block reuses the first's pages
+    # Afterwards blocks above 32 MB are mapped afresh and given back when freed, as by default: at least one
+    # fault per 2 MB (numpy asks for transparent huge pages), 12 k where it gets 4 kB pages.
+    assert min(faults_of_fresh_block(6 << 20) for _ in range(2)) >= 20
