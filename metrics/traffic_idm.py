@@ -433,14 +433,9 @@ class IDMBatch:
         if not len(kr):
             return none, none, none
         bx0, by0, bx1, by1 = blk_box
-        c0, c1 = paths.to_go_chunks(live, pc)
-        pa, cc = _ragged(c0[kr], c1[kr])
         g = r[kr] + 2e-6
-        box = paths.chunk_box[cc]
-        b, gp = kb[pa], g[pa]
-        keep = ((box[:, 0] <= bx1[b] + gp) & (box[:, 2] >= bx0[b] - gp) & (box[:, 1] <= by1[b] + gp)
-                & (box[:, 3] >= by0[b] - gp))
-        pa, cc = pa[keep], cc[keep]
+        b = kb
+        pa, cc = paths.chunks_near(live, pc, kr, np.stack([bx0[b] - g, by0[b] - g, bx1[b] + g, by1[b] + g], -1))
         if not len(pa):
             return none, none, none
         counts = np.bincount(pa, minlength=len(kr))
@@ -610,11 +605,7 @@ class IDMBatch:
         by0 = np.where(valid, discs[:, :, 1] - discs[:, :, 2], np.inf).min(1) - r - m
         bx1 = np.where(valid, discs[:, :, 0] + discs[:, :, 2], -np.inf).max(1) + r + m
         by1 = np.where(valid, discs[:, :, 1] + discs[:, :, 2], -np.inf).max(1) + r + m
-        c0, c1 = paths.to_go_chunks(ag, pcs)
-        pp, cc = _ragged(c0[of], c1[of])
-        box = paths.chunk_box[cc]
-        keep = (box[:, 0] <= bx1[pp]) & (box[:, 2] >= bx0[pp]) & (box[:, 1] <= by1[pp]) & (box[:, 3] >= by0[pp])
-        pp, cc = pp[keep], cc[keep]
+        pp, cc = paths.chunks_near(ag, pcs, of, np.stack([bx0, by0, bx1, by1], -1))
         ps, sk = _ragged(paths.chunk_lo[cc], paths.chunk_hi[cc])
         sp = pp[ps]  # the part of each segment [sk, sk + 1]
         inner = sk >= paths._bisect(ag, pcs, right=True)[of[sp]]  # after the head: a segment of the path-to-go

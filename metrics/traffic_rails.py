@@ -211,9 +211,38 @@ class Paths:
         idx = np.minimum(lo[:, None] + span[None, :], hi[:, None])
         self.chunk_box = np.stack([self.x[idx].min(1), self.y[idx].min(1), self.x[idx].max(1), self.y[idx].max(1)], -1)
         self.chunk_lo, self.chunk_hi = lo.astype(np.int64), hi.astype(np.int64)  # segments [lo, hi) of each chunk
+        # super-chunks of SUPER chunks with the union of their boxes (a coarse level for :meth:`chunks_near`)
+        n_sup = -(-n_chunks // self.SUPER)
+        self.super_first = np.concatenate([[0], np.cumsum(n_sup)[:-1]]).astype(np.int64)
+        self.super_end = self.super_first + n_sup
+        owner_s = np.repeat(np.arange(len(n_chunks)), n_sup)
+        s_lo = self.chunk_first[owner_s] + self.SUPER * (np.arange(int(n_sup.sum())) - self.super_first[owner_s])
+        self.super_c0 = s_lo
+        self.super_c1 = np.minimum(s_lo + self.SUPER, self.chunk_end[owner_s])
+        cb = self.chunk_box
+        self.super_box = np.stack([np.minimum.reduceat(cb[:, 0], s_lo), np.minimum.reduceat(cb[:, 1], s_lo),
+                                   np.maximum.reduceat(cb[:, 2], s_lo), np.maximum.reduceat(cb[:, 3], s_lo)], -1)
 
     #: segments per chunk of :meth:`to_go_chunks`
     CHUNK = 4
+    #: chunks per super-chunk
+    SUPER = 8
+
+    def chunks_near(self, a: I64, p: F64, q: I64, box: F64) -> tuple[I64, I64]:
+        """``(query, chunk)``: the chunks of ``to_go_chunks(a, p)[q]`` whose boxes overlap ``box[query]`` (``(Q,
+        4)`` xmin, ymin, xmax, ymax), in query order, found through the super-chunks (whose boxes hold them)."""
+        c0, _ = self.to_go_chunks(a, p)
+        aq, c0q = a[q], c0[q]
+        s0 = self.super_first[aq] + (c0q - self.chunk_first[aq]) // self.SUPER
+        qi, sj = _ragged_ranges(s0, self.super_end[aq])
+        sb = self.super_box[sj]
+        ok = (sb[:, 0] <= box[qi, 2]) & (sb[:, 2] >= box[qi, 0]) & (sb[:, 1] <= box[qi, 3]) & (sb[:, 3] >= box[qi, 1])
+        qi, sj = qi[ok], sj[ok]
+        k, cj = _ragged_ranges(np.maximum(self.super_c0[sj], c0q[qi]), self.super_c1[sj])
+        qi = qi[k]
+        cb = self.chunk_box[cj]
+        ok = (cb[:, 0] <= box[qi, 2]) & (cb[:, 2] >= box[qi, 0]) & (cb[:, 1] <= box[qi, 3]) & (cb[:, 3] >= box[qi, 1])
+        return qi[ok], cj[ok]
 
     def to_go_chunks(self, a: I64, p: F64) -> tuple[I64, I64]:
         """Chunk ranges ``[c0, c1)`` whose boxes cover ``to_go(a, p)`` (p clamped) of agents ``a``."""
