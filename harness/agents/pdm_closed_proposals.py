@@ -432,6 +432,17 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
         moving[:n_obj] = obs.is_agent[:n_obj] & np.any(obs.forecast_velocity_xy[:n_obj] != 0.0, axis=1)
         fixed = np.flatnonzero(~moving & ~obs.collided)
         mov = np.flatnonzero(moving & ~obs.collided)
+        if len(mov) and n_maps > 1:
+            # A moving box's samples lie between its first and last sampled rings (x0 + dt * v rounds
+            # monotonically in dt): one that sweeps past every corridor piece is never inside at any sample.
+            v = obs.forecast_velocity_xy[mov, None, :]
+            lo_a, hi_a = ring_extremes(obs.rings_t0[mov] + dt[1] * v)
+            lo_b, hi_b = ring_extremes(obs.rings_t0[mov] + dt[-1] * v)
+            lo_s, hi_s = np.minimum(lo_a, lo_b), np.maximum(hi_a, hi_b)
+            pc = g.corridor_pieces.reshape(-1, 4)
+            near = np.any((lo_s[:, None, 0] <= pc[None, :, 2]) & (hi_s[:, None, 0] >= pc[None, :, 0])
+                          & (lo_s[:, None, 1] <= pc[None, :, 3]) & (hi_s[:, None, 1] >= pc[None, :, 1]), axis=1)
+            mov = mov[near]
         jj_l += [np.zeros(len(fixed), np.int64), np.repeat(maps, len(mov))]
         nn_l += [fixed, np.tile(mov, len(maps))]
         gi_l.append(np.full(len(fixed) + len(mov) * len(maps), i, dtype=np.int64))
