@@ -567,3 +567,23 @@ def test_corridor_pieces_cover_the_buffer(n_vertices, half_width, seed, origin):
     inside = ((pts[:, None, 0] >= boxes[None, :, 0]) & (pts[:, None, 0] <= boxes[None, :, 2])
               & (pts[:, None, 1] >= boxes[None, :, 1]) & (pts[:, None, 1] <= boxes[None, :, 3]))
     assert inside.any(axis=1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 700), st.integers(0, 2**31 - 1), st.sampled_from([0.0, 6e5]))
+def test_path_projection_equals_geos(n_vertices, seed, origin):
+    """PathBundle.project (grouped chunk pruning) against shapely's line_locate_point, bit for bit, on winding
+    paths that come back near themselves, for points near and far, on vertices and on segments."""
+    rng = np.random.default_rng(seed)
+    heading = np.cumsum(rng.normal(0.0, 0.15, n_vertices))
+    xy = origin + np.cumsum(np.column_stack([np.cos(heading), np.sin(heading)]) * 0.5, axis=0)
+    states = np.column_stack([xy, heading])
+    paths = [DiscretePath(states), DiscretePath(parallel_path(states, 1.0))]
+    bundle = paths[0]._bundle.__class__(paths)
+    pts = np.concatenate([xy[rng.integers(0, n_vertices, 20)] + rng.normal(0.0, 3.0, (20, 2)),
+                          xy[rng.integers(0, n_vertices, 5)], (xy[:-1] + xy[1:])[:5] / 2.0,
+                          xy[:1] + rng.normal(0.0, 200.0, (5, 2))])
+    which = rng.integers(0, 2, len(pts))
+    got = bundle.project(which, pts)
+    expected = [shapely.line_locate_point(paths[w].linestring, shapely.Point(p)) for w, p in zip(which, pts)]
+    np.testing.assert_array_equal(got, np.array(expected))
