@@ -91,20 +91,71 @@ def red_light_mask(
         ``(ids (L,), red (T, L), polygons (L,))``, ids ascending. A connector listed twice in one keyframe
         counts as red if either entry is red (NAVSIM adds a polygon per red entry).
     """
-    named = sorted({c for f in frames for c, _ in f.traffic_lights})
-    ids = [c for c in named if c in road_map.lane_connectors or c in road_map.lanes]
-    col = {c: j for j, c in enumerate(ids)}
+    per_frame = [_frame_lights(f.traffic_lights) for f in frames]
+    named = np.unique(np.concatenate([p[0] for p in per_frame])) if per_frame else np.zeros(0, dtype=np.int64)
+    ids = named[np.isin(named, _light_ids_of(road_map))]
+    red_ids = np.concatenate([p[1] for p in per_frame]) if per_frame else np.zeros(0, dtype=np.int64)
+    red_frame = np.repeat(np.arange(len(per_frame)), [len(p[1]) for p in per_frame])
+    col = np.searchsorted(ids, red_ids)
+    hit = col < len(ids)
+    hit[hit] = ids[col[hit]] == red_ids[hit]
     red_kf = np.zeros((len(frames), len(ids)), dtype=bool)
-    for k, f in enumerate(frames):
-        for c, is_red in f.traffic_lights:
-            if is_red and c in col:
-                red_kf[k, col[c]] = True
+    red_kf[red_frame[hit], col[hit]] = True
     red = red_kf[np.minimum(np.arange(num_steps) // STEPS_PER_KEYFRAME, len(frames) - 1)]
-    polys = np.empty(len(ids), dtype=object)
-    for j, c in enumerate(ids):
-        obj = road_map.lane_connectors.get(c) or road_map.lanes[c]
-        polys[j] = obj.polygon
-    return np.asarray(ids, dtype=np.int64), red, polys
+    return ids, red, _light_polygons(road_map, ids)
+
+
+#: Per keyframe, its lights as arrays (all ids, red ids), by the identity of its ``traffic_lights`` tuple (kept
+#: in the entry so that the identity stays its own): a keyframe belongs to a dozen scenes.
+_FRAME_LIGHTS: dict[int, tuple[tuple[tuple[int, bool], ...], npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+
+
+def _frame_lights(lights: tuple[tuple[int, bool], ...]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    hit = _FRAME_LIGHTS.get(id(lights))
+    if hit is not None and hit[0] is lights:
+        return hit[1], hit[2]
+    ids = np.array([c for c, _ in lights], dtype=np.int64)
+    red = np.array([c for c, r in lights if r], dtype=np.int64)
+    if len(_FRAME_LIGHTS) >= 4096:
+        _FRAME_LIGHTS.clear()
+    _FRAME_LIGHTS[id(lights)] = (lights, ids, red)
+    return ids, red
+
+
+#: Per map (by identity, the map kept in the entry): the ids of its lanes and lane connectors, and the
+#: light polygons of the last id sets asked for (scenes of a log name the same connectors).
+_MAP_LIGHTS: dict[int, tuple[RoadMap, npt.NDArray[np.int64], dict[bytes, npt.NDArray[np.object_]]]] = {}
+
+
+def _map_lights(road_map: RoadMap) -> tuple[npt.NDArray[np.int64], dict[bytes, npt.NDArray[np.object_]]]:
+    hit = _MAP_LIGHTS.get(id(road_map))
+    if hit is None or hit[0] is not road_map:
+        known = np.unique(np.array([*road_map.lane_connectors, *road_map.lanes], dtype=np.int64))
+        if len(_MAP_LIGHTS) >= 8:
+            _MAP_LIGHTS.clear()
+        hit = _MAP_LIGHTS[id(road_map)] = (road_map, known, {})
+    return hit[1], hit[2]
+
+
+def _light_ids_of(road_map: RoadMap) -> npt.NDArray[np.int64]:
+    """Ids a light can be drawn for: the map's lane connectors and lanes (sorted)."""
+    return _map_lights(road_map)[0]
+
+
+def _light_polygons(road_map: RoadMap, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    """The polygons of ``ids`` (connector first, else lane), a fresh object array."""
+    memo = _map_lights(road_map)[1]
+    key = ids.tobytes()
+    polys = memo.get(key)
+    if polys is None:
+        polys = np.empty(len(ids), dtype=object)
+        for j, c in enumerate(ids.tolist()):
+            obj = road_map.lane_connectors.get(c) or road_map.lanes[c]
+            polys[j] = obj.polygon
+        if len(memo) >= 256:
+            memo.clear()
+        memo[key] = polys
+    return polys.copy()
 
 
 def build_scoring_scene(

@@ -26,6 +26,7 @@ from adapters.navsim.scoring_scenes import (
     ScoringSceneCache,
     build_scoring_scene,
     discrete_centerline,
+    red_light_mask,
     route_roadblock_correction,
 )
 from harness.errors import DataError
@@ -352,6 +353,34 @@ def test_cache_batches_equal_scenes_built_alone(small_world_root, tmp_path):
 
 
 # --- lights, drivable map, centerline on the world ------------------------------------------------------------
+
+
+def test_red_light_mask_equals_a_per_entry_loop(world_scenes):
+    """Duplicates (red if any entry is red), ids the map does not know (dropped), lights that appear late."""
+    scenes, road_map, _ = world_scenes
+    frames, cur, _ = scenes[0]
+    connectors = sorted(road_map.lane_connectors)[:4]
+    lanes = sorted(road_map.lanes)[:1]
+    a, b, c, d = connectors
+    kf = [dataclasses.replace(f) for f in frames[cur : cur + 4]]
+    lights = [((a, False), (a, True), (999_999_999, True), (lanes[0], True)), (), ((b, True), (c, False)),
+              ((d, True), (a, False), (b, False))]
+    kf = [dataclasses.replace(f, traffic_lights=tl) for f, tl in zip(kf, lights, strict=True)]
+    ids, red, polys = red_light_mask(kf, road_map, 17)
+    named = sorted({cid for tl in lights for cid, _ in tl if cid in road_map.lane_connectors or cid in road_map.lanes})
+    assert ids.tolist() == named and ids.dtype == np.int64
+    want = np.zeros((17, len(named)), dtype=bool)
+    for k in range(17):
+        for cid, is_red in lights[min(k // 5, 3)]:
+            if is_red and cid in named:
+                want[k, named.index(cid)] = True
+    np.testing.assert_array_equal(red, want)
+    for cid, poly in zip(named, polys, strict=True):
+        obj = road_map.lane_connectors.get(cid) or road_map.lanes[cid]
+        assert poly is obj.polygon
+    empty_ids, empty_red, empty_polys = red_light_mask([dataclasses.replace(f, traffic_lights=()) for f in kf],
+                                                       road_map, 17)
+    assert empty_ids.shape == (0,) and empty_red.shape == (17, 0) and empty_polys.shape == (0,)
 
 
 def test_red_light_mask_is_zero_order_hold_of_world_lights(world_scenes, small_world):
