@@ -3,7 +3,8 @@
 Two ways to spread PDMS scoring over the cores of one machine (Ray stays for clusters, ``--ray-address``):
 
 - ``fork_map(fn, n)``: part 0 runs in this process, parts 1..n-1 in processes forked for this call. The children
-  inherit everything (the scenes of ``score_plans``): nothing is pickled on the way in, only each part's result
+  inherit everything (the scenes of ``score_plans``; the spec and maps of a metric-cache build,
+  ``harness.navsim_eval.build_metric_cache``): nothing is pickled on the way in, only each part's result
   comes back through a pipe. The calling process works too, and it is the warm one (a forked child first pays
   for the pages it writes), so a call with 2 parts costs one fork.
 - ``ScoringPool``: worker processes forked once per run, inheriting the run's open ``MetricCache`` (its reader
@@ -169,7 +170,7 @@ def _child(fn: Callable[[int], Any], part: int, read_fd: int, write_fd: int) -> 
         try:
             payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception
-            payload = pickle.dumps((False, RuntimeError(f"scoring part {part}: {type(exc).__name__}: {exc}")))
+            payload = pickle.dumps((False, RuntimeError(f"forked part {part}: {type(exc).__name__}: {exc}")))
         with os.fdopen(write_fd, "wb") as pipe:
             pipe.write(payload)
     except BaseException:  # noqa: BLE001 - nothing may escape into the parent's stack
@@ -193,7 +194,7 @@ def _reap(children: Sequence[tuple[int, int]], *, kill: bool) -> list[tuple[bool
         if data:
             answers.append(pickle.loads(data))  # noqa: S301 - written by the child forked above
         else:
-            answers.append((False, RuntimeError(f"scoring worker {pid} ended without a result "
+            answers.append((False, RuntimeError(f"forked worker {pid} ended without a result "
                                                 f"(wait status {status})")))
     return answers
 

@@ -151,6 +151,34 @@ def test_a_broken_log_is_reported_not_dropped(small_world_root, cache_dir, tmp_p
     assert (tmp_path / "out" / "failures.csv").is_file()
 
 
+def test_forked_parts_report_a_broken_logs_tokens_as_serial_does(small_world_root, tmp_path):
+    import shutil
+
+    from harness.safe_pickle import dumps_compatible, load_restricted
+
+    root = tmp_path / "w"
+    shutil.copytree(small_world_root / "navsim_logs", root / "navsim_logs")
+    (root / "maps").symlink_to(small_world_root / "maps")
+    reader = NavsimReader(root, "test")
+    by_log: dict[str, list[str]] = {}
+    for r in reader.index():
+        by_log.setdefault(r.log_id, []).append(r.token)
+    by_log = {k: v[:3] for k, v in by_log.items()}
+    broken = sorted(by_log)[-1]  # in the last part: built by the forked child
+    path = root / "navsim_logs" / "test" / f"{broken}.pkl"
+    frames = load_restricted(path)
+    for f in frames[6:]:
+        del f["anns"]
+    path.write_bytes(dumps_compatible(frames))
+    specs = [CacheSpec(root, "test", reader.scene_filter, root / "maps", tmp_path / d) for d in ("serial", "two")]
+    serial = build_metric_cache(specs[0], by_log)
+    done: list[int] = []
+    two = build_metric_cache(specs[1], by_log, workers=2, on_log_done=done.append)
+    assert two == serial and sum(done) == len(two)
+    assert all(serial[t] and "annotations" in serial[t] for t in by_log[broken])
+    assert not any(serial[t] for log_name, toks in by_log.items() if log_name != broken for t in toks)
+
+
 def test_scoring_batched_and_forked_equals_one_scene_at_a_time(small_world_root, tmp_path):
     from harness.navsim_eval import score_plans
     from harness.runner import plan_samples
