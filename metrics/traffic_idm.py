@@ -592,12 +592,26 @@ class IDMBatch:
         is farther than ``r + m`` from every to-go segment), -1 (undecided: GEOS decides). The margin
         ``m = 0.05 r + 1e-6`` covers GEOS's buffer approximations (input simplified by 0.01 r, round joins as
         chords inside the arcs); the clip of the path-to-go only cuts it more than 1 m away from every part."""
-        paths = self.paths
-        assert paths is not None
         n_p = len(of)
         out = np.full(n_p, -1, dtype=np.int8)
         if not n_p:
             return out
+        # first one disc centre per part (the middle one: usually decides a leader's parts), then the rest
+        mid = discs[:, discs.shape[1] // 2 : discs.shape[1] // 2 + 1]
+        _, inside = self._segment_tests(ag, pcs, of, mid)
+        out[inside] = 1
+        rest = np.flatnonzero(~inside)
+        if len(rest):
+            far, inside = self._segment_tests(ag, pcs, of[rest], discs[rest])
+            out[rest[far]] = 0
+            out[rest[inside]] = 1
+        return out
+
+    def _segment_tests(self, ag: I64, pcs: F64, of: I64, discs: F64) -> tuple[B, B]:
+        """``(far, inside)`` of :meth:`_clear_hits` for parts covered by ``discs (P, K, 3)``."""
+        paths = self.paths
+        assert paths is not None
+        n_p = len(of)
         r = (self.width[ag] / 2)[of]
         m = 0.05 * r + 1e-6
         valid = discs[:, :, 2] > -np.inf
@@ -620,10 +634,9 @@ class IDMBatch:
             first = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
             near[sp[first]] = np.minimum.reduceat(dist, first, axis=0)
         far = ((near - discs[:, :, 2] > (r + m)[:, None]) | ~valid).all(1)
-        inside = (inner[:, None] & (t >= 0.0) & (t <= 1.0) & (dist <= (r - m)[sp][:, None]) & valid[sp]).any(1)
-        out[far] = 0
-        out[sp[inside]] = 1
-        return out
+        inside = np.zeros(n_p, dtype=bool)
+        inside[sp[(inner[:, None] & (t >= 0.0) & (t <= 1.0) & (dist <= (r - m)[sp][:, None]) & valid[sp]).any(1)]] = True
+        return far, inside
 
     def _shapes(self, ids: I64, se: F64, pose: F64, geom: npt.NDArray[np.object_], built: B) -> None:
         """Occupancy geometries (path part buffered by half the width, flat caps, or None; box) of agents
