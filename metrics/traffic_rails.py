@@ -161,18 +161,22 @@ class Paths:
     _BIG = 1e6  # key offset per agent for one searchsorted over all paths (paths are far shorter)
 
     def __init__(self, baselines: list[F64], local: I64 | None = None) -> None:
-        prog, xs, ys, hs, owner = [], [], [], [], []
-        for a, pts in enumerate(baselines):
+        # per distinct baseline (agents on one lane share it): path arrays and suffix bounds, then per agent
+        pieces: dict[int, tuple[F64, ...]] = {}
+        for pts in baselines:
+            if id(pts) in pieces:
+                continue
             d = np.diff(pts, axis=0)
             heading = np.arctan2(d[:, 1], d[:, 0])
             heading = np.append(heading, heading[-1])
             progress = np.concatenate([[0.0], np.cumsum(np.hypot(d[:, 0], d[:, 1]))])
             keep = ~np.isclose(np.diff(progress), 0.0)
-            prog.append(progress[:-1][keep])
-            xs.append(pts[:-1, 0][keep])
-            ys.append(pts[:-1, 1][keep])
-            hs.append(np.unwrap(heading[:-1][keep]))
-            owner.append(np.full(int(keep.sum()), a))
+            px, py = pts[:-1, 0][keep], pts[:-1, 1][keep]
+            pieces[id(pts)] = (progress[:-1][keep], px, py, np.unwrap(heading[:-1][keep]),
+                               np.minimum.accumulate(px[::-1])[::-1], np.maximum.accumulate(px[::-1])[::-1],
+                               np.minimum.accumulate(py[::-1])[::-1], np.maximum.accumulate(py[::-1])[::-1])
+        per = [pieces[id(pts)] for pts in baselines]
+        prog, xs, ys, hs = ([q[k] for q in per] for k in range(4))
         n = [len(p) for p in prog]
         if any(k < 2 for k in n):
             raise ValueError("an IDM path needs at least 2 distinct baseline points")
@@ -182,7 +186,7 @@ class Paths:
         self.x = np.concatenate(xs)
         self.y = np.concatenate(ys)
         self.h = np.concatenate(hs)
-        owners = np.concatenate(owner)
+        owners = np.repeat(np.arange(len(n)), n)
         # the search keys: ``keys`` over all agents (a start for exact searches), ``lkeys`` with each agent's
         # index in its own scene (``local``), the keys a one-scene Paths searches; :meth:`_search` returns
         # exactly the one-scene result for agents of many scenes in one Paths
@@ -194,18 +198,13 @@ class Paths:
         self.end = self.prog[self.last]
         self._lists: tuple[list[float], ...] | None = None
         # suffix bounds of each path (for the bounding box of a path-to-go)
-        self.sx_min, self.sx_max = self.x.copy(), self.x.copy()
-        self.sy_min, self.sy_max = self.y.copy(), self.y.copy()
-        for f, la in zip(self.first, self.last, strict=True):
-            sl = slice(f, la + 1)
-            for arr, fn in ((self.sx_min, np.minimum), (self.sx_max, np.maximum),
-                            (self.sy_min, np.minimum), (self.sy_max, np.maximum)):
-                arr[sl] = fn.accumulate(arr[sl][::-1])[::-1]
+        self.sx_min, self.sx_max, self.sy_min, self.sy_max = (np.concatenate([q[k] for q in per]) for k in range(4, 8))
         # chunks of CHUNK segments (CHUNK + 1 vertices, consecutive chunks share one) with their bounding boxes
         n_chunks = -(-(self.last - self.first) // self.CHUNK)
         self.chunk_first = np.concatenate([[0], np.cumsum(n_chunks)[:-1]]).astype(np.int64)
         self.chunk_end = self.chunk_first + n_chunks
-        lo = np.concatenate([f + self.CHUNK * np.arange(c) for f, c in zip(self.first, n_chunks, strict=True)])
+        c_owner = np.repeat(np.arange(len(n_chunks)), n_chunks)
+        lo = self.first[c_owner] + self.CHUNK * (np.arange(int(n_chunks.sum())) - self.chunk_first[c_owner])
         hi = np.minimum(lo + self.CHUNK, np.repeat(self.last, n_chunks))
         span = np.arange(self.CHUNK + 1)
         idx = np.minimum(lo[:, None] + span[None, :], hi[:, None])
