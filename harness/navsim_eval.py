@@ -5,8 +5,8 @@ into 41 reference states, simulated together (LQR + kinematic bicycle) and score
 agent's row is reported. Simulation and scoring are batched across scenes (``score_plans``; ``workers > 1``
 splits the scenes over forked processes that inherit them). The metric cache is built once per token and
 reused; ``build_metric_cache`` plans PDM-Closed for up to ``MetricCache.PLAN_CHUNK`` scenes at once (chunks
-span logs) and spreads equal parts of the tokens over local processes (forked before any log or map is read;
-each parses only its own logs) or logs over Ray tasks. Every batched or parallel path gives each token exactly
+span logs) and spreads equal parts of the tokens over local processes (forked once the maps are read and
+before any log is parsed; each parses only its own logs) or logs over Ray tasks. Every batched or parallel path gives each token exactly
 the result it gets alone.
 """
 
@@ -210,10 +210,11 @@ def build_metric_cache(
     ``tokens_by_log``: the tokens by the log the whole split's index puts them in. With ``workers > 1`` the
     tokens are cut into ``workers`` equal parts in log order (``split_jobs``) built by local processes, or
     spread log by log over Ray tasks with ``engine="ray"`` or a ``ray_address`` (a local Ray cluster is
-    started if none is given). Every process parses only the logs of its own tokens and reads the maps they
-    need. Local processes are forked before anything is read (``fork_map``: this process builds the first
-    part, one forked child each of the others), so nothing they work on is shared copy-on-write; without
-    fork (not Linux) they are spawned. Results are identical to the serial path: each token's scene depends
+    started if none is given). Every process parses only the logs of its own tokens. Local processes are
+    forked once the maps are read and before any log is parsed (``fork_map``: this process builds the first
+    part, one forked child each of the others), so they share only the maps, which they read, and build
+    everything else in memory of their own; without fork (not Linux) they are spawned and each reads its
+    maps. Results are identical to the serial path: each token's scene depends
     only on its own log and the map. ``engine``: "ray", "processes", or "auto" (Ray when a ``ray_address``
     is given, else local processes, which start faster on one machine). ``on_log_done(n)``: ``n`` more
     tokens finished (per planned chunk; a forked part's progress is read from shared memory whenever this
