@@ -32,58 +32,9 @@ from harness.agents.pdm_closed_proposals import (
     ProposalGenerator,
     ring_extremes,
 )
-from metrics.pdm_scoring.polyline import point_segment_distance
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-
-def box_distance(a: F64, b: F64) -> F64:
-    """``shapely.distance(polygons(a), polygons(b))`` of closed box rings ``(n, 5, 2)``, computed as GEOS's
-    ``DistanceOp`` does it for two polygons, with its floating-point expressions.
-
-    GEOS returns 0 when the first vertex of either polygon is not outside the other, else the smallest
-    ``Distance::segmentToSegment`` over the pairs of ring segments: 0 for a pair that its (non-robust) test
-    finds crossing, else the smallest ``Distance::pointToSegment`` of the four end points against the other
-    segment. Over all pairs that is the smallest distance of a vertex of one box to a side of the other.
-    Boxes are convex: "not outside" is a sign test of the four sides' cross products. GEOS skips segment pairs
-    whose bounding boxes are farther apart than its running minimum; a skipped pair can lower the minimum only
-    where two different features tie within rounding (a few 1e-16 relative), which this does not reproduce.
-    A box with a side of zero length (not a valid polygon) is measured by GEOS itself.
-    """
-    n = len(a)
-    out = np.empty(n)
-    if n == 0:
-        return out
-    a0, a1, b0, b1 = a[:, :4], a[:, 1:5], b[:, :4], b[:, 1:5]
-    da, db = a1 - a0, b1 - b0
-    len2_a = da[..., 0] * da[..., 0] + da[..., 1] * da[..., 1]
-    len2_b = db[..., 0] * db[..., 0] + db[..., 1] * db[..., 1]
-    degenerate = np.any(len2_a == 0.0, axis=1) | np.any(len2_b == 0.0, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # First vertex of each inside or on the other (convex ring, either orientation).
-        inside = _in_box(a[:, 0], b0, db) | _in_box(b[:, 0], a0, da)
-        # Segment pairs (i of a, j of b) as GEOS's segmentToSegment tests them for crossing.
-        ax, ay = a0[:, :, None, 0], a0[:, :, None, 1]
-        bx, by = a1[:, :, None, 0], a1[:, :, None, 1]
-        cx, cy = b0[:, None, :, 0], b0[:, None, :, 1]
-        dx, dy = b1[:, None, :, 0], b1[:, None, :, 1]
-        env = ((np.minimum(ax, bx) <= np.maximum(cx, dx)) & (np.maximum(ax, bx) >= np.minimum(cx, dx))
-               & (np.minimum(ay, by) <= np.maximum(cy, dy)) & (np.maximum(ay, by) >= np.minimum(cy, dy)))
-        denom = (bx - ax) * (dy - cy) - (by - ay) * (dx - cx)
-        r = ((ay - cy) * (dx - cx) - (ax - cx) * (dy - cy)) / denom
-        s = ((ay - cy) * (bx - ax) - (ax - cx) * (by - ay)) / denom
-        crossing = env & (denom != 0) & (r >= 0) & (r <= 1) & (s >= 0) & (s <= 1)
-        # Vertices of a against the sides of b, and of b against the sides of a.
-        d_ab = point_segment_distance(a0[:, :, None, 0], a0[:, :, None, 1], b0[:, None], db[:, None],
-                                      len2_b[:, None], b1[:, None])
-        d_ba = point_segment_distance(b0[:, :, None, 0], b0[:, :, None, 1], a0[:, None], da[:, None],
-                                      len2_a[:, None], a1[:, None])
-    nearest = np.minimum(d_ab.reshape(n, 16).min(axis=1), d_ba.reshape(n, 16).min(axis=1))
-    out[:] = np.where(inside | crossing.reshape(n, 16).any(axis=1), 0.0, nearest)
-    if degenerate.any():
-        out[degenerate] = shapely.distance(shapely.polygons(a[degenerate]), shapely.polygons(b[degenerate]))
-    return out
 
 
 def _distinct(key: npt.NDArray[np.int64]) -> tuple[I64, I64]:
@@ -100,12 +51,6 @@ def _distinct(key: npt.NDArray[np.int64]) -> tuple[I64, I64]:
     inverse = np.empty(len(key), dtype=np.int64)
     inverse[order] = group
     return order[new], inverse
-
-
-def _in_box(p: F64, v0: F64, edge: F64) -> npt.NDArray[np.bool_]:
-    """Whether points ``(n, 2)`` lie inside or on convex rings of sides ``v0 -> v0 + edge`` ``(n, 4, 2)``."""
-    cross = edge[..., 0] * (p[:, None, 1] - v0[..., 1]) - edge[..., 1] * (p[:, None, 0] - v0[..., 0])
-    return np.all(cross >= 0.0, axis=1) | np.all(cross <= 0.0, axis=1)
 
 
 class JointUnroll:
@@ -176,7 +121,6 @@ class JointUnroll:
         self.cand_progress = np.full((n_maps, total, nmax), np.nan)
         self.bounds = np.full((n_maps, len(gens), nmax, 4), np.nan)
         self.polys = np.full((n_maps, len(gens), nmax), None, dtype=object)
-        self.rings = np.full((n_maps, len(gens), nmax, 5, 2), np.nan)
         self.is_red = np.zeros((len(gens), nmax), dtype=bool)
         self.is_agent = np.zeros((len(gens), nmax), dtype=bool)
         self.obj_heading = np.zeros((len(gens), nmax))
@@ -188,7 +132,6 @@ class JointUnroll:
             self.cand_progress[:, rows, :n] = np.moveaxis(g.progress[:, :, c][g.lateral], 1, 0)
             self.bounds[:, i, :n] = g.bounds[:, c]
             self.polys[:, i, :n] = g.polys[:, c]
-            self.rings[:, i, :n] = g.rings[:, c]
             self.is_red[i, :n] = g.obs.is_red_light[c]
             self.is_agent[i, :n] = g.obs.is_agent[c]
             self.obj_heading[i, :n] = g.obs.center_pose[c, 2]
@@ -283,12 +226,11 @@ class JointUnroll:
             first, inverse = _distinct(np.column_stack([rings[r, :4].reshape(-1, 8).view(np.int64), scene[r], c]))
             rf, cf, lf = r[first], c[first], lower[first]
             d = np.full(len(rf), np.inf)
-            # Boxes against boxes in numpy (GEOS's own arithmetic); then red-light polygons (many vertices) by
-            # GEOS, only those whose bounding-box bound is within the row's nearest box (the others are farther
-            # than it: never the leader, never tied with it).
+            # Boxes first; then red-light polygons (many vertices, costly), only those whose bounding-box bound
+            # is within the row's nearest box (the others are farther than it: never the leader, never tied).
             light = self.is_red[scene[rf], cf]
             box = np.flatnonzero(~light)
-            d[box] = box_distance(rings[rf[box]], self.rings[j, scene[rf[box]], cf[box]])
+            d[box] = shapely.distance(shapely.polygons(rings[rf[box]]), self.polys[j, scene[rf[box]], cf[box]])
             if light.any():
                 best_box = np.full(n_rows, np.inf)
                 np.minimum.at(best_box, r, d[inverse])

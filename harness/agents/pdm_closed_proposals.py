@@ -487,7 +487,6 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
     keep = np.flatnonzero(maybe.any(axis=0))
     jj, nn, gi, is_obj, rings, maybe = jj[keep], nn[keep], gi[keep], is_obj[keep], rings[keep], maybe[:, keep]
     lo, hi, light_idx = lo[keep], hi[keep], light_idx[keep]
-    rings[~is_obj] = np.nan
     polys = np.empty(len(keep), dtype=object)
     if np.any(is_obj):
         polys[is_obj] = shapely.polygons(rings[is_obj])
@@ -520,9 +519,6 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
         nn_i, jj_i = nn[sel], jj[sel]
         f = ~moving_of[i][nn_i]
         g.polys = np.full((n_maps, n), None, dtype=object)
-        g.rings = np.full((n_maps, n, 5, 2), np.nan)  # box rings of the object rows (NaN: red lights)
-        g.rings[:, nn_i[f]] = rings[sel][None, f]
-        g.rings[jj_i[~f], nn_i[~f]] = rings[sel][~f]
         g.inside = np.zeros((n_lat, n_maps, n), dtype=bool)
         g.progress = np.full((n_lat, n_maps, n), np.nan)
         g.bounds = np.full((n_maps, n, 4), np.nan)

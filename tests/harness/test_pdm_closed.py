@@ -30,7 +30,6 @@ from harness.agents.pdm_closed import (
 )
 from harness.agents.pdm_closed_observation import (
     PDMObservation,
-    box_corners,
     build_observation,
     ego_footprint_rings,
     forecast_timeline,
@@ -509,43 +508,6 @@ def _map_polygons(scene: ScoringScene):
         is_route_lane=lanes & np.isin(scene.drivable_ids, scene.route_lane_ids),
         is_intersection=types == int(MapLayer.INTERSECTION),
     )
-
-
-def test_box_distance_equals_geos_bit_for_bit():
-    """The leader search's numpy box distance against shapely (GEOS) on boxes in map-frame coordinates: near,
-    overlapping, containing, parallel and perpendicular sides, far apart, and zero-size boxes (GEOS's own)."""
-    from harness.agents.pdm_closed_joint import box_distance
-
-    rng = np.random.default_rng(7)
-    n = 20000
-    centre_a = np.column_stack([rng.uniform(-1, 1, (n, 2)) + [664_000.0, 3_997_000.0], rng.uniform(-np.pi, np.pi, n)])
-    spread = rng.choice([0.5, 3.0, 8.0, 60.0], size=(n, 1))
-    centre_b = np.column_stack([centre_a[:, :2] + rng.uniform(-1, 1, (n, 2)) * spread, rng.uniform(-np.pi, np.pi, n)])
-    aligned = rng.random(n) < 0.3
-    centre_b[aligned, 2] = centre_a[aligned, 2] + rng.integers(0, 4, int(aligned.sum())) * np.pi / 2
-    length_b, width_b = rng.uniform(0.3, 12.0, n), rng.uniform(0.3, 3.0, n)
-    length_b[:20], width_b[20:40] = 0.0, 0.0  # degenerate boxes
-    a = box_corners(centre_a, rng.uniform(0.5, 6.0, n), rng.uniform(0.5, 3.0, n))
-    b = box_corners(centre_b, length_b, width_b)
-    got = box_distance(a, b)
-    expected = shapely.distance(shapely.polygons(a), shapely.polygons(b))
-    np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
-    assert (expected == 0).any() and (expected > 0).any()
-    assert len(box_distance(a[:0], b[:0])) == 0
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.floats(-50, 50), st.floats(-50, 50), st.floats(-np.pi, np.pi), st.floats(-np.pi, np.pi),
-       st.floats(0.1, 10), st.floats(0.1, 4), st.sampled_from([0.0, 1e3, 6e5]))
-def test_box_distance_property(dx, dy, ha, hb, length, width, origin):
-    """Rigid placement anywhere: the numpy distance equals GEOS's, and is symmetric up to GEOS's own."""
-    from harness.agents.pdm_closed_joint import box_distance
-
-    a = box_corners(np.array([[origin, -origin, ha]]), 4.9, 1.9)
-    b = box_corners(np.array([[origin + dx, -origin + dy, hb]]), length, width)
-    expected = shapely.distance(shapely.polygons(a), shapely.polygons(b))
-    assert box_distance(a, b)[0] == expected[0]
-    assert box_distance(b, a)[0] == shapely.distance(shapely.polygons(b), shapely.polygons(a))[0]
 
 
 @settings(max_examples=60, deadline=None)
