@@ -221,24 +221,23 @@ class JointUnroll:
             np.minimum.at(upper, r, upper_pair)
             keep = lower <= upper[r] * (1.0 + 1e-9) + 1e-9
             r, c, lower = r[keep], c[keep], lower[keep]
-            # Proposals often stand at the same pose (the first steps, a stopped ego): each distinct (footprint,
-            # candidate) pair is measured once.
-            first, inverse = _distinct(np.column_stack([rings[r, :4].reshape(-1, 8).view(np.int64), scene[r], c]))
-            rf, cf, lf = r[first], c[first], lower[first]
-            d = np.full(len(rf), np.inf)
+            dist = np.full(ahead.shape, np.inf)
             # Boxes first; then red-light polygons (many vertices, costly), only those whose bounding-box bound
             # is within the row's nearest box (the others are farther than it: never the leader, never tied).
-            light = self.is_red[scene[rf], cf]
-            box = np.flatnonzero(~light)
-            d[box] = shapely.distance(shapely.polygons(rings[rf[box]]), self.polys[j, scene[rf[box]], cf[box]])
+            light = self.is_red[scene[r], c]
+            rb, cb = r[~light], c[~light]
+            dist[rb, cb] = shapely.distance(shapely.polygons(rings[rb]), self.polys[j, scene[rb], cb])
             if light.any():
-                best_box = np.full(n_rows, np.inf)
-                np.minimum.at(best_box, r, d[inverse])
-                lit = np.flatnonzero(light)
-                lit = lit[lf[lit] <= best_box[rf[lit]] * (1.0 + 1e-9) + 1e-9]
-                d[lit] = shapely.distance(shapely.polygons(rings[rf[lit]]), self.polys[j, scene[rf[lit]], cf[lit]])
-            dist = np.full(ahead.shape, np.inf)
-            dist[r, c] = d[inverse]
+                rl, cl = r[light], c[light]
+                near = lower[light] <= dist.min(axis=1)[rl] * (1.0 + 1e-9) + 1e-9
+                rl, cl = rl[near], cl[near]
+                # Proposals often stand at the same pose (the first steps, a stopped ego): each distinct
+                # (footprint, light) pair is measured once.
+                first, inverse = _distinct(np.column_stack([rings[rl, :4].reshape(-1, 8).view(np.int64), scene[rl],
+                                                            cl]))
+                rf, cf = rl[first], cl[first]
+                measured = shapely.distance(shapely.polygons(rings[rf]), self.polys[j, scene[rf], cf])
+                dist[rl, cl] = measured[inverse]
             nearest = dist.argmin(axis=1)
             dmin = dist[np.arange(n_rows), nearest]
             at_min = dist == dmin[:, None]
