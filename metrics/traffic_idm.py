@@ -6,17 +6,24 @@ The semantics are listed in :mod:`metrics.traffic_agents`; the map side and nuPl
 How it stays exact and still vectorised: agents are updated in the official order (each sees the agents
 before it already moved), but an agent's update only depends on the others when some occupancy geometry
 intersects its path-to-go buffer. Each step first bounds every footprint (old and new) by discs and every
-path-to-go by its bounding box, then by the boxes of 4-segment chunks of the path (a lower bound of the
-distance); agents with nothing near their path take the free-road IDM update together, in one numpy
-expression. The agents with something near their path ("busy") run the exact shapely tests (``intersects``
-with the flat-capped path buffer, ``distance`` between footprints) in dependency levels: a busy agent waits
-only for the earlier busy agents among its candidates (it must see where they moved to), so each level holds
-agents that do not see each other and is computed together; agents after it are seen where they were before
-the step, as in the official loop. Distances are measured only for the geometry pairs whose disc lower bound
-does not exceed the nearest measured one. The discs are conservative (a chord is never longer than its arc,
-and a box rotating about its centre stays in its circumscribed disc), so no prefilter changes a result; the
-timelines equal those of the one-agent-after-the-other loop bit for bit (``benchmarks/bench_two_stage.py``
-compares the rows against that implementation's git revision).
+path-to-go by its bounding box and the boxes of its 4-segment chunks (8 chunks to a super-chunk); agents with
+nothing near their path take the free-road IDM update together, in one numpy expression. The agents with
+something near their path ("busy") run the leader search in dependency levels: a busy agent waits only for
+the earlier busy agents among its candidates (it must see where they moved to), so each level holds agents
+that do not see each other and is computed together; agents after it are seen where they were before the
+step, as in the official loop. The intersects test of a candidate with the flat-capped path-to-go buffer is
+decided in numpy where it is clear (a point of the candidate well inside a to-go segment's rectangle: hit;
+all of it well outside every segment's reach: miss; 5 % of the half width as margin, over GEOS's buffer
+approximations) and by shapely near the edge only; the gap (``distance`` between footprints) is always
+shapely's, measured only for the geometry pairs whose disc lower bound does not exceed the nearest measured
+one. The discs are conservative (a chord is never longer than its arc, and a box rotating about its centre
+stays in its circumscribed disc), so no prefilter changes a result.
+
+Many simulations run together (:class:`IDMBatch`: every (scene, ego rollout) of a scoring chunk, agents
+numbered simulation by simulation, candidates from the own simulation only, each level of every simulation
+in one call); each gives the timeline of a run of its own. ``benchmarks/bench_two_stage.py`` compares the
+rows against the one-scene-at-a-time implementation's git revision (93d9b74, itself checked against the
+official code) and an older per-agent loop.
 """
 
 from __future__ import annotations
@@ -421,12 +428,14 @@ class IDMBatch:
         """The discs that may lie within half the width of an agent's path-to-go: ``(row of live, disc, owner)``
         sorted by row, from the candidate (row ``kr``, disc block ``kb``) pairs of the same simulation.
 
-        A disc is near when it overlaps the path-to-go's bounding box ``tb`` and its centre is within reach
-        (half the width plus its radius, + 1e-6) of the box of some chunk of the path-to-go
-        (:meth:`Paths.to_go_chunks`; a lower bound of the distance to the path). Chunks are first matched to
-        whole blocks: a chunk whose box does not overlap the block's box grown by half the width (+ 2e-6) has
-        every disc of the block out of reach on one axis, so the per-disc test is run on the rest only and
-        decides the same."""
+        A disc is near when it overlaps the path-to-go's bounding box ``tb`` and its block's box, grown by half
+        the width (+ 2e-6), overlaps the box of some chunk of the path-to-go (:meth:`Paths.chunks_near`): a
+        block with no such chunk lies farther than half the width from the path on one axis. This is a
+        superset of the discs that can reach the path-to-go buffer (the one-scene code also measured each
+        disc centre against the chunk boxes); a larger near set only adds candidate entries (decided by the
+        intersects test), level dependencies (ordering only) and path-to-go clip extent (the clip still cuts
+        more than 1 m away from every candidate), so the simulation is unchanged (rows and timelines checked
+        equal to 93d9b74's, see ``benchmarks/bench_two_stage.py``)."""
         paths = self.paths
         assert paths is not None
         none = np.zeros(0, dtype=np.int64)
@@ -438,32 +447,13 @@ class IDMBatch:
         pa, cc = paths.chunks_near(live, pc, kr, np.stack([bx0[b] - g, by0[b] - g, bx1[b] + g, by1[b] + g], -1))
         if not len(pa):
             return none, none, none
-        counts = np.bincount(pa, minlength=len(kr))
-        offset = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        has = np.flatnonzero(counts)
+        has = np.unique(pa)
         qi, dj = _ragged(blk_first[kb[has]], blk_first[kb[has]] + blk_count[kb[has]])
         pq = has[qi]
         ki = kr[pq]
         hit = ((discs[dj, 0] + discs[dj, 2] >= tb[ki, 0]) & (discs[dj, 0] - discs[dj, 2] <= tb[ki, 2])
                & (discs[dj, 1] + discs[dj, 2] >= tb[ki, 1]) & (discs[dj, 1] - discs[dj, 2] <= tb[ki, 3]))
-        pq, ki, dj = pq[hit], ki[hit], dj[hit]
-        ti, ci = _ragged(offset[pq], offset[pq] + counts[pq])
-        ci = cc[ci]
-        # distance from each disc centre to each of its chunk boxes (the arithmetic of
-        # hypot(max(max(x0 - px, px - x1), 0), ...)); a disc stays when any chunk is within reach
-        cbt = paths.chunk_box.T
-        px, py = discs[dj, 0][ti], discs[dj, 1][ti]
-        dx = cbt[0][ci] - px
-        np.maximum(dx, px - cbt[2][ci], out=dx)
-        np.maximum(dx, 0.0, out=dx)
-        dy = cbt[1][ci] - py
-        np.maximum(dy, py - cbt[3][ci], out=dy)
-        np.maximum(dy, 0.0, out=dy)
-        np.hypot(dx, dy, out=dx)
-        reach = r[ki] + discs[dj, 2] + 1e-6
-        out = np.zeros(len(ki), dtype=bool)
-        out[ti[dx <= reach[ti]]] = True
-        return ki[out], dj[out], blk_owner[kb[pq[out]]]
+        return ki[hit], dj[hit], blk_owner[kb[pq[hit]]]
 
     def _leaders(self, ag: I64, pcs: F64, heading: F64, egos: F64, ego_boxes: npt.NDArray[np.object_],
                  ego_discs: F64, owners: list[I64], clips: F64, old: _Footprints) -> None:
