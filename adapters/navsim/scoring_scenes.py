@@ -92,54 +92,50 @@ def red_light_mask(
         counts as red if either entry is red (NAVSIM adds a polygon per red entry).
     """
     per_frame = [_frame_lights(f.traffic_lights) for f in frames]
-    named = np.unique(np.concatenate([p[0] for p in per_frame])) if per_frame else np.zeros(0, dtype=np.int64)
-    ids = named[np.isin(named, _light_ids_of(road_map))]
-    red_ids = np.concatenate([p[1] for p in per_frame]) if per_frame else np.zeros(0, dtype=np.int64)
-    red_frame = np.repeat(np.arange(len(per_frame)), [len(p[1]) for p in per_frame])
-    col = np.searchsorted(ids, red_ids)
-    hit = col < len(ids)
-    hit[hit] = ids[col[hit]] == red_ids[hit]
+    known = _map_lights(road_map)[0]
+    ids = sorted(frozenset().union(*[p[0] for p in per_frame]) & known)
+    col = {c: j for j, c in enumerate(ids)}
     red_kf = np.zeros((len(frames), len(ids)), dtype=bool)
-    red_kf[red_frame[hit], col[hit]] = True
+    for k, (_, red_ids) in enumerate(per_frame):
+        for c in red_ids:
+            j = col.get(c)
+            if j is not None:
+                red_kf[k, j] = True
     red = red_kf[np.minimum(np.arange(num_steps) // STEPS_PER_KEYFRAME, len(frames) - 1)]
-    return ids, red, _light_polygons(road_map, ids)
+    ids_array = np.asarray(ids, dtype=np.int64)
+    return ids_array, red, _light_polygons(road_map, ids_array)
 
 
-#: Per keyframe, its lights as arrays (all ids, red ids), by the identity of its ``traffic_lights`` tuple (kept
-#: in the entry so that the identity stays its own): a keyframe belongs to a dozen scenes.
-_FRAME_LIGHTS: dict[int, tuple[tuple[tuple[int, bool], ...], npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+#: Per keyframe, its lights (the set of ids named, the red ids), by the identity of its ``traffic_lights``
+#: tuple (kept in the entry so that the identity stays its own): a keyframe belongs to a dozen scenes.
+_FRAME_LIGHTS: dict[int, tuple[tuple[tuple[int, bool], ...], frozenset[int], tuple[int, ...]]] = {}
 
 
-def _frame_lights(lights: tuple[tuple[int, bool], ...]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _frame_lights(lights: tuple[tuple[int, bool], ...]) -> tuple[frozenset[int], tuple[int, ...]]:
     hit = _FRAME_LIGHTS.get(id(lights))
     if hit is not None and hit[0] is lights:
         return hit[1], hit[2]
-    ids = np.array([c for c, _ in lights], dtype=np.int64)
-    red = np.array([c for c, r in lights if r], dtype=np.int64)
+    named = frozenset(c for c, _ in lights)
+    red = tuple(dict.fromkeys(c for c, r in lights if r))
     if len(_FRAME_LIGHTS) >= 4096:
         _FRAME_LIGHTS.clear()
-    _FRAME_LIGHTS[id(lights)] = (lights, ids, red)
-    return ids, red
+    _FRAME_LIGHTS[id(lights)] = (lights, named, red)
+    return named, red
 
 
 #: Per map (by identity, the map kept in the entry): the ids of its lanes and lane connectors, and the
 #: light polygons of the last id sets asked for (scenes of a log name the same connectors).
-_MAP_LIGHTS: dict[int, tuple[RoadMap, npt.NDArray[np.int64], dict[bytes, npt.NDArray[np.object_]]]] = {}
+_MAP_LIGHTS: dict[int, tuple[RoadMap, frozenset[int], dict[bytes, npt.NDArray[np.object_]]]] = {}
 
 
-def _map_lights(road_map: RoadMap) -> tuple[npt.NDArray[np.int64], dict[bytes, npt.NDArray[np.object_]]]:
+def _map_lights(road_map: RoadMap) -> tuple[frozenset[int], dict[bytes, npt.NDArray[np.object_]]]:
     hit = _MAP_LIGHTS.get(id(road_map))
     if hit is None or hit[0] is not road_map:
-        known = np.unique(np.array([*road_map.lane_connectors, *road_map.lanes], dtype=np.int64))
+        known = frozenset(road_map.lane_connectors) | frozenset(road_map.lanes)
         if len(_MAP_LIGHTS) >= 8:
             _MAP_LIGHTS.clear()
         hit = _MAP_LIGHTS[id(road_map)] = (road_map, known, {})
     return hit[1], hit[2]
-
-
-def _light_ids_of(road_map: RoadMap) -> npt.NDArray[np.int64]:
-    """Ids a light can be drawn for: the map's lane connectors and lanes (sorted)."""
-    return _map_lights(road_map)[0]
 
 
 def _light_polygons(road_map: RoadMap, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
