@@ -18,6 +18,7 @@ from metrics.traffic_agents import (
     log_replay_objects,
     objects_for_policy,
     reactive_idm_objects,
+    reactive_idm_objects_many,
 )
 from tests.metrics.scene_builders import make_scene
 
@@ -277,3 +278,78 @@ def test_reactive_is_deterministic_and_invariant_to_a_rigid_motion():
     np.testing.assert_allclose(np.linalg.norm(a.velocity_xy, axis=-1), np.linalg.norm(c.velocity_xy, axis=-1),
                                atol=1e-6)
     np.testing.assert_allclose(c.poses[a.present][:, :2] - shift, a.poses[a.present][:, :2], atol=1e-6)
+
+
+# --- many simulations at once ----------------------------------------------------------------------------------
+
+
+def test_many_simulations_together_equal_each_run_alone():
+    # Vehicles of different scenes share the lane and overlap in space: a leak between simulations would give an
+    # agent a leader from another scene (scene A's queue at x = 50, 58, 66 vs scene B's lone car at x = 54 that
+    # drives into A's queue only if it could see it), or the other scene's ego (C's ego stands at x = 90).
+    rng = np.random.default_rng(5)
+    a = [_obj(f"a{i}", ObjectType.VEHICLE, (50.0 + 8 * i, 0.0, 0.0), velocity=(6.0 - i, 0.0)) for i in range(3)]
+    b = [_obj("b0", ObjectType.VEHICLE, (54.0, 0.2, 0.0), velocity=(9.0, 0.0)),
+         _obj("parked", ObjectType.VEHICLE, (20.0, 8.0, 0.0))]
+    c = [_obj(f"c{i}", ObjectType.VEHICLE, (float(x), 0.0, 0.0), velocity=(float(v), 0.0))
+         for i, (x, v) in enumerate(zip(rng.uniform(0, 200, 6), rng.uniform(0, 12, 6), strict=True))]
+    ego_c = _static_ego(90.0, 0.0)
+    moving = _static_ego(30.0, 0.0)
+    moving[:, 0] += np.arange(N) * 0.8
+    moving[:, 3] = 8.0
+    cases = [(_scene(a), _rails(), _static_ego()), (_scene(b), _rails(with_limit=12.0), moving),
+             (_scene(c, ego=(90.0, 0.0, 0.0)), _rails(), ego_c), (_scene([]), _rails(), _static_ego()),
+             (_scene(a), _rails(), moving)]
+    together = reactive_idm_objects_many([s for s, _, _ in cases], [r for _, r, _ in cases],
+                                         [e for _, _, e in cases])
+    alone = [reactive_idm_objects(s, r, e) for s, r, e in cases]
+    assert len(together) == len(cases)
+    for x, y in zip(together, alone, strict=True):
+        for field in ("tokens", "present", "poses", "velocity_xy", "first_velocity_xy"):
+            np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+    # the scenes do interact with their own egos / queues (the comparison is not between free roads)
+    assert not np.array_equal(together[0].poses, together[4].poses)
+    assert together[0].present[1:, :3].all()
+
+
+def test_many_simulations_fail_on_the_first_nan_velocity_agent():
+    nan = (float("nan"), 0.0)
+    good = _scene([_obj("ok", ObjectType.VEHICLE, (50.0, 0.0, 0.0), velocity=(5.0, 0.0))])
+    bad = _scene([_obj("bad", ObjectType.VEHICLE, (60.0, 0.0, 0.0), velocity=nan)])
+    with pytest.raises(ValueError, match="vehicle bad would be an IDM agent"):
+        reactive_idm_objects_many([good, bad, good], [_rails()] * 3, [_static_ego()] * 3)
+
+
+def test_paths_of_many_scenes_search_as_one_scene_paths():
+    # Paths over the agents of several scenes reproduce each scene's own key search (p + local index * 1e6,
+    # rounded as one scene rounds it), also at vertex progresses and with many agents (large global keys).
+    from metrics.traffic_rails import Paths
+
+    rng = np.random.default_rng(11)
+    scenes = []
+    for _ in range(40):
+        lines = []
+        for _ in range(int(rng.integers(1, 5))):
+            n = int(rng.integers(3, 30))
+            xy = np.cumsum(rng.uniform(0.1, 3.0, (n, 2)), axis=0) + rng.uniform(-1e5, 1e5, 2)
+            lines.append(xy)
+        scenes.append(lines)
+    flat = [ln for lines in scenes for ln in lines]
+    local = np.concatenate([np.arange(len(lines)) for lines in scenes])
+    many = Paths(flat, local)
+    offset = 0
+    for lines in scenes:
+        one = Paths(lines)
+        k = len(lines)
+        a1 = np.repeat(np.arange(k), 50)
+        p = rng.uniform(one.start[a1], one.end[a1])
+        p[::5] = one.prog[one.first[a1[::5]] + 1]  # exactly at vertices
+        am = a1 + offset
+        pose_one = one.poses(a1, p)
+        np.testing.assert_array_equal(many.poses(am, p), pose_one)
+        np.testing.assert_array_equal(many.to_go_bounds(am, p, pose_one), one.to_go_bounds(a1, p, pose_one))
+        c_one, e_one = one.to_go_chunks(a1, p)
+        c_many, e_many = many.to_go_chunks(am, p)
+        np.testing.assert_array_equal(c_many - many.chunk_first[am], c_one - one.chunk_first[a1])
+        np.testing.assert_array_equal(e_many - many.chunk_first[am], e_one - one.chunk_first[a1])
+        offset += k
