@@ -221,10 +221,22 @@ class ScoringPool:
         if not can_fork():
             raise LeadBenchError("local scoring workers need the fork start method (Linux); use --workers 1")
         self.workers = workers
+        # The split's scene windows (every log parsed) once here, shared: each worker would otherwise parse
+        # every log again on its first load (~100 ms each on the benchmark world; a copy per worker on navtest).
+        reader = getattr(getattr(cache, "scenes", None), "reader", None)
+        if reader is not None:
+            try:
+                reader.windows()
+            except LeadBenchError:
+                pass  # each token's load reports it
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_set_worker, initargs=(cache, config))
-        with one_blas_thread():  # the workers are forked now (all at the first submit), inheriting the limit
-            self._executor.submit(int).result()
+        gc.freeze()  # the workers' garbage collection then leaves the inherited objects' pages alone
+        try:
+            with one_blas_thread():  # the workers are forked now (all at the first submit), inheriting the limit
+                self._executor.submit(int).result()
+        finally:
+            gc.unfreeze()
 
     def score(self, tokens: Sequence[str], plans: Sequence[Trajectory]) -> list[Any]:
         if len(tokens) != len(plans):
