@@ -479,26 +479,32 @@ class IDMBatch:
         psim = self.sim_of[pa]
         ego = pb == -1
         newer = ~ego & (pb < pa)
-        self._shapes(np.unique(pb[newer]), self.fp_se, self.fp_pose, self._geom, self._built)
-        self._shapes(np.unique(np.concatenate([pb[~ego & ~newer], ag])), old.se, old.pose, old.geom, old.built)
         ob = np.where(ego, 0, pb)
-        g2 = np.where(newer[:, None], self._geom[ob], old.geom[ob])
-        g2[ego, 0] = None
-        g2[ego, 1] = ego_boxes[psim[ego]]
+        se_b = np.where(newer, self.fp_se[ob, 0], old.se[ob, 0])
         disc_path = np.where(newer[:, None, None], self.fp_disks[ob, :_PATH_SAMPLES], old.discs[ob, :_PATH_SAMPLES])
         disc_box = np.where(newer[:, None, None], self.fp_disks[ob, _PATH_SAMPLES:], old.discs[ob, _PATH_SAMPLES:])
         disc_box[ego] = ego_discs[psim[ego]]
         # the parts: path parts (where there is one) then boxes; kind 0 = path part, 1 = box
-        wp = np.flatnonzero(~shapely.is_missing(g2[:, 0]))
+        wp = np.flatnonzero(~ego & ~np.isnan(se_b))
         src = np.concatenate([wp, np.arange(len(pb))])
         kind = np.concatenate([np.zeros(len(wp), np.int64), np.ones(len(pb), np.int64)])
-        geoms = np.concatenate([g2[wp, 0], g2[:, 1]])
         of = pi[src]
         part_owner = pb[src]
         decided = np.concatenate([self._clear_hits(ag, pcs, of[: len(wp)], disc_path[wp]),
                                   self._clear_hits(ag, pcs, of[len(wp) :], disc_box)])
         hits = decided == 1
         und = np.flatnonzero(decided < 0)
+        # geometries only where still needed (undecided or hit parts)
+        want = np.flatnonzero(decided != 0)
+        if not len(want):
+            return  # free road: the updates already written stand
+        pw, kw = src[want], kind[want]
+        self._shapes(np.unique(pb[pw][newer[pw]]), self.fp_se, self.fp_pose, self._geom, self._built)
+        self._shapes(np.unique(pb[pw][~ego[pw] & ~newer[pw]]), old.se, old.pose, old.geom, old.built)
+        gw = np.where(newer[pw], self._geom[ob[pw], kw], old.geom[ob[pw], kw])
+        gw[ego[pw]] = ego_boxes[psim[pw][ego[pw]]]
+        geoms = np.full(len(src), None, dtype=object)
+        geoms[want] = gw
         if len(und):  # near the buffer's edge: GEOS decides, on the buffers of those agents only
             need, slot = np.unique(of[und], return_inverse=True)
             lines = np.array([shapely.clip_by_rect(line, *clip) for line, clip in
@@ -512,6 +518,7 @@ class IDMBatch:
         # distance between each agent's occupancy geometry (where it was) and each intersecting entry
         h = np.flatnonzero(hits)
         ah = ag[of[h]]
+        self._shapes(np.unique(ah), old.se, old.pose, old.geom, old.built)
         own_path = ~shapely.is_missing(old.geom[ah, 0])
         own_i = np.concatenate([h[own_path], h])
         own_kind = np.concatenate([np.zeros(int(own_path.sum()), np.int64), np.ones(len(h), np.int64)])
