@@ -16,13 +16,38 @@ Times are CPU seconds of this process (``time.process_time``, best of ``--repeat
 version), so that other jobs on a shared machine distort them less. Both implementations are checked to
 pick the same proposal and produce the same reference before the table is printed.
 
+A second table times the metric cache's use (``plan_pdm_closed_batch`` in equal chunks of at most
+``MetricCache.PLAN_CHUNK`` scenes, as ``MetricCache.build`` plans) of a baseline revision (``--baseline-rev``,
+extracted with ``git archive``) against the working tree, each in its own subprocess on the same stored
+scenes (written with ``ScoringScene.save``), with the CPU time split by stage where both have the stage; it
+checks that both give bit-identical trajectories.
+
 Usage: python benchmarks/bench_pdm_closed.py [--logs 2] [--duration 20] [--repeats 3] [--seed 0]
+       [--world DIR] [--baseline-rev REV | --no-baseline]
+
+Measured (shared 2-core box, load 3-5: CPU times carry +-30 %), ``--world`` = the default embedded world of
+``bench_navsim_eval`` (376 scenes, 14-108 objects at t = 0), baseline 93d9b74, CPU ms per scene:
+
+    stage                 baseline   new   baseline/new
+    observation             0.39    0.35   1.11x
+    proposal generators     0.67    0.50   1.34x
+    leader candidates       1.59    1.23   1.30x
+    IDM unroll: leaders     1.11    0.74   1.50x
+    IDM unroll (all)        1.45    0.97   1.49x
+    LQR + bicycle           0.31    0.32   0.99x
+    scoring                 3.60    2.33   1.55x
+    extension to 5 s        0.07    0.07   1.03x
+    total                   8.60    6.32   1.36x     (trajectories bit-identical on all 376 scenes)
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,19 +150,129 @@ def _scenes(root: Path) -> list[ScoringScene]:
     return out
 
 
+#: The commit before the metric-cache PDM-Closed speed-ups (selection-only scoring, numpy box distances, ...).
+DEFAULT_BASELINE = "93d9b74"
+
+#: Stages timed inside ``plan_pdm_closed_batch`` where the measured revision has them: (label, module, name).
+_STAGES = (
+    ("observation", "harness.agents.pdm_closed", "build_observation"),
+    ("proposal generators", "harness.agents.pdm_closed_proposals", "ProposalGenerator.__init__"),
+    ("leader candidates", "harness.agents.pdm_closed", "precompute_candidates"),
+    ("IDM unroll: leaders", "harness.agents.pdm_closed_joint", "JointUnroll._update_leaders"),
+    ("IDM unroll (all)", "harness.agents.pdm_closed_joint", "JointUnroll.generate"),
+    ("LQR + bicycle", "harness.agents.pdm_closed", "simulate"),
+    ("scoring", "harness.agents.pdm_closed", "score_batch"),
+    ("scoring", "harness.agents.pdm_closed", "selection_scores"),
+    ("extension to 5 s", "harness.agents.pdm_closed_joint", "JointUnroll.extend"),
+)
+
+
+def _measure_planning(scene_dir: Path, repeats: int) -> dict:
+    """CPU seconds of ``plan_pdm_closed_batch`` over the stored scenes in metric-cache chunks (best of
+    ``repeats``), per stage of that best run, and a digest of every trajectory; with whatever lead-bench is
+    importable (the baseline subprocess runs its own revision)."""
+    import importlib
+
+    from harness.agents.pdm_closed import plan_pdm_closed_batch
+    from harness.navsim_eval import MetricCache
+    from harness.scoring_scene import ScoringScene
+
+    scenes = [ScoringScene.load(p) for p in sorted(scene_dir.glob("*.npz"))]
+    n = len(scenes)
+    size = -(-n // max(1, -(-n // MetricCache.PLAN_CHUNK)))
+    chunks = [scenes[i:i + size] for i in range(0, n, size)]
+    seconds: dict[str, float] = {}
+    for label, module, name in _STAGES:
+        owner = importlib.import_module(module)
+        *path, attr = name.split(".")
+        for part in path:
+            owner = getattr(owner, part, None)
+        if owner is None or not hasattr(owner, attr):
+            continue
+        fn = getattr(owner, attr)
+
+        def timed(*a, _fn=fn, _label=label, **k):  # noqa: ANN002, ANN003, ANN202
+            t0 = time.process_time()
+            out = _fn(*a, **k)
+            seconds[_label] = seconds.get(_label, 0.0) + time.process_time() - t0
+            return out
+        setattr(owner, attr, timed)
+    plans = [p for c in chunks for p in plan_pdm_closed_batch(c)]  # warm-up
+    best, best_split = float("inf"), {}
+    for _ in range(repeats):
+        seconds.clear()
+        t0 = time.process_time()
+        for c in chunks:
+            plan_pdm_closed_batch(c)
+        total = time.process_time() - t0
+        if total < best:
+            best, best_split = total, dict(seconds)
+    digest = [hashlib.blake2b(np.ascontiguousarray(s).tobytes() + np.ascontiguousarray(t).tobytes()).hexdigest()
+              for s, t in plans]
+    return {"scenes": n, "chunk": size, "total": best, "stages": best_split, "digest": digest}
+
+
+def _planning_in_subprocess(tree: Path, scene_dir: Path, repeats: int, out: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure-planning", str(scene_dir),
+                    "--repeats", str(repeats), "--out", str(out)], check=True, cwd=tree, env=env)
+    return json.loads(out.read_text())
+
+
+def _planning_table(scenes: list[ScoringScene], rev: str | None, repeats: int, tmp: Path) -> None:
+    scene_dir = tmp / "scenes"
+    scene_dir.mkdir()
+    for i, scene in enumerate(scenes):
+        scene.save(scene_dir / f"{i:05d}.npz")
+    new = _planning_in_subprocess(_ROOT, scene_dir, repeats, tmp / "new.json")
+    old = None
+    if rev is not None:
+        tree = tmp / "baseline-tree"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(_ROOT), "archive", rev], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        old = _planning_in_subprocess(tree, scene_dir, repeats, tmp / "old.json")
+    n = new["scenes"]
+    table = Table(title=f"PDM-Closed as the metric cache plans it: {n} scenes in chunks of {new['chunk']}, CPU ms per "
+                        f"scene (best of {repeats}), baseline {rev or 'none'} in the same run")
+    for col in ("stage", "baseline ms/scene", "new ms/scene", "baseline/new"):
+        table.add_column(col, justify="right")
+    labels = list(dict.fromkeys(label for label, _, _ in _STAGES))
+    for label, a, b in [(lb, (old or {}).get("stages", {}).get(lb), new["stages"].get(lb)) for lb in labels] + [
+            ("total", (old or {}).get("total"), new["total"])]:
+        table.add_row(label, "n/a" if a is None else f"{1000 * a / n:.2f}",
+                      "n/a" if b is None else f"{1000 * b / n:.2f}", "n/a" if not a or not b else f"{a / b:.2f}x")
+    Console().print(table)
+    if old is not None:
+        print(f"trajectories bit-identical to {rev}: {old['digest'] == new['digest']} ({n} scenes); stages are "
+              f"nested (leaders within the unroll); the rest of the total is paths, forecasts and bookkeeping")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--logs", type=int, default=2)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--world", type=Path, default=None, help="an embedded world already built (else one is built)")
+    ap.add_argument("--baseline-rev", default=DEFAULT_BASELINE, help="git revision of the planning baseline")
+    ap.add_argument("--no-baseline", action="store_true", help="no baseline revision in the planning table")
+    ap.add_argument("--measure-planning", type=Path, default=None, help=argparse.SUPPRESS)  # subprocess
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.measure_planning is not None:
+        args.out.write_text(json.dumps(_measure_planning(args.measure_planning, args.repeats)))
+        return
     ref = _load_reference()
 
     with tempfile.TemporaryDirectory(prefix="lead-bench-pdm-closed-") as tmp:
-        spec = EmbeddedWorldSpec(WorldConfig(seed=args.seed, num_logs=args.logs, duration_s=args.duration),
-                                 NavsimWriteOptions(write_sensors=False))
-        scenes = _scenes(build_embedded_world(Path(tmp), spec))
+        if args.world is None:
+            spec = EmbeddedWorldSpec(WorldConfig(seed=args.seed, num_logs=args.logs, duration_s=args.duration),
+                                     NavsimWriteOptions(write_sensors=False))
+            scenes = _scenes(build_embedded_world(Path(tmp) / "world", spec))
+        else:
+            scenes = _scenes(args.world)
+        _planning_table(scenes, None if args.no_baseline else args.baseline_rev, args.repeats, Path(tmp))
     n = len(scenes)
     objects = [int(s.object_present[0].sum()) for s in scenes]
 
