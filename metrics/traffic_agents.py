@@ -46,6 +46,9 @@ velocities within 1.1e-6 m/s (float rounding of the path arithmetic, amplified i
 the vehicles moved up to 4 m sideways, turned and given new speeds (touching parked cars, overlapping footprints)
 x 4 rollouts, within 4e-9 m. The agents of one scene are updated in sequence (the official semantics); everything
 else (range filter, path-to-go buffers, replay, parked checks) is vectorised over agents.
+:func:`reactive_idm_objects_many` runs many (scene, ego rollout) simulations together (the two-stage scorer
+passes every rollout of a scoring chunk): independent simulations in one :class:`metrics.traffic_idm.IDMBatch`,
+each with the timeline it has when run alone.
 """
 
 from __future__ import annotations
