@@ -232,12 +232,12 @@ def build_observation(
     # whose bounding box misses the ego's cannot intersect it (GEOS's envelope test): only the others become
     # polygons here (the observation builds its polygons when first asked).
     ego_rings = ego_footprint_rings(scene.ego_pose, vehicle)
-    ego_poly = shapely.polygons(ego_rings)
     ego_lo, ego_hi = ego_rings[:4].min(axis=0), ego_rings[:4].max(axis=0)
     obj_lo = np.minimum(np.minimum(rings[:, 0], rings[:, 1]), np.minimum(rings[:, 2], rings[:, 3]))
     obj_hi = np.maximum(np.maximum(rings[:, 0], rings[:, 1]), np.maximum(rings[:, 2], rings[:, 3]))
     near = np.flatnonzero(np.all((obj_lo <= ego_hi) & (obj_hi >= ego_lo), axis=1))
     collided = np.zeros(n_obj + n_light, dtype=bool)
+    ego_poly = shapely.polygons(ego_rings) if len(near) or n_light else None
     if len(near):
         collided[near] = shapely.intersects(ego_poly, shapely.polygons(rings[near]))
     if n_light:
