@@ -89,6 +89,9 @@ class MetricCache:
         """
         out: dict[str, str | None] = {}
         todo: list[ScoringScene] = []
+        # Object timelines are batched per log: announce exactly these tokens, so that a sparse selection does
+        # not pay for scenes of its logs that it never builds.
+        self.scenes.expect(tokens)
         chunk_size = -(-len(tokens) // max(1, -(-len(tokens) // self.PLAN_CHUNK)))
         finished = 0
         for t in tokens:
