@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ("harness/types.py", "harness/geometry.py", "harness/trajectory.py", "harness/maps.py", "harness/errors.py",
         "harness/atomic.py",
-        "harness/map_query.py", "harness/scoring_scene.py", "harness/safe_pickle.py")
+        "harness/map_query.py", "harness/scoring_scene.py", "harness/npz_store.py", "harness/safe_pickle.py")
 UPPER = ("harness.cli", "harness.runner", "harness.model", "harness.agents", "harness.embedded")
 
 

@@ -13,16 +13,8 @@ import shapely
 from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.errors import DataError
-from harness.scoring_scene import (
-    DRIVABLE_PATCH_DIR,
-    ScoringScene,
-    _grouped,
-    _npz_view,
-    _ungrouped,
-    grouped_npz_bytes,
-    npz_bytes,
-    stored_arrays,
-)
+from harness.npz_store import _grouped, _npz_view, _ungrouped, grouped_npz_bytes, npz_bytes
+from harness.scoring_scene import DRIVABLE_PATCH_DIR, ScoringScene, stored_arrays
 
 
 def _assert_equal(a: ScoringScene, b: ScoringScene) -> None:
