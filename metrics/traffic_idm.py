@@ -28,15 +28,24 @@ official code) and an older per-agent loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 import shapely
 
 from metrics.pdm.state import PACIFICA
 from metrics.pdm_scoring.geometry import box_corners, polygons
-from metrics.traffic_rails import LaneRails, Paths, principal, starting_segments
+from metrics.traffic_idm_geometry import (
+    _PATH_SAMPLES,
+    _box_discs,
+    _boxes,
+    _discs_distance,
+    _Footprints,
+    _nearest_as_nuplan,
+    _ragged,
+    _same_sim_pairs,
+)
+from metrics.traffic_idm_start import NUM_STEPS, IDMParameters, IDMSim, IDMVehicles, _SimStart, _start
+from metrics.traffic_rails import LaneRails, Paths, principal
 
 __all__ = ["IDMParameters", "IDMScene", "IDMVehicles", "LaneRails", "NUM_STEPS"]
 
@@ -44,184 +53,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
-STEP_S = 0.1
-NUM_STEPS = 41
-
-
-@dataclass(frozen=True)
-class IDMParameters:
-    """``navsim_IDM_traffic_agents.yaml`` (units: m/s, m, s, m/s²)."""
-
-    target_velocity_mps: float = 10.0
-    min_gap_m: float = 1.0
-    headway_s: float = 1.5
-    accel_max_mps2: float = 1.0
-    decel_max_mps2: float = 2.0
-    radius_m: float = 100.0
-    snap_threshold_m: float = 3.0
-    stationary_speed_mps: float = 0.1
-    heading_estimation_m: float = 0.5  # nuPlan polyline get_nearest_pose_from_position
-    step_s: float = STEP_S
-
-
-_CORNERS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
-#: Discs along a footprint's path part in the prefilter (more: tighter discs, more of them).
-_PATH_SAMPLES = 12
-
-
-def _box_discs(pose: F64, length: F64, width: F64) -> F64:
-    """``(n, 3, 3)`` discs covering boxes: centres at -L/3, 0, L/3 along the heading, radius hypot(L/6, W/2)."""
-    off = np.array([-1.0, 0.0, 1.0])[None, :] * (length / 3)[:, None]
-    c, s = np.cos(pose[:, 2])[:, None], np.sin(pose[:, 2])[:, None]
-    rad = np.hypot(length / 6, width / 2) + 1e-6
-    return np.stack([pose[:, 0, None] + c * off, pose[:, 1, None] + s * off, np.repeat(rad[:, None], 3, 1)], -1)
-
-
-def _ragged(lo: I64, hi: I64) -> tuple[I64, I64]:
-    """``(owner, value)`` of the concatenated ranges ``[lo_i, hi_i)``."""
-    n = np.maximum(hi - lo, 0)
-    owner = np.repeat(np.arange(len(lo)), n)
-    start = np.concatenate([[0], np.cumsum(n)[:-1]])
-    return owner, np.arange(int(n.sum())) - np.repeat(start - lo, n)
-
-
-def _disc_extent(discs: F64, r: float) -> tuple[float, float, float, float]:
-    """``(xmin, ymin, xmax, ymax)`` of discs ``(n, 3)`` grown by ``r`` and 1 m."""
-    return (float((discs[:, 0] - discs[:, 2]).min() - r - 1.0), float((discs[:, 1] - discs[:, 2]).min() - r - 1.0),
-            float((discs[:, 0] + discs[:, 2]).max() + r + 1.0), float((discs[:, 1] + discs[:, 2]).max() + r + 1.0))
-
-
-
-
-def _discs_distance(a: F64, b: F64) -> F64:
-    """``(n,)`` lower bounds of the distance between what discs ``a`` and ``b`` (``(n, k, 3)``) cover."""
-    gap = (np.hypot(a[:, :, None, 0] - b[:, None, :, 0], a[:, :, None, 1] - b[:, None, :, 1])
-           - a[:, :, None, 2] - b[:, None, :, 2])
-    return np.maximum(gap.reshape(len(a), -1).min(axis=1), 0.0) - 1e-9
-
-
-def _box(pose: F64, length: float, width: float) -> shapely.Polygon:
-    """An oriented box polygon (corners FL, RL, RR, FR) from a centre pose, metres."""
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    lx, ly = _CORNERS[:, 0] * (length / 2), _CORNERS[:, 1] * (width / 2)
-    return shapely.polygons(np.stack([pose[0] + c * lx - s * ly, pose[1] + s * lx + c * ly], -1))
-
-
-def _boxes(pose: F64, length: F64, width: F64) -> npt.NDArray[np.object_]:
-    """:func:`_box` of ``n`` poses at once (the same arithmetic, element by element)."""
-    c, s = np.cos(pose[:, 2])[:, None], np.sin(pose[:, 2])[:, None]
-    lx, ly = _CORNERS[None, :, 0] * (length / 2)[:, None], _CORNERS[None, :, 1] * (width / 2)[:, None]
-    return shapely.polygons(np.stack([pose[:, 0, None] + c * lx - s * ly, pose[:, 1, None] + s * lx + c * ly], -1))
-
-
-@dataclass(frozen=True)
-class _Footprints:
-    """The agents' occupancy footprints before a step (path part ``se``, box ``pose``, heading in ``cur_pose``)
-    and the geometries built from them so far (``geom (n, 2)``: path part or None, box; where ``built``)."""
-
-    se: F64
-    pose: F64
-    cur_pose: F64
-    discs: F64
-    geom: npt.NDArray[np.object_]
-    built: B
-
-
-def _nearest_as_nuplan(own: tuple[shapely.Geometry | None, ...],
-                       entries: dict[int, tuple[shapely.Geometry | None, ...]]) -> int:
-    """``STRTreeOccupancyMap.get_nearest_entry_to`` among equally near entries: shapely's ``STRtree.nearest``
-    returns one of them in its traversal order, so it is asked the same question: a tree over the intersecting
-    entries (each the union of its parts, in the occupancy map's order: agents by index, the ego last) and the
-    agent's own footprint. Returns the chosen owner (-1: the ego)."""
-    owners = sorted(entries, key=lambda b: (b == -1, b))
-    geoms = [shapely.union_all([g for g in entries[b] if g is not None]) for b in owners]
-    mine = shapely.union_all([g for g in own if g is not None])
-    return owners[int(shapely.STRtree(geoms).nearest(mine))]
-
-
-def _rear_axle_centred_box(state: F64) -> shapely.Polygon:
-    """The ego box of ``build_ego_state_from_simulated_ego_states``: Pacifica centred on the rear axle."""
-    c = box_corners(state[None, :3], np.array([PACIFICA.half_length]), np.array([PACIFICA.half_width]))
-    return polygons(c)[0]
-
-
-
-
 # --- the simulation ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IDMVehicles:
-    """The current-frame vehicles of a scene (box-centre poses and global velocities at t = 0, map frame)."""
-
-    poses: F64  # (V, 3)
-    velocity_xy: F64  # (V, 2)
-    length_m: F64  # (V,)
-    width_m: F64  # (V,)
-
-
-@dataclass(frozen=True)
-class IDMSim:
-    """One reactive simulation's inputs: a scene's current vehicles, its map's rails, the ego's real footprint at
-    t = 0 (the initial collision check) and the ego speed that replaces a NaN vehicle speed (nuPlan's fallback)."""
-
-    vehicles: IDMVehicles
-    rails: LaneRails
-    ego_box: shapely.Geometry
-    ego_speed_mps: float
-
-
-@dataclass(frozen=True)
-class _SimStart:
-    """``build_idm_agents_on_map_rails`` for one simulation: agents (vehicle indices, official order), their
-    rails, progress, snapped pose and speed; the parked / off-lane vehicles kept as static boxes."""
-
-    agents: I64
-    rail: I64
-    progress: F64
-    snapped: F64
-    speed: F64
-    target: F64
-    parked: I64
-
-
-def _start(sim: IDMSim, p: IDMParameters) -> _SimStart:
-    vehicles, rails = sim.vehicles, sim.rails
-    n_veh = len(vehicles.poses)
-    half_l, half_w = vehicles.length_m / 2, vehicles.width_m / 2
-    rail, progress, snapped = starting_segments(rails, vehicles.poses, p.heading_estimation_m)
-    lateral = np.hypot(snapped[:, 0] - vehicles.poses[:, 0], snapped[:, 1] - vehicles.poses[:, 1])
-    snapped_boxes = polygons(box_corners(np.nan_to_num(snapped), half_l, half_w))
-    occupied = [sim.ego_box]
-    agents: list[int] = []
-    for i in range(n_veh):
-        if rail[i] < 0 or lateral[i] > p.snap_threshold_m:
-            continue
-        if shapely.intersects(snapped_boxes[i], np.array(occupied, dtype=object)).any():
-            continue
-        occupied.append(snapped_boxes[i])
-        agents.append(i)
-    ag = np.array(agents, dtype=np.int64)
-    limit = rails.speed_limit_mps[rail[ag]]
-    speed = np.hypot(vehicles.velocity_xy[ag, 0], vehicles.velocity_xy[ag, 1])
-    # parked / off-lane vehicles: the current vehicles that are not agents
-    others = np.setdiff1d(np.arange(n_veh), ag)
-    stationary = np.hypot(vehicles.velocity_xy[:, 0], vehicles.velocity_xy[:, 1]) < p.stationary_speed_mps
-    p_idx, r_idx = rails.segments_containing(vehicles.poses[:, :2])
-    in_lane = np.zeros(n_veh, dtype=bool)
-    in_lane[p_idx[~rails.is_connector[r_idx]]] = True
-    in_lanes = in_lane | rails.in_intersection(vehicles.poses[:, :2])
-    off_rail = (rail >= 0) & (lateral > p.snap_threshold_m)
-    return _SimStart(agents=ag, rail=rail[ag], progress=progress[ag].astype(np.float64), snapped=snapped[ag],
-                     speed=np.where(np.isnan(speed), sim.ego_speed_mps, speed),
-                     target=np.where(np.isfinite(limit) & (limit > 0), limit, p.target_velocity_mps),
-                     parked=others[((stationary & ~in_lanes) | off_rail)[others]])
-
-
-def _same_sim_pairs(row_sim: I64, item_sim: I64) -> tuple[I64, I64]:
-    """All ``(row, item)`` index pairs of rows and items of the same simulation (items sorted by simulation)."""
-    bounds = np.searchsorted(item_sim, np.arange(int(max(row_sim.max(initial=-1), item_sim.max(initial=-1))) + 2))
-    return _ragged(bounds[row_sim], bounds[row_sim + 1])
 
 
 class IDMBatch:
