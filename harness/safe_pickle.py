@@ -203,3 +203,30 @@ def dumps_with_global_names(
     buf = io.BytesIO()
     _NamedGlobalsPickler(buf, protocol=protocol, names=global_names).dump(obj)
     return buf.getvalue()
+
+
+#: Modules whose classes a result pickled by one of lead-bench's own forked workers may refer to.
+_OWN_RESULT_MODULES = ("numpy", "harness", "metrics", "adapters", "collections", "pathlib")
+#: Builtins such a result may name besides exception classes (no callables that run code: eval, getattr, ...).
+_OWN_RESULT_BUILTINS = frozenset({"slice", "set", "frozenset", "complex", "bytearray", "range"})
+
+
+class _OwnResultUnpickler(pickle.Unpickler):
+    """Resolves only classes of numpy, the project's own packages and a few builtins (exceptions included)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        root = module.split(".", 1)[0]
+        if root == "builtins":
+            obj = getattr(__import__("builtins"), name, None)
+            if name in _OWN_RESULT_BUILTINS or (isinstance(obj, type) and issubclass(obj, BaseException)):
+                return obj
+        elif root in _OWN_RESULT_MODULES:
+            return super().find_class(module, name)
+        raise DataError(f"refusing to unpickle {module}.{name} from a worker's result")
+
+
+def loads_worker_result(data: bytes) -> Any:
+    """A result that a forked lead-bench worker pickled into its pipe (packed arrays, project dataclasses, an
+    exception): unpickled with only numpy, the project's classes and builtin exceptions resolvable, so that
+    not even a process's own pipe can make the parent import and call arbitrary code."""
+    return _OwnResultUnpickler(io.BytesIO(data)).load()

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from harness.errors import LeadBenchError
+from harness.safe_pickle import loads_worker_result
 from harness.trajectory import Trajectory, TrajectorySampling
 
 T = TypeVar("T")
@@ -192,7 +193,7 @@ def _reap(children: Sequence[tuple[int, int]], *, kill: bool) -> list[tuple[bool
             data = pipe.read()
         _, status = os.waitpid(pid, 0)
         if data:
-            answers.append(pickle.loads(data))  # noqa: S301 - written by the child forked above
+            answers.append(loads_worker_result(data))  # written by the child forked above
         else:
             answers.append((False, RuntimeError(f"forked worker {pid} ended without a result "
                                                 f"(wait status {status})")))

@@ -41,3 +41,29 @@ def test_truncated_and_missing_files_name_the_path(tmp_path):
     assert str(p) in str(info.value)
     with pytest.raises(DataError, match="cannot read"):
         load_restricted(tmp_path / "missing.pkl")
+
+
+def test_worker_results_load_numpy_project_classes_and_exceptions_only() -> None:
+    import os
+    import pickle
+
+    import numpy as np
+
+    from harness.errors import DataError as ProjectError
+    from harness.safe_pickle import loads_worker_result
+    from harness.trajectory import TrajectorySampling
+
+    answer = (True, {"a": np.arange(3.0), "s": TrajectorySampling(num_poses=8, interval_s=0.5)},
+              ValueError("bad token"), ProjectError("missing", path="x.pkl"))
+    back = loads_worker_result(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back[0] is True and np.array_equal(back[1]["a"], np.arange(3.0)) and back[1]["s"] == answer[1]["s"]
+    assert isinstance(back[2], ValueError) and isinstance(back[3], ProjectError)
+
+    class _Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    with pytest.raises(DataError, match="posix.system|os.system"):
+        loads_worker_result(pickle.dumps(_Evil()))
+    with pytest.raises(DataError, match="builtins.eval"):
+        loads_worker_result(pickle.dumps(eval))
