@@ -12,9 +12,6 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from metrics.pdm.state import PACIFICA
-from metrics.pdm_scoring.geometry import box_corners, polygons
-
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
@@ -40,26 +37,11 @@ def _ragged(lo: I64, hi: I64) -> tuple[I64, I64]:
     return owner, np.arange(int(n.sum())) - np.repeat(start - lo, n)
 
 
-def _disc_extent(discs: F64, r: float) -> tuple[float, float, float, float]:
-    """``(xmin, ymin, xmax, ymax)`` of discs ``(n, 3)`` grown by ``r`` and 1 m."""
-    return (float((discs[:, 0] - discs[:, 2]).min() - r - 1.0), float((discs[:, 1] - discs[:, 2]).min() - r - 1.0),
-            float((discs[:, 0] + discs[:, 2]).max() + r + 1.0), float((discs[:, 1] + discs[:, 2]).max() + r + 1.0))
-
-
-
-
 def _discs_distance(a: F64, b: F64) -> F64:
     """``(n,)`` lower bounds of the distance between what discs ``a`` and ``b`` (``(n, k, 3)``) cover."""
     gap = (np.hypot(a[:, :, None, 0] - b[:, None, :, 0], a[:, :, None, 1] - b[:, None, :, 1])
            - a[:, :, None, 2] - b[:, None, :, 2])
     return np.maximum(gap.reshape(len(a), -1).min(axis=1), 0.0) - 1e-9
-
-
-def _box(pose: F64, length: float, width: float) -> shapely.Polygon:
-    """An oriented box polygon (corners FL, RL, RR, FR) from a centre pose, metres."""
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    lx, ly = _CORNERS[:, 0] * (length / 2), _CORNERS[:, 1] * (width / 2)
-    return shapely.polygons(np.stack([pose[0] + c * lx - s * ly, pose[1] + s * lx + c * ly], -1))
 
 
 def _boxes(pose: F64, length: F64, width: F64) -> npt.NDArray[np.object_]:
@@ -92,12 +74,6 @@ def _nearest_as_nuplan(own: tuple[shapely.Geometry | None, ...],
     geoms = [shapely.union_all([g for g in entries[b] if g is not None]) for b in owners]
     mine = shapely.union_all([g for g in own if g is not None])
     return owners[int(shapely.STRtree(geoms).nearest(mine))]
-
-
-def _rear_axle_centred_box(state: F64) -> shapely.Polygon:
-    """The ego box of ``build_ego_state_from_simulated_ego_states``: Pacifica centred on the rear axle."""
-    c = box_corners(state[None, :3], np.array([PACIFICA.half_length]), np.array([PACIFICA.half_width]))
-    return polygons(c)[0]
 
 
 def _same_sim_pairs(row_sim: I64, item_sim: I64) -> tuple[I64, I64]:
