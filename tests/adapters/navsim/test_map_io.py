@@ -14,6 +14,7 @@ import pyogrio.raw
 import pytest
 import shapely
 
+import adapters.navsim.map_reader as map_reader
 from adapters.navsim.map_reader import _utm_forward, read_nuplan_map
 from adapters.navsim.map_writer import (
     LAYER_SCHEMAS,
@@ -198,6 +199,69 @@ def test_writer_rejects_traffic_light_without_stop_line(tmp_path: Path, fixture_
         write_nuplan_maps(dataclasses.replace(fixture_map, lane_connectors=broken), tmp_path)
 
 
+def assert_identical_maps(a: RoadMap, b: RoadMap) -> int:
+    """Bit-for-bit equality: every field equal and of the same type, geometries with the same WKB, arrays with
+    the same dtype and bytes. Returns the number of object fields compared."""
+    assert (a.location, a.version, a.projected_crs) == (b.location, b.version, b.projected_crs)
+    compared = 0
+    for layer in dataclasses.fields(a):
+        left, right = getattr(a, layer.name), getattr(b, layer.name)
+        if not isinstance(left, dict):
+            continue
+        assert list(left) == list(right), layer.name
+        for key, obj in left.items():
+            for field in dataclasses.fields(obj):
+                x, y = getattr(obj, field.name), getattr(right[key], field.name)
+                where = (layer.name, key, field.name)
+                if isinstance(x, shapely.Geometry):
+                    assert shapely.to_wkb(x) == shapely.to_wkb(y), where
+                elif isinstance(x, np.ndarray):
+                    assert (x.dtype, x.shape, x.tobytes()) == (y.dtype, y.shape, y.tobytes()), where
+                else:
+                    assert type(x) is type(y) and x == y, where
+                compared += 1
+    return compared
+
+
+def read_with_gdal(monkeypatch: pytest.MonkeyPatch, root: Path, location: str) -> RoadMap:
+    """The map read through pyogrio (GDAL), the direct SQLite reader switched off."""
+
+    def refuse(path: Path) -> None:
+        raise map_reader._NeedsGdal("test: GDAL path")
+
+    with monkeypatch.context() as m:
+        m.setattr(map_reader, "_read_gpkg_direct", refuse)
+        return read_nuplan_map(root, location)
+
+
+def test_direct_sqlite_reader_equals_gdal(monkeypatch: pytest.MonkeyPatch, maps_root: Path, tmp_path: Path) -> None:
+    from harness.world.roads import build_road_map
+
+    assert assert_identical_maps(read_nuplan_map(maps_root, LOCATION), read_with_gdal(monkeypatch, maps_root, LOCATION))
+    world = build_road_map(0)
+    write_nuplan_maps(world, tmp_path, raster_resolution_m=0.5)
+    assert assert_identical_maps(read_nuplan_map(tmp_path, world.location),
+                                 read_with_gdal(monkeypatch, tmp_path, world.location)) > 100
+
+
+def test_direct_reader_leaves_unusual_packages_to_gdal(root_copy: Path) -> None:
+    path = gpkg_path(root_copy, LOCATION, "9.15.1915")
+    header = b"GP\x00\x01" + (0).to_bytes(4, "little")  # little-endian, no envelope
+    point = shapely.to_wkb(shapely.Point(1.0, 2.0))
+    assert shapely.equals(map_reader._gpkg_geometries([header + point])[0], shapely.Point(1.0, 2.0))
+    for flags in (0x21, 0x11, 0x0B):  # extended encoding, empty geometry, envelope code 5
+        with pytest.raises(map_reader._NeedsGdal):
+            map_reader._gpkg_geometries([b"GP\x00" + bytes([flags]) + bytes(4) + point])
+    with pytest.raises(map_reader._NeedsGdal):
+        map_reader._gpkg_geometries([b"XX\x00\x01" + bytes(4) + point])
+    # A CRS that is not an EPSG code: GDAL reads the package (and keeps the same map).
+    direct = read_nuplan_map(root_copy, LOCATION)
+    _sql(path, "UPDATE gpkg_spatial_ref_sys SET organization = 'OTHER' WHERE srs_id = 32611")
+    with pytest.raises(map_reader._NeedsGdal, match="EPSG"):
+        map_reader._read_gpkg_direct(path)
+    assert sorted(read_nuplan_map(root_copy, LOCATION).lanes) == sorted(direct.lanes)
+
+
 # --- reading errors --------------------------------------------------------------------------------------
 
 
@@ -294,7 +358,9 @@ def test_utm_projection_matches_pyproj_golden_values() -> None:
         np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def test_wgs84_layers_are_reprojected_to_meta_crs(tmp_path: Path, fixture_map: RoadMap) -> None:
+def test_wgs84_layers_are_reprojected_to_meta_crs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fixture_map: RoadMap
+) -> None:
     # Store the map the way the official release does: layers in EPSG:4326, meta naming the UTM zone.
     origin_lonlat, deg_per_m = np.array([-115.17, 36.12]), 1e-5
 
@@ -333,6 +399,7 @@ def test_wgs84_layers_are_reprojected_to_meta_crs(tmp_path: Path, fixture_map: R
 
     back = read_nuplan_map(tmp_path, LOCATION)
     assert back.projected_crs == "EPSG:32611"
+    assert assert_identical_maps(back, read_with_gdal(monkeypatch, tmp_path, LOCATION))
     project = _utm_forward(11, south=False)
     for lane_id, lane in fixture_map.lanes.items():
         expected = project(origin_lonlat + deg_per_m * lane.baseline_xy)
