@@ -285,3 +285,36 @@ def relative_poses(frames: Sequence[NavsimFrame], current: int) -> F64:
     rel = global_to_local(poses, poses[current])
     rel[:, 2] = normalize_angle(rel[:, 2])
     return rel
+
+
+#: Opcodes ``first_map_location`` reads at most before giving up (a real log's first frame takes ~1,000).
+MAP_LOCATION_SCAN_OPS = 20_000
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"})
+_MEMO_OPS = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "FRAME"})
+
+
+def first_map_location(path: Path) -> str | None:
+    """The ``map_location`` of a log pickle's first frame, read from the pickle's opcodes without unpickling
+    it (``pickletools.genops`` only decodes the stream: nothing is built or run), so a caller can read the
+    log's map before (or while) the log itself is parsed. ``None`` when the file cannot be scanned or the
+    value is not a plain string right after the key within the first ``MAP_LOCATION_SCAN_OPS`` opcodes;
+    a hint only: the parsed frames stay authoritative."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as fh:
+            after_key = False
+            for n, (op, arg, _) in enumerate(pickletools.genops(fh)):
+                if n >= MAP_LOCATION_SCAN_OPS:
+                    return None
+                if op.name in _MEMO_OPS:
+                    continue
+                if op.name in _STRING_OPS:
+                    if after_key:
+                        return str(arg)
+                    after_key = arg == "map_location"
+                elif after_key:
+                    return None  # the value is not a plain string (a memo reference, ...)
+    except (OSError, ValueError, EOFError):
+        return None
+    return None

@@ -218,3 +218,25 @@ def test_driving_command_fast_path_equals_from_one_hot(value):
         assert "one-hot" in str(exc)
     else:
         assert _driving_command(value) == want
+
+
+def test_first_map_location_is_read_from_the_opcodes(small_world_root, tmp_path):
+    from adapters.navsim.log_format import first_map_location
+
+    for path in sorted((small_world_root / "navsim_logs").glob("*/*.pkl")):
+        assert first_map_location(path) == load_restricted(path)[0]["map_location"]
+    # Read without unpickling: a class the restricted unpickler refuses is never built.
+    odd = tmp_path / "odd.pkl"
+    odd.write_bytes(pickle.dumps([{"anns": os.system, "map_location": "sg-one-north"}], protocol=4))
+    assert first_map_location(odd) == "sg-one-north"
+    # No plain string value right after the key, no key, not a pickle, missing: no answer.
+    shared = "us-ma-boston"
+    odd.write_bytes(pickle.dumps([{"x": shared, "map_location": shared}], protocol=4))  # a memo reference
+    assert first_map_location(odd) is None
+    odd.write_bytes(pickle.dumps([{"map_location": 3}], protocol=4))
+    assert first_map_location(odd) is None
+    odd.write_bytes(pickle.dumps([{"token": "a"}], protocol=4))
+    assert first_map_location(odd) is None
+    odd.write_bytes(b"not a pickle at all")
+    assert first_map_location(odd) is None
+    assert first_map_location(tmp_path / "missing.pkl") is None
