@@ -29,21 +29,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from adapters.navsim.navhard import (
-    SPLIT_NAME,
-    NavhardSplit,
-    SyntheticScene,
-    read_split,
-    read_synthetic_scene,
-    scoring_frames,
-)
+from adapters.navsim.navhard import SPLIT_NAME, NavhardSplit, read_split
 from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scene_filter import SceneFilter
-from adapters.navsim.scoring_scenes import ScoringSceneCache, build_scoring_scene
-from harness.epdms_eval import V2_HORIZON_S, EPDMSMetricCache, plan_pdm_closed_v2, simulate_plans
-from harness.errors import DataError, LeadBenchError
+from harness.epdms_eval import simulate_plans
+from harness.errors import LeadBenchError
 from harness.geometry import local_to_global
-from harness.scoring_scene import SCORING_SCENE_VERSION, ObjectTimeline, ScoringScene
+from harness.navhard_cache import NavhardMetricCache, cache_scenes
+from harness.navhard_workers import fork_chunks
+from harness.scoring_scene import ObjectTimeline, ScoringScene
 from harness.trajectory import Trajectory
 from metrics.epdms import EPDMS_COLUMNS, EPDMSConfig, EPDMSRow, ec_overlap_steps, final_score, score_rows
 from metrics.epdms_scoring.comfort import two_frame_extended_comfort
@@ -59,6 +53,10 @@ NAVHARD_FILTER = SceneFilter(num_history_frames=4, num_future_frames=8, frame_in
 SUMMARY_TOKENS = ("extended_pdm_score_stage_one", "extended_pdm_score_stage_two", "extended_pdm_score_combined")
 #: Columns aggregated per token: the sub-metrics (EC included) and the final score.
 AGGREGATED_COLUMNS = EPDMS_COLUMNS
+
+
+__all__ = ["NavhardData", "NavhardMetricCache", "cache_scenes", "score_two_stage", "plan_tokens",
+           "write_two_stage", "build_navhard_world"]
 
 
 @dataclass(frozen=True)
@@ -87,51 +85,6 @@ class NavhardData:
                                                                         tokens=split.stage_one_tokens))
 
 
-class NavhardMetricCache:
-    """Scoring scenes (4 s, PDM-Closed v2 filled in) for stage-one and stage-two tokens, built once and stored."""
-
-    def __init__(self, data: NavhardData, split: NavhardSplit, cache_dir: Path) -> None:
-        self.data = data
-        self.reader = data.reader(split)
-        self.stage_one = EPDMSMetricCache(ScoringSceneCache(cache_dir / "stage_one", self.reader, data.maps_root,
-                                                            horizon_s=V2_HORIZON_S))
-        self.stage_two_dir = cache_dir / "stage_two"
-        self._rails: dict[str, LaneRails] = {}
-
-    def synthetic(self, token: str) -> SyntheticScene:
-        return read_synthetic_scene(self.data.synthetic_path(token))
-
-    def get(self, token: str) -> ScoringScene:
-        if len(token) != 17:
-            return self.stage_one.get(token)
-        path = self.data.synthetic_path(token)
-        if not path.is_file():
-            raise DataError("no synthetic scene pickle", path=path, token=token)
-        st = path.stat()
-        fp = f"v{SCORING_SCENE_VERSION}|synthetic={st.st_size}:{st.st_mtime_ns}|horizon={V2_HORIZON_S:g}"
-        out = self.stage_two_dir / f"{token}.npz"
-        if out.is_file():
-            try:
-                cached = ScoringScene.load(out)
-                if cached.fingerprint == fp:
-                    return cached
-            except DataError:
-                pass
-        scene = self.synthetic(token)
-        frames, cur = scoring_frames(scene)
-        road_map, query = self.stage_one.scenes.map_for(scene.map_name)
-        built = build_scoring_scene(frames, cur, road_map, query, horizon_s=V2_HORIZON_S, fingerprint=fp)
-        states, times = plan_pdm_closed_v2(built)
-        built = replace(built, pdm_closed_states=states, pdm_closed_times_s=times)
-        built.save(out)
-        return built
-
-    def rails(self, location: str) -> LaneRails:
-        if location not in self._rails:
-            self._rails[location] = LaneRails.from_road_map(self.stage_one.scenes.map_for(location)[0])
-        return self._rails[location]
-
-
 # --- scoring -------------------------------------------------------------------------------------------------
 
 
@@ -157,7 +110,7 @@ def score_two_stage(
     traffic: TrafficPolicy = TrafficPolicy.REACTIVE,
     config: EPDMSConfig | None = None,
     errors: Mapping[str, str] | None = None,
-    chunk: int = 64,
+    chunk: int = 32,
     workers: int = 1,
 ) -> TwoStageResult:
     """Score every stage-one and stage-two token and aggregate (see the module docstring).
@@ -170,8 +123,9 @@ def score_two_stage(
         traffic: the traffic policy for both stages (official: reactive).
         config: EPDMS configuration (the human filter applies to stage one only).
         errors: already known failures (token -> reason), e.g. from the metric cache or the agent.
-        chunk: tokens simulated and scored together.
-        workers: processes (forked: they inherit the scenes and plans); 1 scores in this process.
+        chunk: tokens simulated and scored together (32 costs the CPU of 64 and balances better).
+        workers: processes (this one and forked children, which inherit the scenes and plans, each taking
+            the next chunk when free: ``harness.navhard_workers.fork_chunks``); rows equal one process's.
     """
     config = config if config is not None else EPDMSConfig()
     err: dict[str, str] = dict(errors or {})
@@ -187,16 +141,10 @@ def score_two_stage(
     parts = [todo[lo : lo + chunk] for lo in range(0, len(todo), chunk)]
     global _FORKED
     rails = {loc: rails_of(loc) for loc in {scenes[t].map_location for t in todo}}
-    _FORKED = (scenes, plans, rails, traffic, config)
+    _FORKED = (scenes, plans, rails, traffic, config, parts)
     try:
-        if workers > 1 and len(parts) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                outcomes = list(pool.map(_score_part, parts))
-        else:
-            outcomes = [_score_part(part) for part in parts]
+        # chunks taken in turn by whichever process is free (this one and workers - 1 forked children)
+        outcomes = fork_chunks(_score_part, len(parts), workers)
     finally:
         _FORKED = None
     for got, agent, part_err in outcomes:
@@ -228,10 +176,11 @@ def score_two_stage(
 _FORKED: tuple[Any, ...] | None = None
 
 
-def _score_part(part: Sequence[str]) -> tuple[list[EPDMSRow], F64, dict[str, str]]:
-    """Score some tokens of the evaluation in ``_FORKED``; a failing chunk is retried token by token."""
+def _score_part(index: int) -> tuple[list[EPDMSRow], F64, dict[str, str]]:
+    """Score chunk ``index`` of the evaluation in ``_FORKED``; a failing chunk is retried token by token."""
     assert _FORKED is not None
-    scenes, plans, rails, traffic, config = _FORKED
+    scenes, plans, rails, traffic, config, parts = _FORKED
+    part = parts[index]
     errors: dict[str, str] = {}
     try:
         got, agent = _score_chunk([scenes[t] for t in part], [plans[t] for t in part], rails.__getitem__, traffic,
@@ -423,15 +372,3 @@ def plan_tokens(cache: NavhardMetricCache, agent: Any, tokens: Sequence[str], sa
             except ValueError as exc:
                 errors[t] = f"agent: plan not finite as float32: {exc}"
     return plans, errors
-
-
-def cache_scenes(cache: NavhardMetricCache, tokens: Sequence[str]) -> tuple[dict[str, ScoringScene], dict[str, str]]:
-    """Scoring scenes of ``tokens`` (built on first use); failures by token."""
-    scenes: dict[str, ScoringScene] = {}
-    errors: dict[str, str] = {}
-    for t in tokens:
-        try:
-            scenes[t] = cache.get(t)
-        except (LeadBenchError, ValueError) as exc:
-            errors[t] = f"metric cache: {type(exc).__name__}: {exc}"
-    return scenes, errors

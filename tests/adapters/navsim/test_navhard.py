@@ -187,3 +187,54 @@ def test_forked_workers_score_the_same(navhard_root: Path, split, tmp_path: Path
     two = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy.NON_REACTIVE, workers=2, chunk=2)
     assert [r["score"] for r in one.rows] == [r["score"] for r in two.rows]
     assert one.summary.value("combined", "score") == two.summary.value("combined", "score")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+            and not p.name.endswith(".lock")}
+
+
+def test_metric_cache_chunks_and_workers_write_the_same_bytes(navhard_root: Path, split, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.navhard_cache as nc
+    from harness.navhard_eval import NavhardData, NavhardMetricCache, cache_scenes
+
+    data = NavhardData(navhard_root, navhard_root / "maps")
+    tokens = list(split.stage_one_tokens + split.stage_two_tokens)
+    one = NavhardMetricCache(data, split, tmp_path / "one")
+    alone = {t: one.get(t) for t in tokens}  # token by token
+    monkeypatch.setattr(nc, "BUILD_CHUNK", 2)  # 3 chunks: 2 stage-one tokens, then stage-two pairs
+    forked = NavhardMetricCache(data, split, tmp_path / "two")
+    scenes, errors = cache_scenes(forked, tokens, workers=2)
+    assert not errors and list(scenes) == tokens
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+    for t in tokens:  # the children's scenes, read back, equal the ones built here
+        assert np.array_equal(scenes[t].pdm_closed_states, alone[t].pdm_closed_states)
+        assert scenes[t].fingerprint == alone[t].fingerprint
+    # a second call reads everything back (nothing rebuilt), the same scenes
+    again, _ = cache_scenes(NavhardMetricCache(data, split, tmp_path / "two"), tokens, workers=2)
+    assert all(np.array_equal(again[t].object_poses, scenes[t].object_poses) for t in tokens)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+    # failures are named per token, the others still built
+    bad = NavhardMetricCache(data, split, tmp_path / "bad")
+    got, err = cache_scenes(bad, [*tokens, "f" * 17, "0" * 16], workers=2)
+    assert set(err) == {"f" * 17, "0" * 16} and set(got) == set(tokens)
+    assert "no synthetic scene pickle" in err["f" * 17]
+
+
+def test_fork_chunks_each_chunk_once_in_order() -> None:
+    import os
+
+    from harness.navhard_workers import fork_chunks
+
+    got = fork_chunks(lambda i: (i * i, os.getpid()), 9, 2)
+    assert [v for v, _ in got] == [i * i for i in range(9)]
+    assert fork_chunks(lambda i: i, 3, 1) == [0, 1, 2] and fork_chunks(lambda i: i, 0, 2) == []
+
+    def boom(i: int) -> int:
+        if i == 5:
+            raise ValueError("chunk 5")
+        return i
+
+    with pytest.raises((ValueError, RuntimeError), match="chunk 5"):
+        fork_chunks(boom, 8, 2)
