@@ -57,8 +57,19 @@ class CacheSpec:
     cache_dir: Path
     horizon_s: float = V11_HORIZON_S
 
-    def open(self) -> MetricCache:
-        reader = NavsimReader(self.data_root, self.split, scene_filter=self.scene_filter)
+    def open(self, reader: NavsimReader | None = None) -> MetricCache:
+        """The cache, reading the split's logs through ``reader`` when given (an open reader of this split
+        and scene filter: the logs it has parsed are not parsed again), else through a new reader.
+
+        Raises:
+            ValueError: a reader of another split, data root or scene filter.
+        """
+        if reader is None:
+            reader = NavsimReader(self.data_root, self.split, scene_filter=self.scene_filter)
+        elif (reader.logs_dir != Path(self.data_root) / "navsim_logs" / self.split
+              or reader.scene_filter != self.scene_filter):
+            raise ValueError(f"CacheSpec.open: the reader reads {reader.logs_dir} with another scene filter or "
+                             f"split than the cache's ({self.data_root}, {self.split})")
         return MetricCache(ScoringSceneCache(self.cache_dir, reader, self.maps_root, horizon_s=self.horizon_s))
 
 
@@ -201,6 +212,7 @@ def build_metric_cache(
     ray_address: str | None = None,
     engine: str = "auto",
     on_log_done: Callable[[int], None] | None = None,
+    reader: NavsimReader | None = None,
 ) -> dict[str, str | None]:
     """Build the cache for the given tokens; returns token -> None (ok) or its error.
 
@@ -215,7 +227,9 @@ def build_metric_cache(
     only on its own log and the map. ``engine``: "ray", "processes", or "auto" (Ray when a ``ray_address``
     is given, else local processes, which start faster on one machine). ``on_log_done(n)``: ``n`` more
     tokens finished (per planned chunk; a forked part's progress is read from shared memory whenever this
-    process finishes a chunk of its own).
+    process finishes a chunk of its own). ``reader``: an open reader of the split (``spec.open(reader)``)
+    whose parsed logs this process and its forked parts reuse instead of parsing them again (a run that
+    has indexed the split); Ray tasks and spawned workers read their own.
     """
     if engine not in ("auto", "ray", "processes"):
         raise ValueError(f"engine must be auto, ray or processes, got {engine!r}")
@@ -223,7 +237,7 @@ def build_metric_cache(
     results: dict[str, str | None] = {}
     if workers <= 1 and ray_address is None:
         # One reader and one map load per location for all logs; PDM-Closed's chunks span logs.
-        cache = spec.open()
+        cache = spec.open() if reader is None else spec.open(reader)
         if isinstance(cache, MetricCache):
             return _build(cache, [t for _, toks in jobs for t in toks], on_log_done)
         for _, toks in jobs:  # another cache of the same protocol (EPDMS): one log at a time
@@ -259,7 +273,7 @@ def build_metric_cache(
     parts = [(sorted({log_of[t] for t in toks}), toks) for toks in split_jobs([toks for _, toks in jobs], workers)]
     log.info("caching %d logs (%d parts) with %d local processes", len(jobs), len(parts), workers)
     if can_fork():
-        return _build_forked(spec, parts, on_log_done)
+        return _build_forked(spec, parts, on_log_done, reader)
     with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
         for (_, toks), res in zip(parts, pool.map(_cache_log, [(spec, *part) for part in parts]), strict=True):
             results.update(res)
@@ -269,13 +283,14 @@ def build_metric_cache(
 
 
 def _build_forked(spec: Any, parts: Sequence[tuple[Sequence[str], Sequence[str]]],
-                  on_done: Callable[[int], None] | None) -> dict[str, str | None]:
+                  on_done: Callable[[int], None] | None, reader: NavsimReader | None = None
+                  ) -> dict[str, str | None]:
     """Parts ``(log names, tokens)`` built by ``fork_map``: part 0 here, the others in children forked before
-    any log is parsed. The maps the logs need are read first and shared (copy-on-write: a child only reads
-    them; reading them in each process cost each ~70 ms of CPU on the benchmark world, and real nuPlan maps
-    are far larger). Each child counts its finished tokens in a shared array; this process reports them with
-    its own as its chunks finish, and the rest once every part is done."""
-    base = spec.open()
+    any log is parsed (or, given an open ``reader``, sharing the logs it has parsed). The maps the logs need
+    are read first and shared (copy-on-write: a child only reads them; real nuPlan maps are large). Each
+    child counts its finished tokens in a shared array; this process reports them with its own as its chunks
+    finish, and the rest once every part is done."""
+    base = spec.open() if reader is None else spec.open(reader)
     _read_maps(base, sorted({name for log_names, _ in parts for name in log_names}))
     finished = np.frombuffer(mmap.mmap(-1, 8 * len(parts)), dtype=np.int64)  # shared with the children
     reported = 0
@@ -293,7 +308,8 @@ def _build_forked(spec: Any, parts: Sequence[tuple[Sequence[str], Sequence[str]]
             finished[i] += n
 
         log_names, tokens = parts[i]
-        base.scenes.reader = _LogsReader(base.scenes.reader, log_names)  # this process's copy of ``base``
+        if reader is None:  # parse only this part's logs (this process's copy of ``base``)
+            base.scenes.reader = _LogsReader(base.scenes.reader, log_names)
         return _build(base, tokens, report if i == 0 else count)
 
     results: dict[str, str | None] = {}

@@ -119,9 +119,10 @@ def run_navsim(
     for r in todo:
         by_log.setdefault(r.log_id, []).append(r.token)
     callbacks.phase("metric cache", len(todo))
+    # The reader has parsed the split's logs for its index: the cache build and the scoring reuse them.
     cache_errors = build_metric_cache(spec, by_log, workers=workers, ray_address=ray_address, engine=engine,
-                                      on_log_done=callbacks.advance)
-    cache = spec.open()
+                                      on_log_done=callbacks.advance, reader=reader)
+    cache = spec.open(reader)
     if hasattr(agent, "use_scoring_scenes"):  # planners on scoring scenes (pdm_closed) read the metric cache
         agent.use_scoring_scenes(cache.get)
 

@@ -65,6 +65,49 @@ def test_parallel_cache_equals_serial(small_world_root, tmp_path):
     assert sum(len(v) for v in b.scenes.index().values()) == sum(len(v) for v in by_log.values())
 
 
+def test_a_parsed_reader_is_reused_by_the_cache_build_serial_and_forked(small_world_root, tmp_path, monkeypatch):
+    import adapters.navsim.reader as reader_module
+
+    reader = NavsimReader(small_world_root, "test")
+    by_log: dict[str, list[str]] = {}
+    for r in reader.index():  # parses every log of the split
+        by_log.setdefault(r.log_id, [])
+        if len(by_log[r.log_id]) < 3:
+            by_log[r.log_id].append(r.token)
+    fresh = CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps", tmp_path / "fresh")
+    assert not any(build_metric_cache(fresh, by_log).values())
+
+    def refuse(path, *args, **kwargs):
+        raise AssertionError(f"log parsed again: {path}")
+
+    monkeypatch.setattr(reader_module, "load_restricted", refuse)  # forked children inherit it
+    tokens = [t for toks in by_log.values() for t in toks]
+    for workers in (1, 2):
+        spec = CacheSpec(small_world_root, "test", reader.scene_filter, small_world_root / "maps",
+                         tmp_path / f"w{workers}")
+        errors = build_metric_cache(spec, by_log, workers=workers, engine="processes", reader=reader)
+        assert errors == dict.fromkeys(tokens)
+        got, want = spec.open(reader), fresh.open(reader)
+        for tok in tokens:
+            assert got.get(tok).fingerprint == want.get(tok).fingerprint
+            np.testing.assert_array_equal(got.get(tok).pdm_closed_states, want.get(tok).pdm_closed_states)
+            np.testing.assert_array_equal(got.get(tok).object_poses, want.get(tok).object_poses)
+    with pytest.raises(ValueError, match="another scene filter or split"):
+        CacheSpec(small_world_root, "train", reader.scene_filter, small_world_root / "maps", tmp_path).open(reader)
+
+
+def test_run_navsim_parses_each_log_once(small_world_root, cache_dir, tmp_path, monkeypatch):
+    import adapters.navsim.reader as reader_module
+
+    loaded: list[str] = []
+    load = reader_module.load_restricted
+    monkeypatch.setattr(reader_module, "load_restricted", lambda path, *a, **k: (loaded.append(path.name),
+                                                                                  load(path, *a, **k))[1])
+    summary = _run(small_world_root, "cv", tmp_path / "cv", tmp_path / "fresh-cache")
+    assert summary.failed == 0 and summary.scored > 0
+    assert sorted(loaded) == sorted(p.name for p in (small_world_root / "navsim_logs" / "test").glob("*.pkl"))
+
+
 def test_a_workers_reader_parses_only_its_logs_and_cuts_their_windows_as_the_split(small_world_root, monkeypatch):
     from harness.navsim_eval import _LogsReader
 
