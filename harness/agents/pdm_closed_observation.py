@@ -141,6 +141,10 @@ class PDMObservation:
         """Forecast time of sample ``map_index``, computed as NAVSIM does (``float(sample) * interval``)."""
         return float(map_index * self.resolution_steps) * self.sample_interval_s
 
+    def map_times_s(self, map_index: npt.NDArray[np.int64]) -> F64:
+        """:meth:`map_time_s` of many samples (the same floats)."""
+        return (np.asarray(map_index, dtype=np.int64) * self.resolution_steps).astype(np.float64) * self.sample_interval_s
+
     def object_rings(self, map_index: int) -> F64:
         """``(N_obj, 5, 2)`` object box rings at forecast sample ``map_index``."""
         dt = self.map_time_s(map_index)
@@ -192,7 +196,7 @@ def build_observation(
         present = present & ~np.isin(scene.object_tokens, list(carried))
     idx = np.flatnonzero(present & (scene.object_types != ObjectType.EGO))
     poses = scene.object_poses[0, idx] if idx.size else np.zeros((0, 3))
-    ego_c = ego_center(scene.ego_pose, vehicle)
+    ego_c = ego_center(np.asarray(scene.ego_pose, dtype=np.float64), vehicle)
     within = np.hypot(ego_c[0] - poses[:, 0], ego_c[1] - poses[:, 1]) <= map_radius_m
     idx, poses = idx[within], poses[within]
     # PDMObjectManager sorts with ((c - p) ** 2).sum() ** 0.5, not hypot; ties are broken by argsort.
@@ -221,9 +225,11 @@ def build_observation(
     rings = box_corners(center, size[:, 0], size[:, 1])
 
     # Red lights: on-route lane connectors that are red at t = 0 (the planner sees iteration 0 only).
-    route = set(int(i) for i in scene.route_lane_ids)
-    red_now = scene.red_light_mask[0] if scene.num_steps and len(scene.light_connector_ids) else np.zeros(0, bool)
-    light_idx = [i for i, cid in enumerate(scene.light_connector_ids) if red_now[i] and int(cid) in route]
+    n_conn = len(scene.light_connector_ids)
+    red_now = scene.red_light_mask[0] if scene.num_steps and n_conn else np.zeros(n_conn, bool)
+    on_route = (np.asarray(scene.light_connector_ids, dtype=np.int64)[:, None]
+                == np.asarray(scene.route_lane_ids, dtype=np.int64)[None, :]).any(axis=1)
+    light_idx = np.flatnonzero(red_now & on_route)
     light_tokens = [f"{RED_LIGHT_TOKEN}_{int(scene.light_connector_ids[i])}" for i in light_idx]
     light_polys = np.asarray([scene.light_polygons[i] for i in light_idx], dtype=object).reshape(-1)
 
@@ -231,7 +237,7 @@ def build_observation(
     # Collided at t = 0: intersecting the ego footprint; a red light only when the ego lies within it. Boxes
     # whose bounding box misses the ego's cannot intersect it (GEOS's envelope test): only the others become
     # polygons here (the observation builds its polygons when first asked).
-    ego_rings = ego_footprint_rings(scene.ego_pose, vehicle)
+    ego_rings = box_corners(ego_c, vehicle.length, vehicle.width)  # ego_footprint_rings(scene.ego_pose)
     ego_lo, ego_hi = ego_rings[:4].min(axis=0), ego_rings[:4].max(axis=0)
     obj_lo = np.minimum(np.minimum(rings[:, 0], rings[:, 1]), np.minimum(rings[:, 2], rings[:, 3]))
     obj_hi = np.maximum(np.maximum(rings[:, 0], rings[:, 1]), np.maximum(rings[:, 2], rings[:, 3]))
@@ -247,7 +253,7 @@ def build_observation(
             collided[n_obj:] |= np.isin(light_tokens, list(carried))
     zeros2 = np.zeros((n_light, 2))
     obs = PDMObservation(
-        tokens=np.asarray([str(t) for t in scene.object_tokens[sel]] + light_tokens, dtype=np.str_),
+        tokens=_tokens(scene.object_tokens[sel], light_tokens),
         types=np.concatenate([obj_types, np.full(n_light, -1, np.int64)]),
         size_lwh=np.concatenate([size, np.zeros((n_light, 3))]),
         center_pose=np.concatenate([center, np.zeros((n_light, 3))]),
@@ -276,7 +282,7 @@ def forecast_timeline(obs: PDMObservation, num_steps: int, *, drop_collided: boo
     m = len(keep)
     poses = np.empty((num_steps, m, 3), dtype=np.float64)
     # All steps at once; element by element the same expression as step by step (centre + dt * velocity).
-    dt = np.array([obs.map_time_s(obs.map_index(k)) for k in range(num_steps)])
+    dt = obs.map_times_s(np.arange(num_steps) // obs.resolution_steps)
     poses[:, :, :2] = obs.center_pose[keep, :2][None] + dt[:, None, None] * obs.forecast_velocity_xy[keep][None]
     poses[:, :, 2] = obs.center_pose[keep, 2][None]
     vel = np.broadcast_to(obs.forecast_velocity_xy[keep], (num_steps, m, 2)).copy()
@@ -289,6 +295,15 @@ def forecast_timeline(obs: PDMObservation, num_steps: int, *, drop_collided: boo
         poses=poses,
         velocity_xy=vel,
     )
+
+
+def _tokens(object_tokens: npt.NDArray[np.str_], light_tokens: list[str]) -> npt.NDArray[np.str_]:
+    """The objects' then the lights' tokens, one string array."""
+    if object_tokens.dtype.kind != "U":
+        return np.asarray([str(t) for t in object_tokens] + light_tokens, dtype=np.str_)
+    if not light_tokens:
+        return object_tokens.astype(np.str_)
+    return np.concatenate([object_tokens, np.asarray(light_tokens, dtype=np.str_)])
 
 
 def _type_flag(table: B, types: npt.NDArray[np.int64]) -> B:

@@ -131,8 +131,9 @@ class DiscretePath:
         The vertices whose arc length lies in ``[start, end]`` (both clipped into ``[0, length]``) when there are
         at least two, else shapely's exact ``substring`` (a point when start equals end).
         """
-        start = float(np.clip(start_m, 0.0, self.length))
-        end = float(np.clip(end_m, 0.0, self.length))
+        # np.clip's value for a scalar (NaN stays NaN: max / min return their first argument then).
+        start = min(max(float(start_m), 0.0), self.length)
+        end = min(max(float(end_m), 0.0), self.length)
         inside = (start <= self.progress) & (self.progress <= end)
         if np.count_nonzero(inside) > 1:
             return shapely.linestrings(self.states[inside, :2])

@@ -219,7 +219,7 @@ class ProposalGenerator:
         u = self.unroll
         u.idm[:, 0, PROGRESS] = self.start_progress[self.lateral]
         u.idm[:, 0, VELOCITY] = ego_speed_mps
-        self._all = _Batch.of(np.arange(p), self.lateral)
+        self._all = _all_rows(n_lat, n_pol)
         with np.errstate(all="ignore"):
             u.states[:, 0, :3] = self.interpolate(self._all, u.idm[:, 0, PROGRESS])
         # Driving corridor per path: NAVSIM uses the trajectory horizon (5 s) at the highest target speed.
@@ -368,6 +368,17 @@ class ProposalGenerator:
         return self.unroll.states[proposal]
 
 
+_ALL_ROWS: dict[tuple[int, int], _Batch] = {}
+
+
+def _all_rows(n_lat: int, n_pol: int) -> _Batch:
+    """``_Batch.of(arange(n_lat * n_pol), repeat(arange(n_lat), n_pol))``, built once per shape (read-only)."""
+    key = (n_lat, n_pol)
+    if key not in _ALL_ROWS:
+        _ALL_ROWS[key] = _Batch.of(np.arange(n_lat * n_pol), np.repeat(np.arange(n_lat), n_pol))
+    return _ALL_ROWS[key]
+
+
 #: Segments of a corridor's line per piece box (``corridor_pieces``).
 _PIECE_SEGMENTS = 8
 
@@ -412,7 +423,13 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
     """
     if not gens:
         return
-    times = [tuple(g.obs.map_time_s(j) for j in range(g.obs.num_maps)) for g in gens]
+    time_of: dict[tuple[int, int, float], tuple[float, ...]] = {}
+    times = []
+    for g in gens:
+        key = (g.obs.num_maps, g.obs.resolution_steps, g.obs.sample_interval_s)
+        if key not in time_of:
+            time_of[key] = tuple(g.obs.map_times_s(np.arange(g.obs.num_maps)).tolist())
+        times.append(time_of[key])
     if len(gens) > 1 and (any(t != times[0] for t in times) or len({len(g.paths) for g in gens}) > 1):
         for g in gens:  # differently configured generators: one at a time
             precompute_candidates([g])

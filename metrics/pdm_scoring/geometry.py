@@ -46,13 +46,6 @@ CONTACT_TOLERANCE_M = 1e-6
 _HALF_PI = np.pi / 2.0
 
 
-def _translate(cx: F64, cy: F64, heading: F64, lon: float | F64, lat: float | F64) -> tuple[F64, F64]:
-    """Point ``lon`` ahead and ``lat`` left of (cx, cy): the official ``translate_lon_and_lat`` arithmetic."""
-    tx = (lat * np.cos(heading + _HALF_PI)) + (lon * np.cos(heading))
-    ty = (lat * np.sin(heading + _HALF_PI)) + (lon * np.sin(heading))
-    return cx + tx, cy + ty
-
-
 def ego_coords(states: F64) -> F64:
     """Ego footprint corners and centre for every state.
 
@@ -69,13 +62,18 @@ def ego_coords(states: F64) -> F64:
     cy = states[..., Y] + EGO_REAR_AXLE_TO_CENTER_M * sin
     out = np.empty(states.shape[:-1] + (5, 2), dtype=np.float64)
     out[..., CENTER, 0], out[..., CENTER, 1] = cx, cy
+    # The official translate_lon_and_lat: centre + (lat * cos(h + π/2) + lon * cos h, lat * sin(h + π/2) +
+    # lon * sin h), its four trigonometric values computed once for all corners (cos(h + π/2) is evaluated as
+    # officially, not replaced by -sin h).
+    cos_lat, sin_lat = np.cos(heading + _HALF_PI), np.sin(heading + _HALF_PI)
     for idx, lon, lat in (
         (FRONT_LEFT, EGO_HALF_LENGTH_M, EGO_HALF_WIDTH_M),
         (FRONT_RIGHT, EGO_HALF_LENGTH_M, -EGO_HALF_WIDTH_M),
         (REAR_LEFT, -EGO_HALF_LENGTH_M, EGO_HALF_WIDTH_M),
         (REAR_RIGHT, -EGO_HALF_LENGTH_M, -EGO_HALF_WIDTH_M),
     ):
-        out[..., idx, 0], out[..., idx, 1] = _translate(cx, cy, heading, lon, lat)
+        out[..., idx, 0] = cx + ((lat * cos_lat) + (lon * cos))
+        out[..., idx, 1] = cy + ((lat * sin_lat) + (lon * sin))
     return out
 
 
@@ -93,9 +91,13 @@ def box_corners(poses: F64, half_length_m: F64, half_width_m: F64) -> F64:
     hl = np.broadcast_to(half_length_m, cx.shape)
     hw = np.broadcast_to(half_width_m, cx.shape)
     out = np.empty(cx.shape + (4, 2), dtype=np.float64)
+    cos, sin = np.cos(h), np.sin(h)
+    cos_lat, sin_lat = np.cos(h + _HALF_PI), np.sin(h + _HALF_PI)
     for idx, sl, sw in ((0, 1.0, 1.0), (1, -1.0, 1.0), (2, -1.0, -1.0), (3, 1.0, -1.0)):
         # nuPlan passes the negated half sizes (-half_length), the same floats as sl * hl here.
-        out[..., idx, 0], out[..., idx, 1] = _translate(cx, cy, h, sl * hl, sw * hw)
+        lon, lat = sl * hl, sw * hw
+        out[..., idx, 0] = cx + ((lat * cos_lat) + (lon * cos))
+        out[..., idx, 1] = cy + ((lat * sin_lat) + (lon * sin))
     return out
 
 
