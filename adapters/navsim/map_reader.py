@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyogrio
-import pyogrio.raw
 import shapely
 
 from adapters.navsim.map_writer import canonical_location, gpkg_path, maps_json_path
@@ -193,6 +191,8 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"stop_polygons": ("lane_connecto
 
 
 def _read_layer(path: Path, name: str, required: Sequence[str], crs: str, layers: set[str]) -> _Layer:
+    import pyogrio.raw
+
     if name not in layers:
         raise MapError(
             f"missing layer {name!r}; expected nuPlan's vector layers {sorted(REQUIRED_COLUMNS)}", path=path
@@ -220,6 +220,8 @@ def _read_layer(path: Path, name: str, required: Sequence[str], crs: str, layers
 
 
 def _meta_crs(path: Path) -> str:
+    import pyogrio.raw
+
     try:
         _, _, _, values = pyogrio.raw.read(
             str(path), layer="meta", columns=["key", "value"], read_geometry=False
@@ -234,7 +236,10 @@ def _meta_crs(path: Path) -> str:
 
 
 def _read_gdal(path: Path) -> tuple[str, dict[str, _Layer]]:
-    """The meta CRS and the ``REQUIRED_COLUMNS`` layers, read with pyogrio (GDAL), one open per layer."""
+    """The meta CRS and the ``REQUIRED_COLUMNS`` layers, read with pyogrio (GDAL), one open per layer.
+    pyogrio is imported here, for the packages that need it: loading GDAL costs a process ~0.4 s (and makes
+    every later scan of the loaded libraries, e.g. threadpoolctl's, slower)."""
+    import pyogrio
     try:
         layers = {str(n) for n, _ in pyogrio.list_layers(str(path))}
     except Exception as err:  # noqa: BLE001

@@ -37,8 +37,6 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import pyogrio
-import pyogrio.raw
 import shapely
 from PIL import Image, ImageDraw
 
@@ -345,6 +343,8 @@ def _write_layer(path: Path, name: str, rows: Rows, crs: str, append: bool) -> N
     field_mask = masks if any(m is not None for m in masks) else None
     if field_mask is not None:
         field_mask = [np.zeros(len(rows), dtype=bool) if m is None else m for m in field_mask]
+    import pyogrio.raw  # GDAL: imported when a map is written (~0.4 s to load)
+
     pyogrio.raw.write(
         str(path),
         geometry,
@@ -407,6 +407,8 @@ def _refuse_foreign(path: Path) -> None:
     """Refuse to overwrite a map lead-bench did not write (e.g. a real nuPlan map)."""
     if not path.exists():
         return
+    import pyogrio.raw
+
     try:
         _, _, _, (keys, values) = pyogrio.raw.read(str(path), layer="meta", read_geometry=False)
         ours = any(k == "creator" and v == CREATOR for k, v in zip(keys, values))
