@@ -36,8 +36,9 @@ def ensure_navhard(data_root: Path) -> None:
 def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache_dir: Path, *, traffic: str,
                   human_filter: bool, batch_size: int = 64, config: dict[str, Any] | None = None,
                   plans: dict[str, Any] | None = None, title: str | None = None, workers: int = 1) -> None:
-    """Plan (or take ``plans`` from a submission), score both stages (over ``workers`` forked processes; the
-    rows equal one process's), aggregate, print, write ``out``."""
+    """Build the metric cache of both stages, plan (or take ``plans`` from a submission), score both stages,
+    aggregate, print, write ``out``. The cache build and the scoring use ``workers`` processes (forked; the
+    cache bytes and the rows equal one process's)."""
     from harness.navhard_eval import (
         NavhardData,
         NavhardMetricCache,
@@ -57,13 +58,14 @@ def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache
     tokens = list(dict.fromkeys(split.stage_one_tokens + split.stage_two_tokens))
     cache = NavhardMetricCache(data, split, Path(cache_dir) / "navhard-v2.2")
     with progress_bar() as progress:
-        task = progress.add_task("metric cache (both stages)", total=None)
-        scenes, errors = cache_scenes(cache, tokens)
+        task = progress.add_task("metric cache (both stages)", total=len(tokens))
+        scenes, errors = cache_scenes(cache, tokens, workers=max(1, workers),
+                                      on_done=lambda n: progress.advance(task, n))
         if plans is None:
-            progress.reset(task, description=f"{agent.name} on {TWO_STAGE_SPLIT}")
+            progress.reset(task, description=f"{agent.name} on {TWO_STAGE_SPLIT}", total=None)
             plans, plan_errors = plan_tokens(cache, agent, tokens, NAVSIM_SAMPLING, batch_size=batch_size)
             errors.update({t: e for t, e in plan_errors.items() if t not in errors})
-        progress.reset(task, description=f"scoring ({traffic} traffic)")
+        progress.reset(task, description=f"scoring ({traffic} traffic)", total=None)
         result = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy(traffic),
                                  config=EPDMSConfig(human_penalty_filter=human_filter), errors=errors,
                                  workers=max(1, workers))
