@@ -35,6 +35,7 @@ from harness.agents.pdm_closed_proposals import (
     IDMParameters,
     ProposalGenerator,
     ProposalUnroll,
+    candidate_entries,
     precompute_candidates,
 )
 from harness.agents.pdm_closed_scoring import selection_scores
@@ -301,8 +302,11 @@ def _run_batch(
     prepared = _prepare_all(scenes, speed_limit_mps, cfg, carried_collided)
     if not prepared:
         return []
-    precompute_candidates([p.generator for p in prepared])  # the leader search's inputs, all scenes at once
-    joint = JointUnroll([p.generator for p in prepared])
+    gens = [p.generator for p in prepared]
+    entries = candidate_entries(gens)  # the leader search's inputs, all scenes at once
+    if entries is None:  # generators configured differently (JointUnroll refuses them)
+        precompute_candidates(gens)
+    joint = JointUnroll(gens, entries)
     joint.generate()
     proposals = [p.generator.unroll.states[:, : cfg.proposal_steps + 1].copy() for p in prepared]
     # Equal proposals of a scene (policies that end up driving alike, ~1 in 10) are simulated and scored once:

@@ -29,6 +29,7 @@ from harness.agents.pdm_closed_proposals import (
     LENGTH_REAR,
     PROGRESS,
     VELOCITY,
+    CandidateEntries,
     ProposalGenerator,
     ring_extremes,
 )
@@ -59,12 +60,14 @@ class JointUnroll:
     Args:
         generators: one built generator per scene, all with the same IDM parameters, step, horizons, update
             rate, vehicle and forecast resolution.
+        candidates: ``candidate_entries(generators)``; None: the generators' own leader-search arrays
+            (``precompute_candidates``) are read.
 
     Raises:
         ValueError: generators configured differently.
     """
 
-    def __init__(self, generators: Sequence[ProposalGenerator]) -> None:
+    def __init__(self, generators: Sequence[ProposalGenerator], candidates: CandidateEntries | None = None) -> None:
         gens = list(generators)
         if not gens:
             raise ValueError("JointUnroll: need at least one generator")
@@ -106,25 +109,40 @@ class JointUnroll:
                     self.distinct_progress.append(np.ascontiguousarray(g._progress[lat]))
                 self.path_distinct[path_offset[i] + lat] = distinct[key]
         self._search_plan: dict[int, tuple[I64, I64, list[tuple[int, int, int]]]] = {}
-        # Forecast candidates, sample-major: per scene only the observation rows inside some corridor at some
-        # sample (the others are never a leader), in ascending row order (so the first of equal distances is
-        # the same row), padded to the largest such count (padding is never inside); ``candidate_row`` maps a
-        # column back to its observation row. The rows far from every path (most of a busy scene) would make
-        # these (sample, proposal, row) arrays several times larger, and their memory costs more than the work.
-        cols = [np.flatnonzero(g.inside.any(axis=(0, 1))) for g in gens]
-        n_cols = np.array([len(c) for c in cols])
-        nmax = max(int(n_cols.max()), 1)
-        n_maps = g0.obs.num_maps
-        total = int(n_rows.sum())
-        self.candidate_row = np.zeros((len(gens), nmax), dtype=np.int64)
+        # Forecast candidates (see _candidates_of_generators).
+        if candidates is None:
+            self._candidates_of_generators(gens)
+        else:
+            self._candidates_of_entries(gens, candidates)
+        # The unroll arrays of all scenes, stacked (step 0 as each generator set it).
+        self.states = np.concatenate([g.unroll.states for g in gens])
+        self.idm = np.concatenate([g.unroll.idm for g in gens])
+        self.leader = np.concatenate([g.unroll.leader for g in gens])
+        self.target_velocity = np.concatenate([g.unroll.target_velocity for g in gens])
+
+    def _allocate_candidates(self, gens: list[ProposalGenerator], n_cols: I64) -> int:
+        nmax = max(int(n_cols.max(initial=0)), 1)
+        n_maps, total, n_gens = gens[0].obs.num_maps, len(self.scene), len(gens)
+        self.candidate_row = np.zeros((n_gens, nmax), dtype=np.int64)
         self.inside = np.zeros((n_maps, total, nmax), dtype=bool)
         self.cand_progress = np.full((n_maps, total, nmax), np.nan)
-        self.bounds = np.full((n_maps, len(gens), nmax, 4), np.nan)
-        self.polys = np.full((n_maps, len(gens), nmax), None, dtype=object)
-        self.is_red = np.zeros((len(gens), nmax), dtype=bool)
-        self.is_agent = np.zeros((len(gens), nmax), dtype=bool)
-        self.obj_heading = np.zeros((len(gens), nmax))
-        self.obj_speed = np.zeros((len(gens), nmax))
+        self.bounds = np.full((n_maps, n_gens, nmax, 4), np.nan)
+        self.polys = np.full((n_maps, n_gens, nmax), None, dtype=object)
+        self.is_red = np.zeros((n_gens, nmax), dtype=bool)
+        self.is_agent = np.zeros((n_gens, nmax), dtype=bool)
+        self.obj_heading = np.zeros((n_gens, nmax))
+        self.obj_speed = np.zeros((n_gens, nmax))
+        return nmax
+
+    def _candidates_of_generators(self, gens: list[ProposalGenerator]) -> None:
+        """Forecast candidates, sample-major: per scene only the observation rows inside some corridor at some
+        sample (the others are never a leader), in ascending row order (so the first of equal distances is the
+        same row), padded to the largest such count (padding is never inside); ``candidate_row`` maps a column
+        back to its observation row. The rows far from every path (most of a busy scene) would make these
+        (sample, proposal, row) arrays several times larger, and their memory costs more than the work."""
+        cols = [np.flatnonzero(g.inside.any(axis=(0, 1))) for g in gens]
+        n_cols = np.array([len(c) for c in cols])
+        self._allocate_candidates(gens, n_cols)
         for i, (g, c) in enumerate(zip(gens, cols, strict=True)):
             rows, n = slice(self.row_offset[i], self.row_offset[i + 1]), n_cols[i]
             self.candidate_row[i, :n] = c
@@ -136,11 +154,48 @@ class JointUnroll:
             self.is_agent[i, :n] = g.obs.is_agent[c]
             self.obj_heading[i, :n] = g.obs.center_pose[c, 2]
             self.obj_speed[i, :n] = g.obs.speed[c]
-        # The unroll arrays of all scenes, stacked (step 0 as each generator set it).
-        self.states = np.concatenate([g.unroll.states for g in gens])
-        self.idm = np.concatenate([g.unroll.idm for g in gens])
-        self.leader = np.concatenate([g.unroll.leader for g in gens])
-        self.target_velocity = np.concatenate([g.unroll.target_velocity for g in gens])
+
+    def _candidates_of_entries(self, gens: list[ProposalGenerator], e: CandidateEntries) -> None:
+        """The arrays of :meth:`_candidates_of_generators` straight from ``candidate_entries`` (the same
+        values; the generators' own arrays are not built)."""
+        lateral = gens[0].lateral
+        if any(len(g.lateral) != len(lateral) or not np.array_equal(g.lateral, lateral) for g in gens[1:]):
+            raise ValueError("JointUnroll: candidate entries need the same proposals per scene")
+        n_gens = len(gens)
+        n_obs = np.array([len(g.obs.tokens) for g in gens])
+        row_off = np.concatenate([[0], np.cumsum(n_obs)])
+        # Columns: per scene the rows with some entry inside some corridor, ascending.
+        used = np.zeros(int(row_off[-1]), dtype=bool)
+        used[(row_off[e.gen] + e.row)[e.inside.any(axis=0)]] = True
+        flat_cols = np.flatnonzero(used)
+        col_gen = np.searchsorted(row_off, flat_cols, side="right") - 1
+        n_cols = np.bincount(col_gen, minlength=n_gens)
+        self._allocate_candidates(gens, n_cols)
+        col_start = np.concatenate([[0], np.cumsum(n_cols)])
+        col_of = np.full(len(used), -1, dtype=np.int64)
+        col_of[flat_cols] = np.arange(len(flat_cols)) - col_start[col_gen]
+        self.candidate_row[col_gen, col_of[flat_cols]] = flat_cols - row_off[col_gen]
+        at = (col_gen, col_of[flat_cols])
+        self.is_red[at] = np.concatenate([g.obs.is_red_light for g in gens])[flat_cols]
+        self.is_agent[at] = np.concatenate([g.obs.is_agent for g in gens])[flat_cols]
+        self.obj_heading[at] = np.concatenate([g.obs.center_pose[:, 2] for g in gens])[flat_cols]
+        self.obj_speed[at] = np.concatenate([g.obs.speed for g in gens])[flat_cols]
+        # Entries of a used row: fixed ones fill every sample, moving ones their own.
+        col = col_of[row_off[e.gen] + e.row]
+        k = np.flatnonzero(col >= 0)
+        gk, ck, fixed = e.gen[k], col[k], e.fixed[k]
+        rows = self.row_offset[gk][None, :] + np.arange(len(lateral))[:, None]  # (P, k) joint rows
+        ins, prog = e.inside[lateral][:, k], e.progress[lateral][:, k]  # (P, k)
+        f, m = np.flatnonzero(fixed), np.flatnonzero(~fixed)
+        self.bounds[:, gk[f], ck[f]] = e.box[k[f]]
+        self.polys[:, gk[f], ck[f]] = e.polys[k[f]]
+        self.inside[:, rows[:, f], ck[f]] = ins[:, f]
+        self.cand_progress[:, rows[:, f], ck[f]] = prog[:, f]
+        jm = e.sample[k[m]]
+        self.bounds[jm, gk[m], ck[m]] = e.box[k[m]]
+        self.polys[jm, gk[m], ck[m]] = e.polys[k[m]]
+        self.inside[jm, rows[:, m], ck[m]] = ins[:, m]
+        self.cand_progress[jm, rows[:, m], ck[m]] = prog[:, m]
 
     # --- one step -------------------------------------------------------------------------------------
 
@@ -170,7 +225,7 @@ class JointUnroll:
         out[order] = out_sorted
         return out
 
-    def _interpolate(self, rows: I64, distances_m: F64) -> F64:
+    def _interpolate(self, rows: I64 | slice, distances_m: F64) -> F64:
         """``ProposalGenerator.interpolate`` for global rows."""
         path = self.path[rows]
         d = np.minimum(np.maximum(distances_m, 1e-5), self.length[path])
@@ -190,14 +245,14 @@ class JointUnroll:
         rel = np.arctan2(np.sin(rel), np.cos(rel))
         return np.where(self.is_agent[scene, obj], self.obj_speed[scene, obj] * np.cos(rel), 0.0)
 
-    def _update_leaders(self, rows: I64, group_start: I64, step: int) -> None:
+    def _update_leaders(self, rows: I64 | slice, group_start: I64, step: int) -> None:
         g0 = self.gens[0]
         if step % g0.update_rate != 0:
             self.leader[rows, step] = self.leader[rows, step - 1]
             return
         j = g0.obs.map_index(step)
-        n_rows = len(rows)
         scene = self.scene[rows]
+        n_rows = len(scene)
         x_prev = self.idm[rows, step - 1, PROGRESS]
         ahead = self.inside[j, rows] & (self.cand_progress[j, rows] > x_prev[:, None])
         has_ahead = ahead.any(axis=1)
@@ -250,7 +305,7 @@ class JointUnroll:
                 obs_rows = self.candidate_row[scene[i], tied]
                 outcome = np.where(gen.obs.is_red_light[obs_rows], np.nan, gen._leader_speed(obs_rows, pose[i, 2]))
                 if not np.array_equal(outcome, np.full_like(outcome, outcome[0]), equal_nan=True):
-                    nearest[i] = tied[np.argmin(gen._tie_order(int(self.local_lateral[rows[i]]), j)[obs_rows])]
+                    nearest[i] = tied[np.argmin(gen._tie_order(int(self.local_lateral[rows][i]), j)[obs_rows])]
             out[has_ahead, PROGRESS] = x_prev[has_ahead] + dmin[has_ahead]
             sets_speed = has_ahead & ~self.is_red[scene, nearest]
             lead_speed = self._leader_speed(scene, nearest, pose[:, 2])
@@ -262,7 +317,8 @@ class JointUnroll:
         out[:, LENGTH_REAR] = np.where(last_free >= group_start, g0.vehicle.length / 2, 0.0)
         self.leader[rows, step] = out
 
-    def _step(self, rows: I64, group_start: I64, step: int) -> None:
+    def _step(self, rows: I64 | slice, group_start: I64, step: int) -> None:
+        """Leaders, IDM and poses of ``rows`` (indices, or a slice: views instead of copies) at ``step``."""
         self._update_leaders(rows, group_start, step)
         self.idm[rows, step] = self.gens[0].idm_params.propagate(
             self.idm[rows, step - 1], self.leader[rows, step], self.target_velocity[rows], self.gens[0].dt_s)
@@ -280,13 +336,17 @@ class JointUnroll:
 
     def generate(self) -> None:
         """Every proposal of every scene over the proposal horizon; written into each generator's unroll."""
-        rows = np.arange(len(self.scene))
         start = self._group_start(self.path)
         g0 = self.gens[0]
         with np.errstate(all="ignore"):
             for t in range(1, g0.proposal_steps + 1):
-                self._step(rows, start, t)
-        self._write_back(rows, slice(0, g0.proposal_steps + 1))
+                self._step(slice(0, len(self.scene)), start, t)
+        steps = slice(0, g0.proposal_steps + 1)
+        for i, gen in enumerate(self.gens):  # every row: each scene's block at once
+            block = slice(int(self.row_offset[i]), int(self.row_offset[i + 1]))
+            gen.unroll.states[:, steps] = self.states[block, steps]
+            gen.unroll.idm[:, steps] = self.idm[block, steps]
+            gen.unroll.leader[:, steps] = self.leader[block, steps]
 
     def extend(self, proposals: Sequence[int]) -> list[F64]:
         """Each scene's chosen proposal on to the trajectory horizon; returns their ``(T_traj + 1, 11)`` states

@@ -411,18 +411,81 @@ def corridor_pieces(lines: npt.NDArray[np.object_], half_width_m: float) -> F64:
     return out
 
 
+@dataclass(frozen=True)
+class CandidateEntries:
+    """The leader-search inputs of several generators as flat entries (``candidate_entries``).
+
+    Entry ``k`` is observation row ``row[k]`` of generator ``gen[k]`` at forecast sample ``sample[k]``; a row
+    that does not move has one entry standing for every sample (``fixed[k]``, sample 0).
+
+    Attributes:
+        gen, row, sample: ``(K,)``; fixed: ``(K,)``.
+        inside: ``(n_lat, K)`` intersects path ``l``'s corridor; progress: ``(n_lat, K)`` the centroid's arc
+            length on path ``l`` where inside (NaN elsewhere).
+        polys: ``(K,)`` polygons; box: ``(K, 4)`` their bounds (min x, min y, max x, max y).
+        num_maps: forecast samples per generator.
+    """
+
+    gen: I64
+    row: I64
+    sample: I64
+    fixed: npt.NDArray[np.bool_]
+    inside: npt.NDArray[np.bool_]
+    progress: F64
+    polys: npt.NDArray[np.object_]
+    box: F64
+    num_maps: int
+
+
 def precompute_candidates(gens: list[ProposalGenerator]) -> None:
     """The leader-search arrays of several generators (one scene each), computed together.
 
     For every path ``l``, forecast sample ``j`` and observation row ``n`` of a generator: ``inside[l, j, n]``
     (intersects the path's corridor and is not collided), ``progress[l, j, n]`` (the centroid's arc length on
-    path ``l``), the polygons ``polys[j, n]`` and their bounds ``bounds[j, n]`` of the rows near a corridor.
+    path ``l``), the polygons ``polys[j, n]`` and their bounds ``bounds[j, n]`` of the rows near a corridor
+    (:func:`candidate_entries`, scattered into each generator).
+    """
+    if not gens:
+        return
+    entries = candidate_entries(gens)
+    if entries is None:
+        for g in gens:  # differently configured generators: one at a time
+            precompute_candidates([g])
+        return
+    n_maps, n_lat = entries.num_maps, entries.inside.shape[0]
+    gi, nn, jj = entries.gen, entries.row, entries.sample
+    polys, inside, progress, box = entries.polys, entries.inside, entries.progress, entries.box
+    # Scatter into each generator's (path, sample, row) arrays; fixed rows fill every sample.
+    order = np.argsort(gi, kind="stable")
+    starts = np.searchsorted(gi[order], np.arange(len(gens) + 1))
+    for i, g in enumerate(gens):
+        sel = order[starts[i] : starts[i + 1]]
+        n = len(g.obs.tokens)
+        nn_i, jj_i = nn[sel], jj[sel]
+        f = entries.fixed[sel]
+        g.polys = np.full((n_maps, n), None, dtype=object)
+        g.inside = np.zeros((n_lat, n_maps, n), dtype=bool)
+        g.progress = np.full((n_lat, n_maps, n), np.nan)
+        g.bounds = np.full((n_maps, n, 4), np.nan)
+        g.bounds[:, nn_i[f]] = box[sel][None, f]
+        g.bounds[jj_i[~f], nn_i[~f]] = box[sel][~f]
+        g.polys[:, nn_i[f]] = polys[sel][None, f]
+        g.inside[:, :, nn_i[f]] = inside[:, sel][:, None, f]
+        g.progress[:, :, nn_i[f]] = progress[:, sel][:, None, f]
+        g.polys[jj_i[~f], nn_i[~f]] = polys[sel][~f]
+        g.inside[:, jj_i[~f], nn_i[~f]] = inside[:, sel][:, ~f]
+        g.progress[:, jj_i[~f], nn_i[~f]] = progress[:, sel][:, ~f]
+
+
+def candidate_entries(gens: list[ProposalGenerator]) -> CandidateEntries | None:
+    """The leader-search inputs of several generators (one scene each, at least one), computed together:
+    the (sample, row) entries near some corridor, whether each intersects each path's corridor and where its
+    centroid projects on the path. None when the generators differ in forecast samples or paths per scene.
+
     Rows that do not move (static objects, agents at rest, red lights) are evaluated once for all samples;
     moving agents once per sample that the unroll reads (1 .. num_maps - 1). Every element gets the same
     arithmetic and predicates as for its scene alone; only the numpy and GEOS calls are shared.
     """
-    if not gens:
-        return
     time_of: dict[tuple[int, int, float], tuple[float, ...]] = {}
     times = []
     for g in gens:
@@ -431,9 +494,7 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
             time_of[key] = tuple(g.obs.map_times_s(np.arange(g.obs.num_maps)).tolist())
         times.append(time_of[key])
     if len(gens) > 1 and (any(t != times[0] for t in times) or len({len(g.paths) for g in gens}) > 1):
-        for g in gens:  # differently configured generators: one at a time
-            precompute_candidates([g])
-        return
+        return None
     n_maps = gens[0].obs.num_maps
     n_lat = len(gens[0].paths)
     dt = np.array(times[0])
@@ -526,24 +587,5 @@ def precompute_candidates(gens: list[ProposalGenerator]) -> None:
             sel = np.flatnonzero(np.isin(owner, members))
             if len(sel):
                 progress[ll[sel], hit[kk[sel]]] = bundle.project(ll[sel], centroid[kk[sel]])
-    # Scatter into each generator's (path, sample, row) arrays; fixed rows fill every sample.
-    box = np.concatenate([lo, hi], axis=1)
-    order = np.argsort(gi, kind="stable")
-    starts = np.searchsorted(gi[order], np.arange(len(gens) + 1))
-    for i, g in enumerate(gens):
-        sel = order[starts[i] : starts[i + 1]]
-        n = len(g.obs.tokens)
-        nn_i, jj_i = nn[sel], jj[sel]
-        f = ~moving_of[i][nn_i]
-        g.polys = np.full((n_maps, n), None, dtype=object)
-        g.inside = np.zeros((n_lat, n_maps, n), dtype=bool)
-        g.progress = np.full((n_lat, n_maps, n), np.nan)
-        g.bounds = np.full((n_maps, n, 4), np.nan)
-        g.bounds[:, nn_i[f]] = box[sel][None, f]
-        g.bounds[jj_i[~f], nn_i[~f]] = box[sel][~f]
-        g.polys[:, nn_i[f]] = polys[sel][None, f]
-        g.inside[:, :, nn_i[f]] = inside[:, sel][:, None, f]
-        g.progress[:, :, nn_i[f]] = progress[:, sel][:, None, f]
-        g.polys[jj_i[~f], nn_i[~f]] = polys[sel][~f]
-        g.inside[:, jj_i[~f], nn_i[~f]] = inside[:, sel][:, ~f]
-        g.progress[:, jj_i[~f], nn_i[~f]] = progress[:, sel][:, ~f]
+    return CandidateEntries(gen=gi, row=nn, sample=jj, fixed=~moving_all[row_off[gi] + nn], inside=inside,
+                            progress=progress, polys=polys, box=np.concatenate([lo, hi], axis=1), num_maps=n_maps)

@@ -226,28 +226,34 @@ _CLIP_CELL_M = 128.0
 _SEGMENT_STEPS = 6
 
 
-def _box_meets_frame(lo: F64, hi: F64, f: F64) -> B:
-    """Whether axis-aligned boxes ``(n, 2)`` lo/hi may meet ``polygon_frames`` rectangles ``(n, 8)``: the
-    separating-axis test on the frames' two axes (the box projected onto them; conservative by the frames'
-    padding) and the x, y axes (the frames' bounding boxes)."""
+def _box_meets_frame(lo: F64, hi: F64, frames: F64, group: I64) -> B:
+    """Whether axis-aligned boxes ``(n, 2)`` lo/hi may meet their ``polygon_frames`` rectangles
+    ``frames[group]`` (``frames`` ``(G, 8)``): the separating-axis test on the frames' two axes (the box
+    projected onto them; conservative by the frames' padding) and the x, y axes (the frames' bounding boxes,
+    computed once per frame)."""
+    # The frame's corners, back in x, y (relative to its origin): its bounding box, widened by the slack.
+    g_cos, g_sin = frames[:, 2:3], frames[:, 3:4]
+    u = frames[:, [4, 5, 5, 4]]
+    v = frames[:, [6, 6, 7, 7]]
+    x = u * g_cos - v * g_sin
+    y = u * g_sin + v * g_cos
+    ext = np.stack([x.min(axis=1) - _FRAME_SLACK_M, x.max(axis=1) + _FRAME_SLACK_M,
+                    y.min(axis=1) - _FRAME_SLACK_M, y.max(axis=1) + _FRAME_SLACK_M], axis=1)
+    f = np.concatenate([frames, ext], axis=1)[group]
     cos, sin = f[:, 2], f[:, 3]
     cx, cy = (lo[:, 0] + hi[:, 0]) / 2 - f[:, 0], (lo[:, 1] + hi[:, 1]) / 2 - f[:, 1]
     hx, hy = (hi[:, 0] - lo[:, 0]) / 2, (hi[:, 1] - lo[:, 1]) / 2
     cu, cv = cx * cos + cy * sin, cy * cos - cx * sin
-    ru = hx * np.abs(cos) + hy * np.abs(sin) + _FRAME_SLACK_M
-    rv = hx * np.abs(sin) + hy * np.abs(cos) + _FRAME_SLACK_M
+    abs_cos, abs_sin = np.abs(cos), np.abs(sin)
+    ru = hx * abs_cos + hy * abs_sin + _FRAME_SLACK_M
+    rv = hx * abs_sin + hy * abs_cos + _FRAME_SLACK_M
     meets = (cu + ru >= f[:, 4]) & (cu - ru <= f[:, 5]) & (cv + rv >= f[:, 6]) & (cv - rv <= f[:, 7])
-    # The frame's corners, back in x, y: its bounding box against the box.
-    u = f[:, [4, 5, 5, 4]]
-    v = f[:, [6, 6, 7, 7]]
-    x = u * cos[:, None] - v * sin[:, None]
-    y = u * sin[:, None] + v * cos[:, None]
     return (
         meets
-        & (x.min(axis=1) - _FRAME_SLACK_M <= hi[:, 0] - f[:, 0])
-        & (x.max(axis=1) + _FRAME_SLACK_M >= lo[:, 0] - f[:, 0])
-        & (y.min(axis=1) - _FRAME_SLACK_M <= hi[:, 1] - f[:, 1])
-        & (y.max(axis=1) + _FRAME_SLACK_M >= lo[:, 1] - f[:, 1])
+        & (f[:, 8] <= hi[:, 0] - f[:, 0])
+        & (f[:, 9] >= lo[:, 0] - f[:, 0])
+        & (f[:, 10] <= hi[:, 1] - f[:, 1])
+        & (f[:, 11] >= lo[:, 1] - f[:, 1])
     )
 
 
@@ -340,14 +346,15 @@ def compute_ego_areas(coords: F64, rear_axle_xy: F64, row_scene: I64, polys: Map
         rep = (_same_objects(polys.geoms) if polys.representative is None else polys.representative)[pp]
         pair = np.repeat(np.arange(len(pr)), n_seg)
         sg = np.tile(np.arange(n_seg), len(pr))
-        b_lo, b_hi = seg_lo[pr[pair], sg], seg_hi[pr[pair], sg]
+        flat_seg = pr[pair] * n_seg + sg
+        b_lo, b_hi = seg_lo.reshape(-1, 2)[flat_seg], seg_hi.reshape(-1, 2)[flat_seg]
         bb = polys.bounds[pp[pair]]
-        keep = (bb[:, 0] <= b_hi[:, 0]) & (bb[:, 2] >= b_lo[:, 0]) & (bb[:, 1] <= b_hi[:, 1]) & (bb[:, 3] >= b_lo[:, 1])
+        keep = np.flatnonzero((bb[:, 0] <= b_hi[:, 0]) & (bb[:, 2] >= b_lo[:, 0]) & (bb[:, 1] <= b_hi[:, 1])
+                              & (bb[:, 3] >= b_lo[:, 1]))
         pair, sg, b_lo, b_hi = pair[keep], sg[keep], b_lo[keep], b_hi[keep]
         group, group_frame = group_frames(polys.geoms, rep[pair], b_lo, b_hi)
-        frames = group_frame[group]
-        keep = _box_meets_frame(b_lo, b_hi, frames)
-        pair, sg, frames = pair[keep], sg[keep], frames[keep]
+        keep = np.flatnonzero(_box_meets_frame(b_lo, b_hi, group_frame, group))
+        pair, sg, frames = pair[keep], sg[keep], group_frame[group[keep]]
         seg_row = pr[pair] * n_seg + sg  # index into the (R * S) segments
         # Points of a segment, step-major; steps past the end are NaN (in no frame).
         padded = np.full((n_rows, n_seg * seg, 6, 2), np.nan)

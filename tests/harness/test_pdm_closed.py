@@ -392,6 +392,31 @@ def test_batch_of_scenes_equals_each_scene_alone(small_world_root, tmp_path):
         np.testing.assert_array_equal(gen.extend(joint.best), joint.unroll.states[joint.best])
 
 
+def test_joint_candidates_from_entries_equal_those_of_the_generators(small_world_root, tmp_path):
+    """JointUnroll built from candidate_entries (the batch path) holds the arrays it builds from the generators'
+    own leader-search arrays (precompute_candidates)."""
+    from adapters.navsim.reader import NavsimReader
+    from adapters.navsim.scoring_scenes import ScoringSceneCache
+    from harness.agents.pdm_closed import PDMClosedConfig, _prepare_all
+    from harness.agents.pdm_closed_joint import JointUnroll
+    from harness.agents.pdm_closed_proposals import candidate_entries, precompute_candidates
+
+    reader = NavsimReader(small_world_root, "test")
+    cache = ScoringSceneCache(tmp_path / "scenes", reader, small_world_root / "maps")
+    scenes = [cache.get(r.token) for r in reader.index()[::3]]
+    gens = [p.generator for p in _prepare_all(scenes, None, PDMClosedConfig(), ())]
+    from_entries = JointUnroll(gens, candidate_entries(gens))
+    precompute_candidates(gens)
+    from_gens = JointUnroll(gens)
+    assert from_gens.inside.any()
+    for name in ("candidate_row", "inside", "cand_progress", "bounds", "is_red", "is_agent", "obj_heading",
+                 "obj_speed"):
+        np.testing.assert_array_equal(getattr(from_entries, name), getattr(from_gens, name), err_msg=name)
+    a, b = from_entries.polys.ravel(), from_gens.polys.ravel()
+    np.testing.assert_array_equal(a == None, b == None)  # noqa: E711 (elementwise)
+    assert shapely.to_wkb(a[a != None]).tolist() == shapely.to_wkb(b[b != None]).tolist()  # noqa: E711
+
+
 def test_registered_agent_runs_on_the_metric_cache(small_world_root, tmp_path):
     from adapters.navsim.reader import NavsimReader
     from harness.agents import AGENTS, build_agent
