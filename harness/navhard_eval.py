@@ -348,7 +348,7 @@ def plan_tokens(cache: NavhardMetricCache, agent: Any, tokens: Sequence[str], sa
         for t in tokens[lo : lo + batch_size]:
             try:
                 if len(t) == 17:
-                    samples.append(synthetic_sample(cache.synthetic(t), cache.data.synthetic_sensor_root,
+                    samples.append(synthetic_sample(cache.agent_scene(t), cache.data.synthetic_sensor_root,
                                                     needs.cameras, needs.lidar))
                 else:
                     samples.append(cache.reader.load(t, SensorSelection(cameras=needs.cameras, lidar=needs.lidar)))

@@ -238,3 +238,43 @@ def test_fork_chunks_each_chunk_once_in_order() -> None:
 
     with pytest.raises((ValueError, RuntimeError), match="chunk 5"):
         fork_chunks(boom, 8, 2)
+
+
+def test_agent_inputs_record_gives_the_same_sample(navhard_root: Path, split, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from harness.navhard_eval import NavhardData, NavhardMetricCache
+
+    data = NavhardData(navhard_root, navhard_root / "maps")
+    cache = NavhardMetricCache(data, split, tmp_path / "cache")
+    token = split.stage_two_tokens[0]
+    sensors = navhard_root / SPLIT_NAME / "sensor_blobs"
+    full = synthetic_sample(cache.synthetic(token), sensors, cameras=("CAM_F0",), lidar=True)
+    cache.get(token)  # the build writes the record
+    record = next((tmp_path / "cache" / "stage_two" / "agent_inputs").glob(f"{token}.*.pkl"))
+    assert record.stat().st_size < (navhard_root / SPLIT_NAME / "synthetic_scene_pickles" / f"{token}.pkl"
+                                    ).stat().st_size / 4
+    with monkeypatch.context() as m:  # read from the record, not from the pickle
+        m.setattr(cache, "synthetic", lambda t: pytest.fail("parsed the full pickle"))
+        small = synthetic_sample(cache.agent_scene(token), sensors, cameras=("CAM_F0",), lidar=True)
+    assert small.meta == full.meta
+    for name in ("velocity_mps", "acceleration_mps2", "history_poses", "history_times_s"):
+        assert np.array_equal(getattr(small.observation.ego, name), getattr(full.observation.ego, name)), name
+    assert small.observation.navigation == full.observation.navigation
+    cam, cam_full = small.observation.cameras["CAM_F0"], full.observation.cameras["CAM_F0"]
+    assert cam.image_path == cam_full.image_path and np.array_equal(cam.ego_from_camera, cam_full.ego_from_camera)
+    assert np.array_equal(small.observation.lidar.points, full.observation.lidar.points)
+    # a changed pickle (new mtime) is read again, and a new record written beside the old one
+    pkl = navhard_root / SPLIT_NAME / "synthetic_scene_pickles" / f"{token}.pkl"
+    st = pkl.stat()
+    try:
+        os.utime(pkl, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        calls = []
+        real = cache.synthetic
+        monkeypatch.setattr(cache, "synthetic", lambda t: calls.append(t) or real(t))
+        cache.agent_scene(token)
+        assert calls == [token]
+        assert len(list(record.parent.glob(f"{token}.*.pkl"))) == 2
+    finally:
+        os.utime(pkl, ns=(st.st_atime_ns, st.st_mtime_ns))
