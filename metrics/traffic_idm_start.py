@@ -76,7 +76,10 @@ def _start(sim: IDMSim, p: IDMParameters) -> _SimStart:
     vehicles, rails = sim.vehicles, sim.rails
     n_veh = len(vehicles.poses)
     half_l, half_w = vehicles.length_m / 2, vehicles.width_m / 2
-    rail, progress, snapped = starting_segments(rails, vehicles.poses, p.heading_estimation_m)
+    p_idx, r_idx = rails.segments_containing(vehicles.poses[:, :2])
+    in_inter = rails.in_intersection(vehicles.poses[:, :2])
+    rail, progress, snapped = starting_segments(rails, vehicles.poses, p.heading_estimation_m,
+                                                (p_idx, r_idx, in_inter))
     lateral = np.hypot(snapped[:, 0] - vehicles.poses[:, 0], snapped[:, 1] - vehicles.poses[:, 1])
     snapped_boxes = polygons(box_corners(np.nan_to_num(snapped), half_l, half_w))
     occupied = [sim.ego_box]
@@ -94,10 +97,9 @@ def _start(sim: IDMSim, p: IDMParameters) -> _SimStart:
     # parked / off-lane vehicles: the current vehicles that are not agents
     others = np.setdiff1d(np.arange(n_veh), ag)
     stationary = np.hypot(vehicles.velocity_xy[:, 0], vehicles.velocity_xy[:, 1]) < p.stationary_speed_mps
-    p_idx, r_idx = rails.segments_containing(vehicles.poses[:, :2])
     in_lane = np.zeros(n_veh, dtype=bool)
     in_lane[p_idx[~rails.is_connector[r_idx]]] = True
-    in_lanes = in_lane | rails.in_intersection(vehicles.poses[:, :2])
+    in_lanes = in_lane | in_inter
     off_rail = (rail >= 0) & (lateral > p.snap_threshold_m)
     return _SimStart(agents=ag, rail=rail[ag], progress=progress[ag].astype(np.float64), snapped=snapped[ag],
                      speed=np.where(np.isnan(speed), sim.ego_speed_mps, speed),

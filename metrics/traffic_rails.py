@@ -63,21 +63,28 @@ class LaneRails:
         )
 
     def __post_init__(self) -> None:
+        # prepared polygons for the point-in-polygon tests (GEOS's ``within`` of a point decided by the prepared
+        # polygon's ``contains``: the same answers, without walking every edge for every point)
+        shapely.prepare(self.polygons)
+        shapely.prepare(self.intersections)
         object.__setattr__(self, "_tree", shapely.STRtree(self.polygons))
         object.__setattr__(self, "_inter_tree", shapely.STRtree(self.intersections))
+        object.__setattr__(self, "_lines", _line_array(list(self.baselines)))
 
     def segments_containing(self, xy: F64) -> tuple[I64, I64]:
-        """Sparse pairs ``(point_index, rail_index)``: rails whose polygon strictly contains the point."""
+        """Sparse pairs ``(point_index, rail_index)``: rails whose polygon strictly contains the point, sorted."""
         pts = shapely.points(xy)
-        p, r = self._tree.query(pts, predicate="within")  # type: ignore[attr-defined]
+        p, r = self._tree.query(pts)  # type: ignore[attr-defined]
+        inside = shapely.contains(self.polygons[r], pts[p])
+        p, r = p[inside], r[inside]
         order = np.lexsort((r, p))
         return p[order], r[order]
 
     def in_intersection(self, xy: F64) -> B:
         pts = shapely.points(xy)
-        p, _ = self._inter_tree.query(pts, predicate="within")  # type: ignore[attr-defined]
+        p, i = self._inter_tree.query(pts)  # type: ignore[attr-defined]
         out = np.zeros(len(xy), dtype=bool)
-        out[p] = True
+        out[p[shapely.contains(self.intersections[i], pts[p])]] = True
         return out
 
 
@@ -100,21 +107,15 @@ def principal(a: F64 | float) -> F64:
     return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
 
 
-def _nearest_pose(line: shapely.LineString, xy: F64, est_m: float) -> tuple[float, F64]:
-    """nuPlan ``get_nearest_arc_length_from_position`` and ``get_nearest_pose_from_position``."""
-    arc = float(shapely.line_locate_point(line, shapely.Point(xy)))
-    p1 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc))[0]
-    p2 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc + est_m))[0]
-    if np.array_equal(p1, p2):
-        p2 = shapely.get_coordinates(shapely.line_interpolate_point(line, arc - est_m))[0]
-        heading = np.arctan2(p1[1] - p2[1], p1[0] - p2[0])
-    else:
-        heading = np.arctan2(p2[1] - p1[1], p2[0] - p1[0])
-    return arc, np.array([p1[0], p1[1], heading])
+def starting_segments(rails: LaneRails, poses: F64, est_m: float,
+                      containing: tuple[I64, I64, B] | None = None) -> tuple[I64, F64, F64]:
+    """nuPlan ``get_starting_segment`` for box-centre poses ``(N, 3)``, every (vehicle, candidate) pair at once.
 
-
-def starting_segments(rails: LaneRails, poses: F64, est_m: float) -> tuple[I64, F64, F64]:
-    """nuPlan ``get_starting_segment`` for box-centre poses ``(N, 3)``.
+    A candidate's nearest arc length and pose are nuPlan's ``get_nearest_arc_length_from_position`` and
+    ``get_nearest_pose_from_position`` (the heading towards the point ``est_m`` further, or from the point
+    ``est_m`` back where that is the same point); the first candidate (ascending rail) with the least heading
+    difference wins. ``containing``: ``rails.segments_containing`` and ``rails.in_intersection`` of the poses,
+    where already known.
 
     Returns ``(rail (N,) or -1, progress (N,), snapped pose (N, 3))``.
     """
@@ -124,29 +125,52 @@ def starting_segments(rails: LaneRails, poses: F64, est_m: float) -> tuple[I64, 
     snapped = np.full((n, 3), np.nan)
     if n == 0:
         return rail, progress, snapped
-    p_idx, r_idx = rails.segments_containing(poses[:, :2])
-    in_inter = rails.in_intersection(poses[:, :2])
-    for i in range(n):
-        cand = r_idx[p_idx == i]
-        lanes = cand[~rails.is_connector[cand]]
-        if len(lanes):
-            cand = lanes
-        elif in_inter[i]:
-            cand = cand[rails.is_connector[cand]]
-        else:
-            continue
-        if not len(cand):
-            continue
-        best, best_diff, best_pose, best_arc = -1, np.inf, None, np.nan
-        for r in cand:
-            line = shapely.LineString(rails.baselines[r])
-            arc, pose = _nearest_pose(line, poses[i, :2], est_m)
-            diff = abs(pose[2] - poses[i, 2])
-            if diff < best_diff:
-                best, best_diff, best_pose, best_arc = int(r), diff, pose, arc
-        rail[i], progress[i], snapped[i] = best, best_arc, best_pose
+    if containing is None:
+        containing = (*rails.segments_containing(poses[:, :2]), rails.in_intersection(poses[:, :2]))
+    p_idx, r_idx, in_inter = containing
+    # lanes containing the point, else (inside an intersection) the lane connectors containing it
+    conn = rails.is_connector[r_idx]
+    has_lane = np.zeros(n, dtype=bool)
+    has_lane[p_idx[~conn]] = True
+    keep = np.where(has_lane[p_idx], ~conn, in_inter[p_idx] & conn)
+    cp, cr = p_idx[keep], r_idx[keep]
+    if not len(cp):
+        return rail, progress, snapped
+    lines = rails._lines[cr]  # type: ignore[attr-defined]
+    arc = shapely.line_locate_point(lines, shapely.points(poses[cp, :2]))
+    p1 = shapely.get_coordinates(shapely.line_interpolate_point(lines, arc))
+    p2 = shapely.get_coordinates(shapely.line_interpolate_point(lines, arc + est_m))
+    back = (p1 == p2).all(axis=1)
+    if back.any():
+        p2[back] = shapely.get_coordinates(shapely.line_interpolate_point(lines[back], arc[back] - est_m))
+    heading = np.empty(len(cp))
+    for k in range(len(cp)):  # scalar arctan2, as nuPlan's one point at a time
+        a, b = (p2[k], p1[k]) if back[k] else (p1[k], p2[k])
+        heading[k] = np.arctan2(b[1] - a[1], b[0] - a[0])
+    diff = np.abs(heading - poses[cp, 2])
+    diff[np.isnan(diff)] = np.inf
+    # per point, the first candidate with the least difference (nuPlan's strict ``<`` over ascending rails)
+    order = np.lexsort((np.arange(len(cp)), diff, cp))
+    firsts = order[np.flatnonzero(np.r_[True, cp[order][1:] != cp[order][:-1]])]
+    firsts = firsts[np.isfinite(diff[firsts])]
+    i = cp[firsts]
+    rail[i], progress[i] = cr[firsts], arc[firsts]
+    snapped[i] = np.stack([p1[firsts, 0], p1[firsts, 1], heading[firsts]], -1)
     return rail, progress, snapped
 
+
+def _path_piece(pts: F64) -> tuple[F64, ...]:
+    """One baseline's path arrays: progress, x, y, unwrapped heading, and the suffix bounds (min / max of x and
+    y from each vertex to the end), see :class:`Paths`."""
+    d = np.diff(pts, axis=0)
+    heading = np.arctan2(d[:, 1], d[:, 0])
+    heading = np.append(heading, heading[-1])
+    progress = np.concatenate([[0.0], np.cumsum(np.hypot(d[:, 0], d[:, 1]))])
+    keep = ~np.isclose(np.diff(progress), 0.0)
+    px, py = pts[:-1, 0][keep], pts[:-1, 1][keep]
+    return (progress[:-1][keep], px, py, np.unwrap(heading[:-1][keep]),
+            np.minimum.accumulate(px[::-1])[::-1], np.maximum.accumulate(px[::-1])[::-1],
+            np.minimum.accumulate(py[::-1])[::-1], np.maximum.accumulate(py[::-1])[::-1])
 
 
 class Paths:
@@ -158,66 +182,56 @@ class Paths:
     after (nuPlan's ``AngularInterpolator``); positions interpolate as scipy's ``interp1d``.
     """
 
-    _BIG = 1e6  # key offset per agent for one searchsorted over all paths (paths are far shorter)
+    _BIG = 1e6  # key offset per path for one searchsorted over all paths (paths are far shorter)
 
     def __init__(self, baselines: list[F64], local: I64 | None = None) -> None:
-        # per distinct baseline (agents on one lane share it): path arrays and suffix bounds, then per agent
-        pieces: dict[int, tuple[F64, ...]] = {}
-        for pts in baselines:
-            if id(pts) in pieces:
-                continue
-            d = np.diff(pts, axis=0)
-            heading = np.arctan2(d[:, 1], d[:, 0])
-            heading = np.append(heading, heading[-1])
-            progress = np.concatenate([[0.0], np.cumsum(np.hypot(d[:, 0], d[:, 1]))])
-            keep = ~np.isclose(np.diff(progress), 0.0)
-            px, py = pts[:-1, 0][keep], pts[:-1, 1][keep]
-            pieces[id(pts)] = (progress[:-1][keep], px, py, np.unwrap(heading[:-1][keep]),
-                               np.minimum.accumulate(px[::-1])[::-1], np.maximum.accumulate(px[::-1])[::-1],
-                               np.minimum.accumulate(py[::-1])[::-1], np.maximum.accumulate(py[::-1])[::-1])
-        per = [pieces[id(pts)] for pts in baselines]
-        prog, xs, ys, hs = ([q[k] for q in per] for k in range(4))
-        n = [len(p) for p in prog]
-        if any(k < 2 for k in n):
+        # the path arrays are stored once per distinct baseline (agents on one lane share it, ``base``); the
+        # per-agent arrays (first, last, start, end, chunk and super-chunk ranges) index them
+        index: dict[int, int] = {}
+        distinct: list[F64] = []
+        base = np.empty(len(baselines), dtype=np.int64)
+        for i, pts in enumerate(baselines):
+            j = index.setdefault(id(pts), len(distinct))
+            if j == len(distinct):
+                distinct.append(pts)
+            base[i] = j
+        per = [_path_piece(pts) for pts in distinct]
+        n = np.array([len(q[0]) for q in per], dtype=np.int64)
+        if (n < 2).any():
             raise ValueError("an IDM path needs at least 2 distinct baseline points")
-        self.first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
-        self.last = self.first + np.asarray(n) - 1
-        self.prog = np.concatenate(prog)
-        self.x = np.concatenate(xs)
-        self.y = np.concatenate(ys)
-        self.h = np.concatenate(hs)
-        owners = np.repeat(np.arange(len(n)), n)
-        # the search keys: ``keys`` over all agents (a start for exact searches), ``lkeys`` with each agent's
-        # index in its own scene (``local``), the keys a one-scene Paths searches; :meth:`_search` returns
-        # exactly the one-scene result for agents of many scenes in one Paths
-        self.keys = self.prog + owners * self._BIG
+        first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+        last = first + n - 1
+        self.base = base
+        self.first, self.last = first[base], last[base]
+        self.prog, self.x, self.y, self.h, self.sx_min, self.sx_max, self.sy_min, self.sy_max = (
+            np.concatenate([q[k] for q in per]) if per else np.zeros(0) for k in range(8))
+        # the search keys over all paths (a start for every search: :meth:`_search` then compares with each
+        # agent's one-scene keys ``prog + local·BIG``, :meth:`_bisect` with the progresses themselves)
+        self.keys = self.prog + np.repeat(np.arange(len(n)), n) * self._BIG
         self.local = np.arange(len(baselines), dtype=np.int64) if local is None else np.asarray(local, np.int64)
-        self.lkeys = self.prog + self.local[owners] * self._BIG
-        self._one_scene = local is None or bool(np.array_equal(self.local, np.arange(len(baselines))))
         self.start = self.prog[self.first]
         self.end = self.prog[self.last]
         self._lists: tuple[list[float], ...] | None = None
-        # suffix bounds of each path (for the bounding box of a path-to-go)
-        self.sx_min, self.sx_max, self.sy_min, self.sy_max = (np.concatenate([q[k] for q in per]) for k in range(4, 8))
         # chunks of CHUNK segments (CHUNK + 1 vertices, consecutive chunks share one) with their bounding boxes
-        n_chunks = -(-(self.last - self.first) // self.CHUNK)
-        self.chunk_first = np.concatenate([[0], np.cumsum(n_chunks)[:-1]]).astype(np.int64)
-        self.chunk_end = self.chunk_first + n_chunks
+        n_chunks = -(-(last - first) // self.CHUNK)
+        chunk_first = np.concatenate([[0], np.cumsum(n_chunks)[:-1]]).astype(np.int64)
+        chunk_end = chunk_first + n_chunks
         c_owner = np.repeat(np.arange(len(n_chunks)), n_chunks)
-        lo = self.first[c_owner] + self.CHUNK * (np.arange(int(n_chunks.sum())) - self.chunk_first[c_owner])
-        hi = np.minimum(lo + self.CHUNK, np.repeat(self.last, n_chunks))
+        lo = first[c_owner] + self.CHUNK * (np.arange(int(n_chunks.sum())) - chunk_first[c_owner])
+        hi = np.minimum(lo + self.CHUNK, np.repeat(last, n_chunks))
         span = np.arange(self.CHUNK + 1)
         idx = np.minimum(lo[:, None] + span[None, :], hi[:, None])
         self.chunk_box = np.stack([self.x[idx].min(1), self.y[idx].min(1), self.x[idx].max(1), self.y[idx].max(1)], -1)
         self.chunk_lo, self.chunk_hi = lo.astype(np.int64), hi.astype(np.int64)  # segments [lo, hi) of each chunk
+        self.chunk_first, self.chunk_end = chunk_first[base], chunk_end[base]
         # super-chunks of SUPER chunks with the union of their boxes (a coarse level for :meth:`chunks_near`)
         n_sup = -(-n_chunks // self.SUPER)
-        self.super_first = np.concatenate([[0], np.cumsum(n_sup)[:-1]]).astype(np.int64)
-        self.super_end = self.super_first + n_sup
+        super_first = np.concatenate([[0], np.cumsum(n_sup)[:-1]]).astype(np.int64)
         owner_s = np.repeat(np.arange(len(n_chunks)), n_sup)
-        s_lo = self.chunk_first[owner_s] + self.SUPER * (np.arange(int(n_sup.sum())) - self.super_first[owner_s])
+        s_lo = chunk_first[owner_s] + self.SUPER * (np.arange(int(n_sup.sum())) - super_first[owner_s])
+        self.super_first, self.super_end = super_first[base], (super_first + n_sup)[base]
         self.super_c0 = s_lo
-        self.super_c1 = np.minimum(s_lo + self.SUPER, self.chunk_end[owner_s])
+        self.super_c1 = np.minimum(s_lo + self.SUPER, chunk_end[owner_s])
         cb = self.chunk_box
         self.super_box = np.stack([np.minimum.reduceat(cb[:, 0], s_lo), np.minimum.reduceat(cb[:, 1], s_lo),
                                    np.maximum.reduceat(cb[:, 2], s_lo), np.maximum.reduceat(cb[:, 3], s_lo)], -1)
@@ -296,25 +310,25 @@ class Paths:
     _FEW = 8
 
     def _search(self, a: I64, p: F64, right: bool) -> I64:
-        """``searchsorted`` of ``p + local·BIG`` in the one-scene keys (side right / left), for agents of any
-        scene: the key of agent ``a``'s scene-local index, rounded as a one-scene Paths rounds it, compared with
-        that scene's keys. Paths are shorter than BIG, so the one-scene result lies in ``[first, last + 1]``;
-        the search over all agents gives the start, moved while a neighbour's local key compares the other way."""
-        side = "right" if right else "left"
-        if self._one_scene:
-            return np.searchsorted(self.keys, p + a * self._BIG, side=side)
+        """``searchsorted`` of ``p + local·BIG`` in the one-scene keys ``prog + local·BIG`` (side right / left)
+        for agents of any scene: the key of agent ``a``'s scene-local index, rounded as a one-scene Paths rounds
+        it, compared with that agent's keys so rounded. Paths are shorter than BIG, so the one-scene result lies
+        in ``[first, last + 1]``; the search over all paths gives the start, moved while a neighbour's key
+        compares the other way (keys are monotone along a path, rounding only moves ties)."""
         f, la = self.first[a], self.last[a]
-        q = p + self.local[a] * self._BIG
-        j = np.clip(np.searchsorted(self.keys, p + a * self._BIG, side=side), f, la + 1)
-        top = len(self.lkeys) - 1
+        off = self.local[a] * self._BIG
+        q = p + off
+        j = np.clip(np.searchsorted(self.keys, p + self.base[a] * self._BIG, side="right" if right else "left"),
+                    f, la + 1)
+        top = len(self.prog) - 1
         while True:
-            prev = self.lkeys[np.maximum(j - 1, 0)]
+            prev = self.prog[np.maximum(j - 1, 0)] + off
             down = (j > f) & ((prev > q) if right else (prev >= q))
             if not down.any():
                 break
             j = j - down
         while True:
-            cur = self.lkeys[np.minimum(j, top)]
+            cur = self.prog[np.minimum(j, top)] + off
             up = (j <= la) & ((cur <= q) if right else (cur < q))
             if not up.any():
                 break
@@ -326,7 +340,8 @@ class Paths:
         exact (as :meth:`pose1`'s bisect), the global-key search only gives the start, which is then moved while
         a neighbour compares the other way (keys ``p + a·BIG`` may round across a vertex)."""
         f, la = self.first[a], self.last[a]
-        j = np.clip(np.searchsorted(self.keys, p + a * self._BIG, side="right" if right else "left"), f, la + 1)
+        j = np.clip(np.searchsorted(self.keys, p + self.base[a] * self._BIG, side="right" if right else "left"),
+                    f, la + 1)
         while True:
             prev = self.prog[np.maximum(j - 1, 0)]
             down = (j > f) & ((prev > p) if right else (prev >= p))
