@@ -335,10 +335,17 @@ def _centerlines(scenes: list[ScoringScene]) -> npt.NDArray[np.object_]:
 
 
 def _progress(lines: npt.NDArray[np.object_], centers: F64, row_scene: I64) -> F64:
-    """Arc length gained along the centerline by the box centre from t = 0 to t = 4 s, clipped at 0."""
-    pts = shapely.points(np.stack([centers[:, 0], centers[:, -1]], axis=1))
+    """Arc length gained along the centerline by the box centre from t = 0 to t = 4 s, clipped at 0.
+
+    Each distinct (scene, point) is projected once (a scene's proposals share their t = 0 state; GEOS's
+    projection walks the whole, often long, centerline): the same values as projecting every row."""
+    ends = np.stack([centers[:, 0], centers[:, -1]], axis=1).reshape(-1, 2)
+    scene = np.repeat(row_scene, 2)
+    keys = np.column_stack([scene.astype(np.int64), np.ascontiguousarray(ends).view(np.int64)])
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     with np.errstate(invalid="ignore"):
-        proj = shapely.line_locate_point(lines[row_scene][:, None], pts)
+        proj = shapely.line_locate_point(lines[scene[first]], shapely.points(ends[first]))
+    proj = proj[inverse.reshape(-1)].reshape(-1, 2)
     return np.clip(proj[:, 1] - proj[:, 0], a_min=0, a_max=None)
 
 

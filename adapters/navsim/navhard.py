@@ -249,7 +249,12 @@ def write_attributes_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) ->
 
 
 def _substitutes() -> dict[tuple[str, str], Any]:
-    return dict(nu.SUBSTITUTES)
+    """``nu.SUBSTITUTES``, with the two enums built by a dict lookup (a C call; a pickle holds ~500 of them)
+    returning one shared instance per value; an unknown value raises ``KeyError`` (a corrupt pickle)."""
+    out = dict(nu.SUBSTITUTES)
+    for cls, n in ((nu.TrackedObjectType, len(nu.TrackedObjectType.NAMES)), (nu.TrafficLightStatusType, 4)):
+        out[nu.GLOBAL_NAMES[cls]] = {v: cls(v) for v in range(n)}.__getitem__
+    return out
 
 
 def read_synthetic_scene(path: str | Path) -> SyntheticScene:
@@ -310,21 +315,18 @@ def _read_frame(f: Mapping[str, Any]) -> SyntheticFrame:
 
 def _read_detections(d: Any) -> ExtendedObjects:
     objs = d.tracked_objects.tracked_objects
-    n = len(objs)
-    center = np.zeros((n, 3))
-    size = np.zeros((n, 3))
-    yaw = np.zeros(n)
-    vel = np.zeros((n, 2))
-    for i, o in enumerate(objs):
+    rows = []
+    for o in objs:
         b = o._box
-        center[i, :2] = (b._center.x, b._center.y)
-        size[i] = (b._length, b._width, b._height)
-        yaw[i] = b._center.heading
+        c = b._center
         v = o._velocity if isinstance(o, nu.Agent) else o.velocity
-        vel[i] = (v._x, v._y)
+        rows.append((c.x, c.y, b._length, b._width, b._height, c.heading, v._x, v._y))
+    a = np.array(rows, dtype=np.float64).reshape(-1, 8)
+    center = np.zeros((len(objs), 3))
+    center[:, :2] = a[:, :2]
     return ExtendedObjects(tuple(str(o._metadata.track_token) for o in objs),
                            tuple(nu.TrackedObjectType.NAMES[o._tracked_object_type.value] for o in objs),
-                           center, size, yaw, vel)
+                           center, a[:, 2:5].copy(), a[:, 5].copy(), a[:, 6:8].copy())
 
 
 def read_split(path: str | Path) -> NavhardSplit:

@@ -377,3 +377,27 @@ def test_clipped_centerline_deviation_decides_like_the_full_line(seed):
     full = shapely.distance(shapely.points(centers), line)
     np.testing.assert_array_equal(got > 0.5, full > 0.5)
     np.testing.assert_allclose(got[full <= 1.0], full[full <= 1.0], rtol=0, atol=1e-9)
+
+
+def test_progress_projects_each_distinct_point_once_with_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from metrics.epdms import _progress
+
+    rng = np.random.default_rng(0)
+    lines = np.array([shapely.LineString(np.cumsum(rng.normal(1.0, 0.3, (60, 2)), axis=0)) for _ in range(3)])
+    row_scene = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    centers = rng.normal(0, 5, (len(row_scene), 41, 2)) + 20
+    centers[:3, 0] = centers[0, 0]  # scene 0's proposals share t = 0; scene 2 has two identical rows
+    centers[7] = centers[8]
+    want = np.array([max(0.0, lines[s].project(shapely.Point(c[-1])) - lines[s].project(shapely.Point(c[0])))
+                     for s, c in zip(row_scene, centers)])
+    assert np.array_equal(_progress(lines, centers, row_scene), want)
+    calls = []
+    real = shapely.line_locate_point
+
+    def counted(line, pts):  # noqa: ANN001, ANN202
+        calls.append(len(np.atleast_1d(pts)))
+        return real(line, pts)
+
+    monkeypatch.setattr(shapely, "line_locate_point", counted)
+    _progress(lines, centers, row_scene)
+    assert calls == [2 * len(row_scene) - 2 - 2]  # 2 shared starts in scene 0, one duplicate row in scene 2
