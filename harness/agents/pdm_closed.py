@@ -296,8 +296,9 @@ def _run_batch(
     per-row arithmetic is the same, so every result equals the scene planned alone.
 
     ``selection_only``: the proposals are scored by ``pdm_closed_scoring.selection_scores`` (the score alone,
-    equal to ``score_batch``'s bit for bit, at a fraction of the cost); the results' ``scores`` then hold only
-    ``score`` (for the metric cache, which keeps the trajectory)."""
+    equal to ``score_batch``'s bit for bit, at a fraction of the cost, the centerline's proposals first: where
+    they decide the choice the others are not scored); the results' ``scores`` then hold only ``score``, -inf
+    for proposals not scored (for the metric cache, which keeps the trajectory: the same choice)."""
     cfg = config
     prepared = _prepare_all(scenes, speed_limit_mps, cfg, carried_collided)
     if not prepared:
@@ -322,7 +323,10 @@ def _run_batch(
     objects = [forecast_timeline(p.obs, cfg.observation_steps + 1) for p in prepared]
     simulated = [sim[inv] for sim, (_, inv) in zip(simulated_distinct, distinct, strict=True)]
     if selection_only:
-        chosen = selection_scores(list(scenes), simulated_distinct, objects, config=cfg.scorer)
+        # The centerline's proposals first (their distinct rows lead): most scenes are decided by them.
+        n_first = len(cfg.idm.speed_limit_fractions)
+        heads = [int(np.searchsorted(first, n_first)) for first, _ in distinct]
+        chosen = selection_scores(list(scenes), simulated_distinct, objects, config=cfg.scorer, head_rows=heads)
         all_scores = [_ScoreOnly(sc[inv]) for sc, (_, inv) in zip(chosen, distinct, strict=True)]
     else:
         scores_distinct = score_batch(list(scenes), simulated_distinct, objects=objects, config=cfg.scorer)

@@ -18,6 +18,7 @@ weight falls back to ``score_batch``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -48,12 +49,18 @@ def selection_scores(
     objects: Sequence[ObjectTimeline],
     config: PDMSConfig | None = None,
     chunk_scenes: int = 64,
+    head_rows: Sequence[int] | None = None,
 ) -> list[F64]:
     """Per scene, ``(P_i,)`` the v1.1 score of each of its proposals: ``score_batch(...)[i].score``.
 
     Args:
         scenes: the scenes; states: per scene ``(P_i, 41, 11)`` simulated states; objects: per scene the
-            object timeline scored against; config: weights and thresholds (None: v1.1's); chunk_scenes: as ``score_batch``.
+            object timeline scored against; config: weights and thresholds (None: v1.1's); chunk_scenes: as
+            ``score_batch``.
+        head_rows: per scene a number of leading rows scored first (None: every row, every score returned).
+            Where one of them reaches the highest score a row can have and no later row has more raw progress
+            than the head's best masked progress (so that no later row can change EP's normaliser), the later
+            rows are not scored and get -inf: the first row with the highest score, ``argmax``, is the same.
 
     Raises:
         ValueError: as ``score_batch``.
@@ -62,65 +69,128 @@ def selection_scores(
     if config.weights[3] != 0.0:
         return [s.score for s in pdms.score_batch(scenes, states, objects=objects, config=config,
                                                   chunk_scenes=chunk_scenes)]
-    if not (len(scenes) == len(states) == len(objects)):
+    if not (len(scenes) == len(states) == len(objects)) or (head_rows is not None and len(head_rows) != len(scenes)):
         raise ValueError(f"selection_scores: {len(scenes)} scenes, {len(states)} state arrays, "
-                         f"{len(objects)} object timelines")
+                         f"{len(objects)} object timelines, {'no' if head_rows is None else len(head_rows)} heads")
     out: list[F64] = []
     for lo in range(0, len(scenes), chunk_scenes):
         hi = lo + chunk_scenes
-        out.extend(_chunk_scores(scenes[lo:hi], states[lo:hi], objects[lo:hi], config))
+        out.extend(_chunk_scores(scenes[lo:hi], states[lo:hi], objects[lo:hi], config,
+                                 None if head_rows is None else head_rows[lo:hi]))
     return out
 
 
 def _chunk_scores(scenes: Sequence[ScoringScene], states_in: Sequence[npt.ArrayLike],
-                  objects_in: Sequence[ObjectTimeline], cfg: PDMSConfig) -> list[F64]:
-    """``pdms._score_chunk``'s ``score``, without the work the score does not depend on (module docstring)."""
+                  objects_in: Sequence[ObjectTimeline], cfg: PDMSConfig,
+                  head_rows: Sequence[int] | None) -> list[F64]:
+    """``pdms._score_chunk``'s ``score``, without the work the score does not depend on (module docstring);
+    with ``head_rows``, in two passes (``selection_scores``)."""
     n_steps = cfg.object_steps_needed
     states_list = [pdms._checked_states(s, st) for s, st in zip(scenes, states_in)]
     timelines = [pdms._checked_objects(s, o, n_steps) for s, o in zip(scenes, objects_in)]
     n_props = np.array([len(s) for s in states_list])
     row_scene = np.repeat(np.arange(len(scenes)), n_props)
     states = np.concatenate(states_list)
+    prep = _SceneData.of(scenes, timelines, cfg)
+    row_start = np.concatenate([[0], np.cumsum(n_props)])
+    local = np.arange(len(states)) - row_start[row_scene]  # row index within its scene
+    if head_rows is None or np.any(cfg.weights < 0.0):  # (the top score below needs non-negative weights)
+        first = np.arange(len(states))
+        later = np.empty(0, dtype=np.int64)
+    else:
+        head = np.minimum(np.asarray(head_rows, dtype=np.int64), n_props)[row_scene]
+        first, later = np.flatnonzero(local < head), np.flatnonzero(local >= head)
+    parts = _components(prep, states[first], row_scene[first], cfg)
+    if len(later):
+        # Scenes decided by their head rows: a head row at the top score, and no later row with more raw
+        # progress than the head's best masked progress (masked <= raw, so EP's normaliser is final).
+        best = np.full(len(scenes), -np.inf)
+        np.maximum.at(best, row_scene[first], parts.masked)
+        top = _top_score(cfg)
+        at_top = np.zeros(len(scenes), dtype=bool)
+        at_top[row_scene[first][_scores(parts, row_scene[first], len(scenes), cfg) == top]] = True
+        later_raw = pdms._progress(scenes, ego_coords(states[later])[:, :, CENTER],
+                                   np.bincount(row_scene[later], minlength=len(scenes)))
+        beaten = np.zeros(len(scenes), dtype=bool)
+        beaten[row_scene[later][later_raw > best[row_scene[later]]]] = True
+        later = later[~(at_top & ~beaten)[row_scene[later]]]
+        if len(later):
+            parts = _Components.concat(parts, _components(prep, states[later], row_scene[later], cfg))
+            first = np.concatenate([first, later])
+    score = np.full(len(states), -np.inf)
+    score[first] = _scores(parts, row_scene[first], len(scenes), cfg)
+    return [score[row_start[i]:row_start[i + 1]] for i in range(len(scenes))]
 
-    n_obj = np.array([len(o.tokens) for o in timelines])
-    types = np.concatenate([o.types for o in timelines]).astype(np.int64)
-    first_speed = np.hypot(*np.concatenate([o.first_velocity_xy for o in timelines]).reshape(-1, 2).T)
-    is_agent = np.isin(types, pdms._AGENT_VALUES)
-    size = np.concatenate([o.size_lwh for o in timelines]).reshape(-1, 3)
-    objs = ObjectBatch(
-        scene=np.repeat(np.arange(len(scenes)), n_obj),
-        is_agent=is_agent,
-        track_stopped=~is_agent | (first_speed <= cfg.collision_stopped_speed_mps),
-        present=np.concatenate([o.present[:n_steps] for o in timelines], axis=1),
-        poses=np.concatenate([o.poses[:n_steps] for o in timelines], axis=1).astype(np.float64, copy=False),
-        half_length=size[:, 0] / 2.0,
-        half_width=size[:, 1] / 2.0,
-    )
 
-    n_poly = np.array([len(s.drivable_polygons) for s in scenes])
-    geoms = np.concatenate([np.asarray(s.drivable_polygons, dtype=object) for s in scenes])
-    ptypes = np.concatenate([s.drivable_types for s in scenes]).astype(np.int64)
-    bounds = shapely.bounds(geoms).reshape(-1, 4)
-    no_route = np.zeros(len(ptypes), dtype=bool)  # the centre-on-route test is not run
-    polys = MapPolygons(
-        geoms=geoms,
-        scene=np.repeat(np.arange(len(scenes)), n_poly),
-        bounds=bounds,
-        is_lane=np.isin(ptypes, pdms._LANE_TYPES),
-        is_drivable=np.isin(ptypes, pdms._DRIVABLE_TYPES),
-        is_route_lane=no_route,
-        is_intersection=ptypes == int(MapLayer.INTERSECTION),
-        representative=pdms._same_map_polygons(scenes, n_poly, ptypes, geoms, bounds),
-    )
+@dataclass(frozen=True)
+class _SceneData:
+    """The per-scene inputs of a chunk's scoring (objects and map polygons), shared by its passes."""
 
+    scenes: Sequence[ScoringScene]
+    objs: ObjectBatch
+    polys: MapPolygons
+
+    @classmethod
+    def of(cls, scenes: Sequence[ScoringScene], timelines: Sequence[ObjectTimeline], cfg: PDMSConfig) -> _SceneData:
+        n_steps = cfg.object_steps_needed
+        n_obj = np.array([len(o.tokens) for o in timelines])
+        types = np.concatenate([o.types for o in timelines]).astype(np.int64)
+        first_speed = np.hypot(*np.concatenate([o.first_velocity_xy for o in timelines]).reshape(-1, 2).T)
+        is_agent = np.isin(types, pdms._AGENT_VALUES)
+        size = np.concatenate([o.size_lwh for o in timelines]).reshape(-1, 3)
+        objs = ObjectBatch(
+            scene=np.repeat(np.arange(len(scenes)), n_obj),
+            is_agent=is_agent,
+            track_stopped=~is_agent | (first_speed <= cfg.collision_stopped_speed_mps),
+            present=np.concatenate([o.present[:n_steps] for o in timelines], axis=1),
+            poses=np.concatenate([o.poses[:n_steps] for o in timelines], axis=1).astype(np.float64, copy=False),
+            half_length=size[:, 0] / 2.0,
+            half_width=size[:, 1] / 2.0,
+        )
+        n_poly = np.array([len(s.drivable_polygons) for s in scenes])
+        geoms = np.concatenate([np.asarray(s.drivable_polygons, dtype=object) for s in scenes])
+        ptypes = np.concatenate([s.drivable_types for s in scenes]).astype(np.int64)
+        bounds = shapely.bounds(geoms).reshape(-1, 4)
+        no_route = np.zeros(len(ptypes), dtype=bool)  # the centre-on-route test is not run
+        polys = MapPolygons(
+            geoms=geoms,
+            scene=np.repeat(np.arange(len(scenes)), n_poly),
+            bounds=bounds,
+            is_lane=np.isin(ptypes, pdms._LANE_TYPES),
+            is_drivable=np.isin(ptypes, pdms._DRIVABLE_TYPES),
+            is_route_lane=no_route,
+            is_intersection=ptypes == int(MapLayer.INTERSECTION),
+            representative=pdms._same_map_polygons(scenes, n_poly, ptypes, geoms, bounds),
+        )
+        return cls(scenes, objs, polys)
+
+
+@dataclass(frozen=True)
+class _Components:
+    """What a row's score is made of, per scored row: NC·DAC, TTC, comfort, raw and masked progress."""
+
+    multi: F64
+    ttc: F64
+    comfort: F64
+    raw: F64
+    masked: F64
+
+    @staticmethod
+    def concat(a: _Components, b: _Components) -> _Components:
+        return _Components(*(np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(_Components)))
+
+
+def _components(prep: _SceneData, states: F64, row_scene: npt.NDArray[np.int64], cfg: PDMSConfig) -> _Components:
+    """The score's parts of ``states`` rows (each row on its own: the same values in any set of rows)."""
     coords = ego_coords(states)  # (R, 41, 5, 2)
     finder = ContactFinder(
-        states, coords[:, :, :4], coords[:, :, CENTER], row_scene, objs, cfg.ttc_offsets_steps, cfg.step_s
+        states, coords[:, :, :4], coords[:, :, CENTER], row_scene, prep.objs, cfg.ttc_offsets_steps, cfg.step_s
     )
     # NC and TTC read the lane and intersection flags at their contacts only.
     lanes_at = np.zeros(states.shape[:2], dtype=bool)
     lanes_at[finder.hits.row, finder.hits.t] = True
-    areas = compute_ego_areas(coords, states[..., [X, Y]], row_scene, polys, lanes_at=lanes_at, oncoming=False)
+    areas = compute_ego_areas(coords, states[..., [X, Y]], row_scene, prep.polys, lanes_at=lanes_at,
+                              oncoming=False)
     nc = no_at_fault_collisions(
         finder, areas, stopped_speed_mps=cfg.collision_stopped_speed_mps, behind_deg=cfg.behind_angle_deg
     )
@@ -132,15 +202,25 @@ def _chunk_scores(scenes: Sequence[ScoringScene], states_in: Sequence[npt.ArrayL
         behind_deg=cfg.behind_angle_deg,
     )
     dac = np.where(areas.non_drivable.any(axis=1), 0.0, 1.0)
-    progress_raw = pdms._progress(scenes, coords[:, :, CENTER], n_props)
+    raw = pdms._progress(prep.scenes, coords[:, :, CENTER], np.bincount(row_scene, minlength=len(prep.scenes)))
     checks = comfort_checks(states, np.arange(pdms.NUM_STATES).astype(np.float64) * cfg.step_s)
-    comfort = np.all(checks, axis=-1).astype(np.float64)
-    ddc = np.ones(len(states))  # weight 0: any finite value gives the same score
-
     multi = nc.score * dac
-    ep = pdms._normalised_progress(progress_raw * multi, multi, row_scene, len(scenes), cfg)
+    return _Components(multi, ttc.score, np.all(checks, axis=-1).astype(np.float64), raw, raw * multi)
+
+
+def _scores(parts: _Components, row_scene: npt.NDArray[np.int64], n_scenes: int, cfg: PDMSConfig) -> F64:
+    """``score`` of the rows, EP normalised over the given rows of each scene (``pdms._score_chunk``'s
+    expressions; DDC's weight is 0, so any finite DDC gives the same score)."""
+    ep = pdms._normalised_progress(parts.masked, parts.multi, row_scene, n_scenes, cfg)
+    ddc = np.ones(len(parts.multi))
     w = cfg.weights
-    weighted = (((ep * w[0] + ttc.score * w[1]) + comfort * w[2]) + ddc * w[3]) / w.sum()
-    score = multi * weighted
-    bounds_rows = np.concatenate([[0], np.cumsum(n_props)])
-    return [score[bounds_rows[i]:bounds_rows[i + 1]] for i in range(len(scenes))]
+    weighted = (((ep * w[0] + parts.ttc * w[1]) + parts.comfort * w[2]) + ddc * w[3]) / w.sum()
+    return parts.multi * weighted
+
+
+def _top_score(cfg: PDMSConfig) -> float:
+    """The highest score a row can have (every sub-score 1; non-negative weights): no row's score exceeds it,
+    since each sum and the division round monotonically."""
+    one = np.ones(1)
+    w = cfg.weights
+    return float((1.0 * ((((one * w[0] + one * w[1]) + one * w[2]) + one * w[3]) / w.sum()))[0])

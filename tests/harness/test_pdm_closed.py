@@ -480,10 +480,16 @@ def test_selection_scores_equal_the_full_scorer(small_world_root, tmp_path):
     scenes = [cache.get(r.token) for r in reader.index()[::3]]
     full = pdm_closed._run_batch(scenes)
     chosen = pdm_closed._run_batch(scenes, selection_only=True)
+    skipped = 0
     for a, b in zip(full, chosen, strict=True):
         assert a.best == b.best
         np.testing.assert_array_equal(a.states, b.states)
-        np.testing.assert_array_equal(a.scores.score, b.scores.score)
+        # Proposals after the centerline's are scored only where they may change the choice (-inf otherwise).
+        scored = np.isfinite(b.scores.score)
+        np.testing.assert_array_equal(a.scores.score[scored], b.scores.score[scored])
+        assert scored[: len(pdm_closed.PDMClosedConfig().idm.speed_limit_fractions)].all()
+        skipped += int((~scored).sum())
+    assert skipped > 0
     # Proposals shifted sideways and along their heading: into other objects and off the road.
     rng = np.random.default_rng(0)
     moved = []
@@ -497,6 +503,22 @@ def test_selection_scores_equal_the_full_scorer(small_world_root, tmp_path):
     got = selection_scores(scenes, moved, objects)
     for ref, score in zip(reference, got, strict=True):
         np.testing.assert_array_equal(ref.score, score)
+    # Head rows first: the rows scored equal the full scores, the first best row is the same, and rows are left
+    # out only in scenes where a head row reaches the top score (1 with v1.1's weights).
+    both = [r.simulated for r in full] + moved  # as planned (mostly decided early) and pushed around
+    reference = score_batch(scenes + scenes, both, objects=objects + objects)
+    heads = [5] * len(full) + rng.integers(1, 16, size=len(moved)).tolist()  # 5: the centerline's proposals
+    got = selection_scores(scenes + scenes, both, objects + objects, head_rows=heads)
+    left_out = 0
+    for ref, score, head in zip(reference, got, heads, strict=True):
+        scored = np.isfinite(score)
+        np.testing.assert_array_equal(ref.score[scored], score[scored])
+        assert int(np.argmax(score)) == int(np.argmax(ref.score))
+        assert scored[:head].all()
+        if not scored.all():
+            assert (score[:head] == 1.0).any()
+            left_out += 1
+    assert 0 < left_out < len(got)
     nc = np.concatenate([ref.no_at_fault_collisions for ref in reference])
     dac = np.concatenate([ref.drivable_area_compliance for ref in reference])
     ttc = np.concatenate([ref.time_to_collision_within_bound for ref in reference])
