@@ -2,7 +2,8 @@
 
 The world is generated with the shape of navhard (225 groups, 450 stage-one and 5,462 stage-two tokens:
 12 or 13 follow-up pairs per group) scaled by ``--fraction``, **without sensors** (scoring reads none). The
-metric cache of both stages is built first (timed: scoring scenes + PDM-Closed v2); then constant-velocity
+metric cache of both stages is built first into empty directories (timed: scoring scenes + PDM-Closed v2, in one
+process and over ``--workers`` forked processes, whose files must be byte-equal); then constant-velocity
 plans are scored end to end (LQR + bicycle for [PDM-Closed, plan] and the human, traffic policy, EPDMS, human
 filter on stage one, pair EC, Gaussian-weighted aggregation), once with non-reactive traffic (the baseline)
 and once with the official reactive IDM traffic (also over N forked processes). The table reports wall and CPU
@@ -114,6 +115,11 @@ def _same_rows(a, b) -> bool:
                for x, y in zip(a, b, strict=True))
 
 
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
 def _cv_plan(scene) -> Trajectory:
     v = float(np.hypot(*scene.ego_velocity_xy))
     t = (np.arange(NAVSIM_SAMPLING.num_poses) + 1) * NAVSIM_SAMPLING.interval_s
@@ -130,7 +136,8 @@ def main() -> None:
     ap.add_argument("--baseline-groups", type=int, default=1, help="groups the baseline scores (0: none)")
     ap.add_argument("--start-rev", default=START_REV,
                     help="git revision of the one-scene-at-a-time traffic_idm.py / traffic_agents.py scoring all groups")
-    ap.add_argument("--chunk", type=int, default=32, help="tokens simulated and scored together")
+    ap.add_argument("--chunk", type=int, default=None,
+                    help="tokens simulated and scored together (default: navhard_eval.auto_chunk)")
     ap.add_argument("--end-to-end", action="store_true",
                     help="time the CLI's whole two-stage run (cache build + plan + reactive scoring + writing)")
     args = ap.parse_args()
@@ -151,10 +158,17 @@ def main() -> None:
         _end_to_end(root, split, args.workers, t_data)
         return
 
-    cache = NavhardMetricCache(NavhardData(root, root / "maps"), split, root / "metric-cache")
+    # first builds (empty caches): one process, then the chunks over forked processes (same bytes)
+    caches = Path(tempfile.mkdtemp(prefix="bench-navhard-cache-"))
+    cache = NavhardMetricCache(NavhardData(root, root / "maps"), split, caches / "serial")
     t0, c0 = time.perf_counter(), time.process_time()
     scenes, errors = cache_scenes(cache, tokens)
     t_cache, c_cache = time.perf_counter() - t0, time.process_time() - c0
+    forked = NavhardMetricCache(NavhardData(root, root / "maps"), split, caches / "forked")
+    t0, c0 = time.perf_counter(), _cpu_s()
+    cache_scenes(forked, tokens, workers=args.workers)
+    t_cache_par, c_cache_par = time.perf_counter() - t0, _cpu_s() - c0
+    same_cache = _tree_bytes(caches / "serial") == _tree_bytes(caches / "forked")
     plans = {t: _cv_plan(s) for t, s in scenes.items()}
     for t in {s.map_location for s in scenes.values()}:
         cache.rails(t)
@@ -204,7 +218,8 @@ def main() -> None:
               "navhard: CPU min", "navhard on 2 cores (min, est.)"):
         table.add_column(c, justify="right")
     base = cpu[TrafficPolicy.NON_REACTIVE] / n
-    rows = [("metric cache (both stages)", t_cache, c_cache, n),
+    rows = [("metric cache (both stages), first build", t_cache, c_cache, n),
+            (f"metric cache, first build, {args.workers} forked processes", t_cache_par, c_cache_par, n),
             ("score, non-reactive traffic", timings[TrafficPolicy.NON_REACTIVE], cpu[TrafficPolicy.NON_REACTIVE], n),
             (f"score, reactive, one scene at a time ({args.start_rev}, same-run baseline)", t_start, c_start, n),
             ("score, reactive traffic (official), cross-scene batched (HEAD)", timings[TrafficPolicy.REACTIVE],
@@ -220,7 +235,8 @@ def main() -> None:
         console.print(f"{policy.value}: EPDMS combined {100 * res.summary.value('combined', 'score'):.1f}, "
                       f"stage one {100 * res.summary.value('stage_one', 'score'):.1f}, stage two "
                       f"{100 * res.summary.value('stage_two', 'score'):.1f}; failed {len(res.summary.failed_tokens)}")
-    console.print(f"{args.workers}-process rows equal the 1-process rows: {same}")
+    console.print(f"{args.workers}-process rows equal the 1-process rows: {same}; {args.workers}-process metric cache "
+                  f"files equal the 1-process ones byte for byte: {same_cache}")
     console.print(f"{args.start_rev} (one scene at a time) rows equal the current rows on all {len(split.groups)} "
                   f"groups: {same_start}; reactive CPU speed-up {c_start / cpu[TrafficPolicy.REACTIVE]:.2f}x "
                   f"({n / c_start:.2f} -> {n / cpu[TrafficPolicy.REACTIVE]:.2f} tokens per CPU s; navhard on 2 cores, "

@@ -278,3 +278,11 @@ def test_agent_inputs_record_gives_the_same_sample(navhard_root: Path, split, tm
         assert len(list(record.parent.glob(f"{token}.*.pkl"))) == 2
     finally:
         os.utime(pkl, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_auto_chunk_balances_workers_within_bounds() -> None:
+    from harness.navhard_eval import MAX_CHUNK, MIN_CHUNK, auto_chunk
+
+    assert auto_chunk(5912, 1) == auto_chunk(5912, 2) == MAX_CHUNK  # navhard: 93 chunks of 64
+    assert auto_chunk(238, 2) == 30  # 8 chunks: about 4 per worker
+    assert auto_chunk(20, 2) == MIN_CHUNK and auto_chunk(0, 2) == MIN_CHUNK
