@@ -477,24 +477,39 @@ def _driving_direction(centers: F64, areas: EgoAreas, cfg: PDMSConfig) -> tuple[
     return ddc, worst
 
 
-def _progress(scenes: Sequence[ScoringScene], centers: F64, n_props: I64) -> F64:
-    """Arc length gained along each scene's centerline by the box centre from t = 0 to the last state, >= 0."""
-    lens = np.array([len(s.centerline) for s in scenes])
-    if np.any(lens < 2):
-        bad = [s.token for s, n in zip(scenes, lens) if n < 2]
-        raise ValueError(f"scenes {bad}: the centerline needs at least 2 points")
+def _progress(scenes: Sequence[ScoringScene], centers: F64, n_props: I64,
+              lines: tuple[I64, list[F64]] | None = None) -> F64:
+    """Arc length gained along each scene's centerline by the box centre from t = 0 to the last state, >= 0.
+
+    ``lines``: ``_centerlines(scenes)`` if already computed (a scorer calling this for several row sets)."""
     # Scenes of one route share their centerline: each distinct line is prepared once.
-    line_of, lines = _distinct_lines([s.centerline[:, :2] for s in scenes])
+    line_of, lines = _centerlines(scenes) if lines is None else lines
     row_line = np.repeat(line_of, n_props)
     # (line, x, y) of every row's first and last centre; proposals of a scene share the first (the initial
-    # state), so each distinct query is located once. Equal to shapely.line_locate_point, bit for bit.
+    # state), so each run of equal queries is located once (a query's result does not depend on the others).
+    # Equal to shapely.line_locate_point, bit for bit.
     query = np.concatenate([np.column_stack([row_line, centers[:, i]]) for i in (0, -1)])  # (2R, 3)
-    uniq, inverse = np.unique(query, axis=0, return_inverse=True)
+    new = np.ones(len(query), dtype=bool)
+    new[1:] = np.any(query[1:] != query[:-1], axis=1)
+    uniq, inverse = query[new], np.cumsum(new) - 1
     located = locate_on_polylines(np.concatenate(lines).astype(np.float64),
                                   np.concatenate([[0], np.cumsum([len(v) for v in lines])]),
                                   uniq[:, 0].astype(np.int64), uniq[:, 1:])
     proj = located[inverse.reshape(-1)].reshape(2, -1)
     return np.clip(proj[1] - proj[0], a_min=0, a_max=None)
+
+
+def _centerlines(scenes: Sequence[ScoringScene]) -> tuple[I64, list[F64]]:
+    """Index of each scene's centerline among the distinct ones, and those (``_distinct_lines``).
+
+    Raises:
+        ValueError: a centerline of fewer than two points.
+    """
+    lens = np.array([len(s.centerline) for s in scenes])
+    if np.any(lens < 2):
+        bad = [s.token for s, n in zip(scenes, lens) if n < 2]
+        raise ValueError(f"scenes {bad}: the centerline needs at least 2 points")
+    return _distinct_lines([s.centerline[:, :2] for s in scenes])
 
 
 def _distinct_lines(lines: Sequence[F64]) -> tuple[I64, list[F64]]:

@@ -109,14 +109,17 @@ def _chunk_scores(scenes: Sequence[ScoringScene], states_in: Sequence[npt.ArrayL
         top = _top_score(cfg)
         at_top = np.zeros(len(scenes), dtype=bool)
         at_top[row_scene[first][_scores(parts, row_scene[first], len(scenes), cfg) == top]] = True
-        later_raw = pdms._progress(scenes, ego_coords(states[later])[:, :, CENTER],
-                                   np.bincount(row_scene[later], minlength=len(scenes)))
+        later_coords = ego_coords(states[later])
+        later_raw = pdms._progress(scenes, later_coords[:, :, CENTER],
+                                   np.bincount(row_scene[later], minlength=len(scenes)), prep.lines)
         beaten = np.zeros(len(scenes), dtype=bool)
         beaten[row_scene[later][later_raw > best[row_scene[later]]]] = True
-        later = later[~(at_top & ~beaten)[row_scene[later]]]
-        if len(later):
-            parts = _Components.concat(parts, _components(prep, states[later], row_scene[later], cfg))
-            first = np.concatenate([first, later])
+        todo = np.flatnonzero(~(at_top & ~beaten)[row_scene[later]])
+        if len(todo):
+            more = _components(prep, states[later[todo]], row_scene[later[todo]], cfg,
+                               coords=later_coords[todo], raw=later_raw[todo])
+            parts = _Components.concat(parts, more)
+            first = np.concatenate([first, later[todo]])
     score = np.full(len(states), -np.inf)
     score[first] = _scores(parts, row_scene[first], len(scenes), cfg)
     return [score[row_start[i]:row_start[i + 1]] for i in range(len(scenes))]
@@ -129,6 +132,7 @@ class _SceneData:
     scenes: Sequence[ScoringScene]
     objs: ObjectBatch
     polys: MapPolygons
+    lines: tuple[npt.NDArray[np.int64], list[F64]]
 
     @classmethod
     def of(cls, scenes: Sequence[ScoringScene], timelines: Sequence[ObjectTimeline], cfg: PDMSConfig) -> _SceneData:
@@ -162,7 +166,7 @@ class _SceneData:
             is_intersection=ptypes == int(MapLayer.INTERSECTION),
             representative=pdms._same_map_polygons(scenes, n_poly, ptypes, geoms, bounds),
         )
-        return cls(scenes, objs, polys)
+        return cls(scenes, objs, polys, pdms._centerlines(scenes))
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,11 @@ class _Components:
         return _Components(*(np.concatenate([getattr(a, f.name), getattr(b, f.name)]) for f in fields(_Components)))
 
 
-def _components(prep: _SceneData, states: F64, row_scene: npt.NDArray[np.int64], cfg: PDMSConfig) -> _Components:
-    """The score's parts of ``states`` rows (each row on its own: the same values in any set of rows)."""
-    coords = ego_coords(states)  # (R, 41, 5, 2)
+def _components(prep: _SceneData, states: F64, row_scene: npt.NDArray[np.int64], cfg: PDMSConfig, *,
+                coords: F64 | None = None, raw: F64 | None = None) -> _Components:
+    """The score's parts of ``states`` rows (each row on its own: the same values in any set of rows);
+    ``coords`` (``ego_coords(states)``) and ``raw`` (their raw progress) where already computed."""
+    coords = ego_coords(states) if coords is None else coords  # (R, 41, 5, 2)
     finder = ContactFinder(
         states, coords[:, :, :4], coords[:, :, CENTER], row_scene, prep.objs, cfg.ttc_offsets_steps, cfg.step_s
     )
@@ -202,7 +208,9 @@ def _components(prep: _SceneData, states: F64, row_scene: npt.NDArray[np.int64],
         behind_deg=cfg.behind_angle_deg,
     )
     dac = np.where(areas.non_drivable.any(axis=1), 0.0, 1.0)
-    raw = pdms._progress(prep.scenes, coords[:, :, CENTER], np.bincount(row_scene, minlength=len(prep.scenes)))
+    if raw is None:
+        raw = pdms._progress(prep.scenes, coords[:, :, CENTER], np.bincount(row_scene, minlength=len(prep.scenes)),
+                             prep.lines)
     checks = comfort_checks(states, np.arange(pdms.NUM_STATES).astype(np.float64) * cfg.step_s)
     multi = nc.score * dac
     return _Components(multi, ttc.score, np.all(checks, axis=-1).astype(np.float64), raw, raw * multi)
