@@ -281,7 +281,12 @@ class JointUnroll:
             # is within the row's nearest box (the others are farther than it: never the leader, never tied).
             light = self.is_red[scene[r], c]
             rb, cb = r[~light], c[~light]
-            dist[rb, cb] = shapely.distance(shapely.polygons(rings[rb]), self.polys[j, scene[rb], cb])
+            # One footprint polygon per row that needs one (a row usually has several candidates).
+            ego_polys = np.empty(n_rows, dtype=object)
+            made = np.zeros(n_rows, dtype=bool)
+            made[rb] = True
+            ego_polys[made] = shapely.polygons(rings[made])
+            dist[rb, cb] = shapely.distance(ego_polys[rb], self.polys[j, scene[rb], cb])
             if light.any():
                 rl, cl = r[light], c[light]
                 near = lower[light] <= dist.min(axis=1)[rl] * (1.0 + 1e-9) + 1e-9
@@ -291,7 +296,11 @@ class JointUnroll:
                 first, inverse = _distinct(np.column_stack([rings[rl, :4].reshape(-1, 8).view(np.int64), scene[rl],
                                                             cl]))
                 rf, cf = rl[first], cl[first]
-                measured = shapely.distance(shapely.polygons(rings[rf]), self.polys[j, scene[rf], cf])
+                missing = np.zeros(n_rows, dtype=bool)
+                missing[rf] = True
+                missing &= ~made
+                ego_polys[missing] = shapely.polygons(rings[missing])
+                measured = shapely.distance(ego_polys[rf], self.polys[j, scene[rf], cf])
                 dist[rl, cl] = measured[inverse]
             nearest = dist.argmin(axis=1)
             dmin = dist[np.arange(n_rows), nearest]

@@ -207,7 +207,7 @@ def strictly_inside(geoms: npt.NDArray[np.object_], poly: I64, x: F64, y: F64) -
 
     Polygons prepared here are unprepared again afterwards (scenes of one map patch share polygon objects).
     """
-    used = np.unique(poly)
+    used = _unique_inverse(poly, len(geoms))[0] if len(poly) else np.empty(0, dtype=np.int64)
     fresh = used[~shapely.is_prepared(geoms[used])]
     shapely.prepare(geoms[fresh])
     try:
