@@ -96,6 +96,8 @@ class JointUnroll:
             sl = slice(path_offset[i], path_offset[i + 1])
             self.progress[sl, : k[i]] = g._progress
             self.states_path[sl, : k[i]] = g._states
+        self._progress_flat = self.progress.reshape(-1)
+        self._states_flat = self.states_path.reshape(-1, 3)
         self.length = np.concatenate([g._length for g in gens])
         # Scenes with one centerline share their paths: the distinct arc-length arrays, and each padded path's.
         distinct: dict[tuple[int, int], int] = {}
@@ -232,9 +234,12 @@ class JointUnroll:
         hi = self._searchsorted(path, d)
         hi = np.minimum(np.maximum(hi, 1), self.path_vertices[path] - 1)
         lo = hi - 1
-        x_lo = self.progress[path, lo]
-        y_lo = self.states_path[path, lo]
-        slope = (self.states_path[path, hi] - y_lo) / (self.progress[path, hi] - x_lo)[:, None]
+        # Flat gathers (one index per row instead of a (path, vertex) pair): the same elements.
+        flat_lo = path * self.progress.shape[1] + lo
+        flat_hi = flat_lo + 1
+        x_lo = self._progress_flat[flat_lo]
+        y_lo = self._states_flat[flat_lo]
+        slope = (self._states_flat[flat_hi] - y_lo) / (self._progress_flat[flat_hi] - x_lo)[:, None]
         out = slope * (d - x_lo)[:, None] + y_lo
         out[:, 2] = np.arctan2(np.sin(out[:, 2]), np.cos(out[:, 2]))
         out[np.isnan(out)] = 0.0
@@ -265,7 +270,8 @@ class JointUnroll:
             rings = ego_footprint_rings(pose, g0.vehicle)
             r, c = np.nonzero(ahead)
             # The generator's pruning (it never drops the nearest candidate nor one tied with it).
-            ego_lo, ego_hi = ring_extremes(rings[r])
+            row_lo, row_hi = ring_extremes(rings)
+            ego_lo, ego_hi = row_lo[r], row_hi[r]
             obj = self.bounds[j, scene[r], c]
             gap = np.maximum(np.maximum(obj[:, :2] - ego_hi, ego_lo - obj[:, 2:]), 0.0)
             lower = np.sqrt(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1])

@@ -43,12 +43,14 @@ _IS_AGENT_TYPE = np.isin(np.arange(len(ObjectType)), [int(t) for t in AGENT_TYPE
 _IS_DYNAMIC_TYPE = np.isin(np.arange(len(ObjectType)), [int(t) for t in MAX_DYNAMIC_OBJECTS])
 
 
-def box_corners(center_pose: npt.ArrayLike, length: npt.ArrayLike, width: npt.ArrayLike) -> F64:
+def box_corners(center_pose: npt.ArrayLike, length: npt.ArrayLike, width: npt.ArrayLike,
+                cos_sin: tuple[F64, F64] | None = None) -> F64:
     """Closed box rings ``(..., 5, 2)``: FL, RL, RR, FR, FL, as nuPlan ``OrientedBox.all_corners`` computes them.
 
     Args:
         center_pose: ``(..., 3)`` box centre (x, y, heading), metres and radians.
         length, width: ``(...)`` or scalars, metres.
+        cos_sin: ``(cos, sin)`` of the headings ``(...)`` if already computed (the same floats).
     """
     p = np.asarray(center_pose, dtype=np.float64)
     h = p[..., 2, None]
@@ -56,10 +58,11 @@ def box_corners(center_pose: npt.ArrayLike, length: npt.ArrayLike, width: npt.Ar
     half_w = np.asarray(width, dtype=np.float64)[..., None] / 2.0
     lon = half_l * _LON_SIGN
     lat = half_w * _LAT_SIGN
+    cos, sin = (np.cos(h), np.sin(h)) if cos_sin is None else (cos_sin[0][..., None], cos_sin[1][..., None])
     out = np.empty(p.shape[:-1] + (5, 2), dtype=np.float64)
     # nuPlan translate_longitudinally_and_laterally: centre + (lat*cos(h+π/2) + lon*cos h, lat*sin(h+π/2) + lon*sin h).
-    out[..., :4, 0] = p[..., 0, None] + (lat * np.cos(h + np.pi / 2.0) + lon * np.cos(h))
-    out[..., :4, 1] = p[..., 1, None] + (lat * np.sin(h + np.pi / 2.0) + lon * np.sin(h))
+    out[..., :4, 0] = p[..., 0, None] + (lat * np.cos(h + np.pi / 2.0) + lon * cos)
+    out[..., :4, 1] = p[..., 1, None] + (lat * np.sin(h + np.pi / 2.0) + lon * sin)
     out[..., 4, :] = out[..., 0, :]
     return out
 
@@ -81,7 +84,13 @@ def ego_center(rear_axle_pose: npt.ArrayLike, vehicle: VehicleParameters = PACIF
 
 def ego_footprint_rings(rear_axle_pose: npt.ArrayLike, vehicle: VehicleParameters = PACIFICA) -> F64:
     """Closed footprint rings ``(..., 5, 2)`` of the ego at rear-axle poses (nuPlan ``CarFootprint``)."""
-    return box_corners(ego_center(rear_axle_pose, vehicle), vehicle.length, vehicle.width)
+    p = np.asarray(rear_axle_pose, dtype=np.float64)
+    cos, sin = np.cos(p[..., 2]), np.sin(p[..., 2])
+    center = p.copy()  # ego_center, its cos and sin kept for the corners (the centre keeps the heading)
+    d = vehicle.rear_axle_to_center
+    center[..., 0] = p[..., 0] + d * cos
+    center[..., 1] = p[..., 1] + d * sin
+    return box_corners(center, vehicle.length, vehicle.width, (cos, sin))
 
 
 @dataclass(frozen=True)
