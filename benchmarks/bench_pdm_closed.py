@@ -161,6 +161,7 @@ DEFAULT_BASELINE = "93d9b74"
 #: Stages timed inside ``plan_pdm_closed_batch`` where the measured revision has them: (label, module, name).
 _STAGES = (
     ("observation", "harness.agents.pdm_closed", "build_observation"),
+    ("observation", "harness.agents.pdm_closed", "build_observations"),
     ("proposal generators", "harness.agents.pdm_closed_proposals", "ProposalGenerator.__init__"),
     ("leader candidates", "harness.agents.pdm_closed", "precompute_candidates"),
     ("leader candidates", "harness.agents.pdm_closed", "candidate_entries"),

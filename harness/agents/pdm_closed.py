@@ -29,7 +29,12 @@ import numpy.typing as npt
 
 from harness.agents.base import SensorNeeds
 from harness.agents.pdm_closed_joint import JointUnroll
-from harness.agents.pdm_closed_observation import PDMObservation, build_observation, forecast_timeline
+from harness.agents.pdm_closed_observation import (
+    PDMObservation,
+    build_observation,
+    build_observations,
+    forecast_timeline,
+)
 from harness.agents.pdm_closed_path import DiscretePath, PathBundle, parallel_path
 from harness.agents.pdm_closed_proposals import (
     IDMParameters,
@@ -231,9 +236,11 @@ def _prepare_all(scenes: Sequence[ScoringScene], speed_limit_mps: float | None, 
     for scene in scenes:
         if scene.centerline.shape[0] < 2:
             raise DataError("PDM-Closed needs a centerline of at least two points", token=scene.token)
-        obs = build_observation(scene, map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
-                                resolution_steps=cfg.forecast_resolution_steps,
-                                horizon_steps=cfg.observation_steps, carried_collided=carried_collided)
+    obs_kw = dict(map_radius_m=cfg.map_radius_m, sample_interval_s=cfg.step_s,
+                  resolution_steps=cfg.forecast_resolution_steps, horizon_steps=cfg.observation_steps)
+    observations = (build_observations(scenes, **obs_kw) if not carried_collided else
+                    [build_observation(s, carried_collided=carried_collided, **obs_kw) for s in scenes])
+    for scene, obs in zip(scenes, observations, strict=True):
         paths, bundle = _lateral_paths(scene.centerline, cfg.lateral_offsets_m, shared)
         initial = initial_state(scene)
         parts.append((scene, obs, paths, bundle, initial, initial.rear_axle_pose_global()[:2]))

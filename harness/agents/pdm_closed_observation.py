@@ -21,7 +21,7 @@ Frames: global (map) frame, metres, radians, m/s.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -278,6 +278,137 @@ def build_observation(
         num_maps=horizon_steps // resolution_steps + 1,
     )
     return obs
+
+
+def build_observations(
+    scenes: Sequence[ScoringScene],
+    *,
+    map_radius_m: float = 100.0,
+    vehicle: VehicleParameters = PACIFICA,
+    sample_interval_s: float = 0.1,
+    resolution_steps: int = 2,
+    horizon_steps: int = 50,
+) -> list[PDMObservation]:
+    """:func:`build_observation` of many scenes (no carried tokens), each equal to the scene's own: the same
+    element-wise arithmetic on the scenes' objects side by side. Objects are ranked per (scene, type group)
+    by a stable sort; a scene with two equally distant objects in one group is built on its own instead
+    (``np.argsort`` decides such ties there)."""
+    if not scenes:
+        return []
+    kw = dict(map_radius_m=map_radius_m, vehicle=vehicle, sample_interval_s=sample_interval_s,
+              resolution_steps=resolution_steps, horizon_steps=horizon_steps)
+    n_scenes = len(scenes)
+    counts = np.array([len(sc.object_tokens) for sc in scenes])
+    present = np.concatenate([
+        (sc.object_present[0] if sc.num_steps else np.zeros(len(sc.object_tokens), dtype=bool))
+        & (True if sc.object_in_current_frame is None else sc.object_in_current_frame) for sc in scenes])
+    types_all = np.concatenate([sc.object_types for sc in scenes])
+    scene_all = np.repeat(np.arange(n_scenes), counts)
+    idx = np.flatnonzero(present & (types_all != ObjectType.EGO))
+    poses_all = np.concatenate([sc.object_poses[0] if sc.num_steps else np.zeros((n, 3))
+                                for sc, n in zip(scenes, counts, strict=True)]).reshape(-1, 3)
+    poses = poses_all[idx]
+    ego_c = ego_center(np.stack([np.asarray(sc.ego_pose, dtype=np.float64) for sc in scenes]), vehicle)
+    sc_of = scene_all[idx]
+    c = ego_c[sc_of]
+    within = np.hypot(c[:, 0] - poses[:, 0], c[:, 1] - poses[:, 1]) <= map_radius_m
+    idx, poses, sc_of, c = idx[within], poses[within], sc_of[within], c[within]
+    dist = ((poses[:, :2] - c[:, :2]) ** 2.0).sum(axis=-1) ** 0.5
+    types = types_all[idx]
+    # Groups in map order: static (0), then VEHICLE, PEDESTRIAN, BICYCLE (1-3); other agent types (none but the
+    # excluded EGO) in no group.
+    group = np.where(_type_flag(_IS_AGENT_TYPE, types), -1, 0)
+    caps = [MAX_STATIC_OBJECTS]
+    for g, (t, cap) in enumerate(MAX_DYNAMIC_OBJECTS.items(), start=1):
+        group[types == t] = g
+        caps.append(cap)
+    order = np.lexsort((dist, group, sc_of))
+    key_s, key_g, key_d = sc_of[order], group[order], dist[order]
+    run = np.ones(len(order), dtype=bool)
+    run[1:] = (key_s[1:] != key_s[:-1]) | (key_g[1:] != key_g[:-1])
+    tied = np.zeros(n_scenes, dtype=bool)
+    tied[key_s[1:][~run[1:] & (key_d[1:] == key_d[:-1])]] = True
+    rank = np.arange(len(order)) - np.maximum.accumulate(np.where(run, np.arange(len(order)), 0))
+    keep = (key_g >= 0) & (rank < np.asarray(caps)[np.maximum(key_g, 0)])
+    order = order[keep]
+    sel_scene = sc_of[order]
+    sel = idx[order]  # into the concatenated objects
+    sizes = np.concatenate([sc.object_size_lwh for sc in scenes]).reshape(-1, 3)
+    vels = np.concatenate([sc.object_velocity_xy[0] if sc.num_steps else np.zeros((n, 2))
+                           for sc, n in zip(scenes, counts, strict=True)]).reshape(-1, 2)
+    tokens_all = np.concatenate([sc.object_tokens for sc in scenes])
+    obj_types = types_all[sel].astype(np.int64)
+    size = sizes[sel].astype(np.float64)
+    center = poses_all[sel].astype(np.float64)
+    agent = _type_flag(_IS_DYNAMIC_TYPE, obj_types)
+    vel = np.where(agent[:, None], vels[sel], 0.0)
+    speed = np.hypot(vel[:, 0], vel[:, 1])
+    heading = center[:, 2]
+    vel_angle = np.arctan2(vel[:, 1], vel[:, 0])
+    forward = np.abs(_normalize(heading - vel_angle)) < np.pi / 2
+    track_heading = np.where(forward, heading, _normalize(heading + np.pi))
+    dxy = np.where(agent[:, None], np.stack([np.cos(track_heading) * speed, np.sin(track_heading) * speed], -1), 0.0)
+    rings = box_corners(center, size[:, 0], size[:, 1])
+    ego_rings = box_corners(ego_c, vehicle.length, vehicle.width)
+    ego_lo, ego_hi = ego_rings[:, :4].min(axis=1), ego_rings[:, :4].max(axis=1)
+    obj_lo = np.minimum(np.minimum(rings[:, 0], rings[:, 1]), np.minimum(rings[:, 2], rings[:, 3]))
+    obj_hi = np.maximum(np.maximum(rings[:, 0], rings[:, 1]), np.maximum(rings[:, 2], rings[:, 3]))
+    near = np.flatnonzero(np.all((obj_lo <= ego_hi[sel_scene]) & (obj_hi >= ego_lo[sel_scene]), axis=1))
+    obj_collided = np.zeros(len(sel), dtype=bool)
+    lights = [_red_lights(sc) for sc in scenes]
+    n_light = np.array([len(li) for li, _ in lights])
+    light_scene = np.repeat(np.arange(n_scenes), n_light)
+    light_polys = np.concatenate([lp for _, lp in lights]) if n_light.sum() else np.empty(0, dtype=object)
+    need = np.zeros(n_scenes, dtype=bool)
+    need[sel_scene[near]] = True
+    need[light_scene] = True
+    ego_polys = np.empty(n_scenes, dtype=object)
+    ego_polys[need] = shapely.polygons(ego_rings[need])
+    if len(near):
+        obj_collided[near] = shapely.intersects(ego_polys[sel_scene[near]], shapely.polygons(rings[near]))
+    light_collided = np.zeros(len(light_polys), dtype=bool)
+    if len(light_polys):
+        light_collided = (np.asarray(shapely.intersects(ego_polys[light_scene], light_polys), dtype=bool)
+                          & np.asarray(shapely.within(ego_polys[light_scene], light_polys), dtype=bool))
+    bounds = np.searchsorted(sel_scene, np.arange(n_scenes + 1))
+    light_bounds = np.concatenate([[0], np.cumsum(n_light)])
+    out = []
+    for i, sc in enumerate(scenes):
+        if tied[i]:
+            out.append(build_observation(sc, **kw))
+            continue
+        a, b = bounds[i], bounds[i + 1]
+        la, lb = light_bounds[i], light_bounds[i + 1]
+        nl = lb - la
+        zeros2 = np.zeros((nl, 2))
+        out.append(PDMObservation(
+            tokens=_tokens(tokens_all[sel[a:b]], [f"{RED_LIGHT_TOKEN}_{int(x)}" for x in lights[i][0]]),
+            types=np.concatenate([obj_types[a:b], np.full(nl, -1, np.int64)]),
+            size_lwh=np.concatenate([size[a:b], np.zeros((nl, 3))]),
+            center_pose=np.concatenate([center[a:b], np.zeros((nl, 3))]),
+            velocity_xy=np.concatenate([vel[a:b], zeros2]),
+            forecast_velocity_xy=np.concatenate([dxy[a:b], zeros2]),
+            is_agent=np.concatenate([agent[a:b], np.zeros(nl, bool)]),
+            is_red_light=np.concatenate([np.zeros(b - a, bool), np.ones(nl, bool)]),
+            collided=np.concatenate([obj_collided[a:b], light_collided[la:lb]]),
+            rings_t0=rings[a:b],
+            light_polygons=light_polys[la:lb],
+            sample_interval_s=sample_interval_s,
+            resolution_steps=resolution_steps,
+            num_maps=horizon_steps // resolution_steps + 1,
+        ))
+    return out
+
+
+def _red_lights(scene: ScoringScene) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.object_]]:
+    """Connector ids and polygons of the scene's on-route lane connectors that are red at t = 0."""
+    n_conn = len(scene.light_connector_ids)
+    red_now = scene.red_light_mask[0] if scene.num_steps and n_conn else np.zeros(n_conn, bool)
+    on_route = (np.asarray(scene.light_connector_ids, dtype=np.int64)[:, None]
+                == np.asarray(scene.route_lane_ids, dtype=np.int64)[None, :]).any(axis=1)
+    light_idx = np.flatnonzero(red_now & on_route)
+    polys = np.asarray([scene.light_polygons[i] for i in light_idx], dtype=object).reshape(-1)
+    return np.asarray(scene.light_connector_ids, dtype=np.int64)[light_idx], polys
 
 
 def forecast_timeline(obs: PDMObservation, num_steps: int, *, drop_collided: bool = True) -> ObjectTimeline:

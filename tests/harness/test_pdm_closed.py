@@ -31,6 +31,7 @@ from harness.agents.pdm_closed import (
 from harness.agents.pdm_closed_observation import (
     PDMObservation,
     build_observation,
+    build_observations,
     ego_footprint_rings,
     forecast_timeline,
 )
@@ -415,6 +416,40 @@ def test_joint_candidates_from_entries_equal_those_of_the_generators(small_world
     a, b = from_entries.polys.ravel(), from_gens.polys.ravel()
     np.testing.assert_array_equal(a == None, b == None)  # noqa: E711 (elementwise)
     assert shapely.to_wkb(a[a != None]).tolist() == shapely.to_wkb(b[b != None]).tolist()  # noqa: E711
+
+
+def test_observations_of_many_scenes_equal_each_scene_alone(small_world_root, tmp_path):
+    """build_observations (the batch path) equals build_observation scene by scene, also for a scene with two
+    equally distant objects of one group (left to np.argsort, as alone)."""
+    import dataclasses
+
+    from adapters.navsim.reader import NavsimReader
+    from adapters.navsim.scoring_scenes import ScoringSceneCache
+
+    reader = NavsimReader(small_world_root, "test")
+    cache = ScoringSceneCache(tmp_path / "scenes", reader, small_world_root / "maps")
+    scenes = [cache.get(r.token) for r in reader.index()[::2]]
+    # A tie: a second vehicle moved onto the first (the same distance).
+    base = scenes[0]
+    poses = base.object_poses.copy()
+    vehicles = np.flatnonzero((base.object_types == ObjectType.VEHICLE) & base.object_present[0])
+    poses[0, vehicles[1]] = poses[0, vehicles[0]]
+    tied = dataclasses.replace(base, object_poses=poses)
+    scenes.append(tied)
+    many = build_observations(scenes)
+    n_checked = 0
+    for scene, got in zip(scenes, many, strict=True):
+        want = build_observation(scene)
+        for f in dataclasses.fields(want):
+            if f.name == "_cache":
+                continue
+            a, b = getattr(want, f.name), getattr(got, f.name)
+            if f.name == "light_polygons":
+                assert shapely.to_wkb(a).tolist() == shapely.to_wkb(b).tolist()
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=f.name)
+        n_checked += want.num_objects
+    assert n_checked > 0 and many[-1].num_objects > 1
 
 
 def test_registered_agent_runs_on_the_metric_cache(small_world_root, tmp_path):
