@@ -304,11 +304,30 @@ _OPTIONAL = ("human_future_local", "human_history_global", "human_history_times_
 
 
 
+#: Ragged arrays of the polygon sets last packed, keyed by the polygons' identities (the entry holds the
+#: polygons, so an id in a key cannot be reused while it is kept): the scenes of a log store the same map
+#: polygons (their traffic lights' lane connectors), converted once. Read-only arrays, only ever written out.
+_PACKED: OrderedDict[tuple[int, ...], tuple[tuple[object, ...], np.ndarray, tuple[np.ndarray, np.ndarray]]] = (
+    OrderedDict())
+_PACKED_KEPT = 64
+
+
 def _pack_polygons(arrays: dict[str, np.ndarray], name: str, polys: np.ndarray) -> None:
     if len(polys) == 0:
         arrays[f"{name}__n"] = np.array(0)
         return
-    coords, offsets = _ragged_polygons(np.asarray(polys, dtype=object), name)
+    objs = tuple(np.asarray(polys, dtype=object).reshape(-1).tolist())
+    key = tuple(map(id, objs))
+    hit = _PACKED.get(key)
+    if hit is not None:
+        coords, offsets = hit[1], hit[2]
+    else:
+        coords, offsets = _ragged_polygons(np.asarray(polys, dtype=object), name)
+        for a in (coords, *offsets):
+            a.flags.writeable = False
+        _PACKED[key] = (objs, coords, offsets)
+        while len(_PACKED) > _PACKED_KEPT:
+            _PACKED.popitem(last=False)
     arrays[f"{name}__n"] = np.array(len(polys))
     arrays[f"{name}__coords"] = coords
     for i, off in enumerate(offsets):

@@ -208,3 +208,30 @@ def test_scene_files_equal_the_grouped_npz_of_their_arrays(log_cache, tmp_path):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             members = {k: z[k] for k in z.files}
         assert npz_bytes(_grouped(_ungrouped(members))) == data
+
+
+def test_light_polygons_packed_once_per_polygon_set_store_the_same_bytes(log_cache, tmp_path):
+    from harness import scoring_scene
+
+    cache, log_name, tokens = log_cache
+    scenes = [cache.build(t) for t in tokens[:4]]
+    assert any(len(s.light_polygons) for s in scenes)
+    # Same polygon objects in every scene of the log (the map's): packed once, reused.
+    scoring_scene._PACKED.clear()
+    for i, s in enumerate(scenes):
+        s.save(tmp_path / "memo" / f"{i}.npz")
+    light_sets = {tuple(map(id, s.light_polygons)) for s in scenes if len(s.light_polygons)}
+    assert light_sets <= set(scoring_scene._PACKED) and len(light_sets) < len(scenes)
+    for i, s in enumerate(scenes):
+        scoring_scene._PACKED.clear()  # packed afresh
+        s.save(tmp_path / "fresh" / f"{i}.npz")
+        assert (tmp_path / "memo" / f"{i}.npz").read_bytes() == (tmp_path / "fresh" / f"{i}.npz").read_bytes()
+    # Equal polygons that are other objects are packed on their own (the key is identity, not content).
+    scoring_scene._PACKED.clear()
+    copies = [shapely.from_wkb(shapely.to_wkb(p)) for p in scenes[0].light_polygons]
+    other = dataclasses.replace(scenes[0], light_polygons=np.array(copies, dtype=object))
+    scenes[0].save(tmp_path / "a.npz")
+    other.save(tmp_path / "b.npz")
+    keys = {tuple(map(id, scenes[0].light_polygons)), tuple(map(id, other.light_polygons))}
+    assert len(keys) == 2 and keys <= set(scoring_scene._PACKED)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
