@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import numpy.typing as npt
+import shapely
 
 from harness.agents.base import SensorNeeds
 from harness.agents.pdm_closed_joint import JointUnroll
@@ -35,12 +36,13 @@ from harness.agents.pdm_closed_observation import (
     build_observations,
     forecast_timeline,
 )
-from harness.agents.pdm_closed_path import DiscretePath, PathBundle, parallel_path
+from harness.agents.pdm_closed_path import DiscretePath, PathBundle, corridor_pieces, parallel_path
 from harness.agents.pdm_closed_proposals import (
     IDMParameters,
     ProposalGenerator,
     ProposalUnroll,
     candidate_entries,
+    corridor_lines,
     precompute_candidates,
 )
 from harness.agents.pdm_closed_scoring import selection_scores
@@ -255,14 +257,26 @@ def _prepare_all(scenes: Sequence[ScoringScene], speed_limit_mps: float | None, 
         progress = parts[members[0]][3].project(which, xy).reshape(len(members), n_lat)
         for k, i in enumerate(members):
             start[i] = progress[k]
+    targets = [cfg.idm.target_velocities(_speed_limit_of(part[0], speed_limit_mps)) for part in parts]
+    # Every scene's corridors buffered and prepared in one call, their piece boxes in one pass.
+    lines = [corridor_lines(part[2], s0, target, cfg.trajectory_steps, cfg.step_s)
+             for part, s0, target in zip(parts, start, targets, strict=True)]
+    all_lines = np.concatenate(lines) if lines else np.empty(0, dtype=object)
+    corridors = shapely.buffer(all_lines, PACIFICA.width / 2, cap_style="square")
+    shapely.prepare(corridors)
+    pieces = corridor_pieces(all_lines, PACIFICA.width / 2)
+    n_pieces = np.isfinite(pieces[:, :, 0]).sum(axis=1)
+    line_start = np.concatenate([[0], np.cumsum([len(v) for v in lines])]).astype(np.int64)
     out = []
-    for (scene, obs, paths, bundle, initial, rear_xy), s0 in zip(parts, start, strict=True):
-        target = cfg.idm.target_velocities(_speed_limit_of(scene, speed_limit_mps))
+    for i, ((scene, obs, paths, bundle, initial, rear_xy), s0, target) in enumerate(
+            zip(parts, start, targets, strict=True)):
+        a, b = line_start[i], line_start[i + 1]
+        own = (corridors[a:b], pieces[a:b, : int(n_pieces[a:b].max(initial=0))])
         generator = ProposalGenerator(
             paths, obs, rear_xy, float(scene.ego_velocity_xy[0]), target, cfg.idm,
             proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
             leading_agent_update_rate=cfg.leading_agent_update_rate, vehicle=PACIFICA, bundle=bundle,
-            precompute=False, start_progress=s0,
+            precompute=False, start_progress=s0, corridors=own,
         )
         out.append(_Prepared(obs, initial, target, generator))
     return out

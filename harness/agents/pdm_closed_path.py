@@ -265,3 +265,39 @@ def _box_and_vertex_distances(px: F64, py: F64, boxes: F64) -> tuple[F64, F64]:
     gy = np.maximum(np.maximum(lo_y - py, py - hi_y), 0.0)
     fx, fy = px - first_x, py - first_y
     return np.sqrt(gx * gx + gy * gy), np.sqrt(fx * fx + fy * fy)
+
+
+#: Segments of a corridor's line per piece box (``corridor_pieces``).
+_PIECE_SEGMENTS = 8
+
+
+def corridor_pieces(lines: npt.NDArray[np.object_], half_width_m: float) -> F64:
+    """Boxes that together cover each line's square-capped buffer: ``(L, P, 4)`` min x, min y, max x, max y.
+
+    The line's segments are taken ``_PIECE_SEGMENTS`` at a time; each piece's bounding box is widened by
+    ``half_width × sqrt(2)`` (the farthest a buffer point lies from its line: a square cap's corner; GEOS's round
+    joins lie within ``half_width``) plus 1 µm for rounding. A geometry that meets no box of a line does not
+    meet its buffer. Padding rows are NaN (they meet nothing). A one-point line is measured as the segment from
+    that point to itself. All lines in one pass (no loop over lines).
+    """
+    coords, idx = shapely.get_coordinates(lines, return_index=True)
+    margin = half_width_m * np.sqrt(2.0) + 1e-6
+    n_lines = len(lines)
+    count = np.bincount(idx, minlength=n_lines) if len(idx) else np.zeros(n_lines, dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    n_seg = np.where(count == 1, 1, np.maximum(count - 1, 0))
+    n_piece = -(-n_seg // _PIECE_SEGMENTS)
+    out = np.full((n_lines, int(n_piece.max(initial=0)), 4), np.nan)
+    if n_seg.sum() == 0:
+        return out
+    # Segment k of line i joins its vertices k and min(k + 1, count - 1); a piece starts every _PIECE_SEGMENTS.
+    line = np.repeat(np.arange(n_lines), n_seg)
+    k = np.arange(n_seg.sum()) - np.repeat(np.cumsum(n_seg) - n_seg, n_seg)
+    a = coords[first[line] + k]
+    b = coords[first[line] + np.minimum(k + 1, count[line] - 1)]
+    seg_lo, seg_hi = np.minimum(a, b), np.maximum(a, b)
+    starts = np.flatnonzero(k % _PIECE_SEGMENTS == 0)
+    lo = np.minimum.reduceat(seg_lo, starts) - margin
+    hi = np.maximum.reduceat(seg_hi, starts) + margin
+    out[line[starts], k[starts] // _PIECE_SEGMENTS] = np.concatenate([lo, hi], axis=1)
+    return out

@@ -35,7 +35,7 @@ import numpy.typing as npt
 import shapely
 
 from harness.agents.pdm_closed_observation import PDMObservation, ego_footprint_rings
-from harness.agents.pdm_closed_path import DiscretePath, PathBundle
+from harness.agents.pdm_closed_path import DiscretePath, PathBundle, corridor_pieces
 from metrics.pdm.state import PACIFICA, STATE_SIZE, VehicleParameters
 
 F64 = npt.NDArray[np.float64]
@@ -168,6 +168,8 @@ class ProposalGenerator:
             ``ego_rear_axle_xy``, if already computed (a batch of scenes projects all its egos at once).
         precompute: find the leader candidates now; False leaves that to :func:`precompute_candidates`, which
             does it for many generators at once (it must run before the unroll).
+        corridors: the paths' prepared corridor polygons and ``corridor_pieces`` if already built (a batch of
+            scenes buffers all its corridors in one call): the buffers of ``corridor_lines``.
     """
 
     def __init__(
@@ -187,6 +189,7 @@ class ProposalGenerator:
         bundle: PathBundle | None = None,
         precompute: bool = True,
         start_progress: F64 | None = None,
+        corridors: tuple[npt.NDArray[np.object_], F64] | None = None,
     ) -> None:
         if len({len(p.progress) for p in paths}) != 1:
             raise ValueError("ProposalGenerator: all paths must have the same number of vertices")
@@ -222,13 +225,12 @@ class ProposalGenerator:
         self._all = _all_rows(n_lat, n_pol)
         with np.errstate(all="ignore"):
             u.states[:, 0, :3] = self.interpolate(self._all, u.idm[:, 0, PROGRESS])
-        # Driving corridor per path: NAVSIM uses the trajectory horizon (5 s) at the highest target speed.
-        horizon_m = abs(np.max(tv)) * trajectory_steps * dt_s if len(tv) else 0.0
-        lines = np.array([path.substring(s0, s0 + horizon_m) for path, s0 in zip(paths, self.start_progress)],
-                         dtype=object)
-        self.corridors = shapely.buffer(lines, vehicle.width / 2, cap_style="square")
-        shapely.prepare(self.corridors)
-        self.corridor_pieces = corridor_pieces(lines, vehicle.width / 2)
+        if corridors is None:
+            lines = corridor_lines(paths, self.start_progress, tv, trajectory_steps, dt_s)
+            corridors = (shapely.buffer(lines, vehicle.width / 2, cap_style="square"),
+                         corridor_pieces(lines, vehicle.width / 2))
+            shapely.prepare(corridors[0])
+        self.corridors, self.corridor_pieces = corridors
         if precompute:
             self._precompute_candidates()
 
@@ -379,36 +381,12 @@ def _all_rows(n_lat: int, n_pol: int) -> _Batch:
     return _ALL_ROWS[key]
 
 
-#: Segments of a corridor's line per piece box (``corridor_pieces``).
-_PIECE_SEGMENTS = 8
-
-
-def corridor_pieces(lines: npt.NDArray[np.object_], half_width_m: float) -> F64:
-    """Boxes that together cover each line's square-capped buffer: ``(L, P, 4)`` min x, min y, max x, max y.
-
-    The line's segments are taken ``_PIECE_SEGMENTS`` at a time; each piece's bounding box is widened by
-    ``half_width × sqrt(2)`` (the farthest a buffer point lies from its line: a square cap's corner; GEOS's round
-    joins lie within ``half_width``) plus 1 µm for rounding. A geometry that meets no box of a line does not
-    meet its buffer. Padding rows are NaN (they meet nothing).
-    """
-    coords, idx = shapely.get_coordinates(lines, return_index=True)
-    margin = half_width_m * np.sqrt(2.0) + 1e-6
-    per_line = []
-    for i in range(len(lines)):
-        xy = coords[idx == i]
-        if len(xy) == 0:
-            per_line.append(np.zeros((0, 4)))
-            continue
-        if len(xy) == 1:
-            xy = np.concatenate([xy, xy])
-        seg_lo, seg_hi = np.minimum(xy[:-1], xy[1:]), np.maximum(xy[:-1], xy[1:])
-        starts = np.arange(0, len(seg_lo), _PIECE_SEGMENTS)
-        per_line.append(np.concatenate([np.minimum.reduceat(seg_lo, starts) - margin,
-                                        np.maximum.reduceat(seg_hi, starts) + margin], axis=1))
-    out = np.full((len(lines), max([len(b) for b in per_line], default=0), 4), np.nan)
-    for i, b in enumerate(per_line):
-        out[i, : len(b)] = b
-    return out
+def corridor_lines(paths: list[DiscretePath], start_progress: F64, target_velocities: F64, trajectory_steps: int,
+                   dt_s: float) -> npt.NDArray[np.object_]:
+    """Each path's driving corridor line: NAVSIM uses the trajectory horizon (5 s) at the highest target speed."""
+    tv = np.asarray(target_velocities, dtype=np.float64)
+    horizon_m = abs(np.max(tv)) * trajectory_steps * dt_s if len(tv) else 0.0
+    return np.array([path.substring(s0, s0 + horizon_m) for path, s0 in zip(paths, start_progress)], dtype=object)
 
 
 @dataclass(frozen=True)
