@@ -477,43 +477,47 @@ def candidate_entries(gens: list[ProposalGenerator]) -> CandidateEntries | None:
     n_lat = len(gens[0].paths)
     dt = np.array(times[0])
     maps = np.arange(1, n_maps)
-    jj_l: list[I64] = []
-    nn_l: list[I64] = []
-    gi_l: list[I64] = []
-    moving_of: list[npt.NDArray[np.bool_]] = []
-    for i, g in enumerate(gens):
-        obs = g.obs
-        n_obj, n = obs.num_objects, len(obs.tokens)
-        moving = np.zeros(n, dtype=bool)
-        moving[:n_obj] = obs.is_agent[:n_obj] & np.any(obs.forecast_velocity_xy[:n_obj] != 0.0, axis=1)
-        fixed = np.flatnonzero(~moving & ~obs.collided)
-        mov = np.flatnonzero(moving & ~obs.collided)
-        if len(mov) and n_maps > 1:
-            # A moving box's samples lie between its first and last sampled rings (x0 + dt * v rounds
-            # monotonically in dt): one that sweeps past every corridor piece is never inside at any sample.
-            v = obs.forecast_velocity_xy[mov, None, :]
-            lo_a, hi_a = ring_extremes(obs.rings_t0[mov] + dt[1] * v)
-            lo_b, hi_b = ring_extremes(obs.rings_t0[mov] + dt[-1] * v)
-            lo_s, hi_s = np.minimum(lo_a, lo_b), np.maximum(hi_a, hi_b)
-            pc = g.corridor_pieces.reshape(-1, 4)
-            near = np.any((lo_s[:, None, 0] <= pc[None, :, 2]) & (hi_s[:, None, 0] >= pc[None, :, 0])
-                          & (lo_s[:, None, 1] <= pc[None, :, 3]) & (hi_s[:, None, 1] >= pc[None, :, 1]), axis=1)
-            mov = mov[near]
-        jj_l += [np.zeros(len(fixed), np.int64), np.repeat(maps, len(mov))]
-        nn_l += [fixed, np.tile(mov, len(maps))]
-        gi_l.append(np.full(len(fixed) + len(mov) * len(maps), i, dtype=np.int64))
-        moving_of.append(moving)
-    jj, nn, gi = np.concatenate(jj_l), np.concatenate(nn_l).astype(np.int64), np.concatenate(gi_l)
+    # Observation rows of all generators side by side (each generator's rows: objects, then red lights).
+    n_obs = np.array([len(g.obs.tokens) for g in gens])
+    row_off = np.concatenate([[0], np.cumsum(n_obs)])
+    obs_gen = np.repeat(np.arange(len(gens)), n_obs)
+    local = np.arange(int(row_off[-1])) - row_off[obs_gen]
     n_objs = np.array([g.obs.num_objects for g in gens])
     obj_off = np.concatenate([[0], np.cumsum(n_objs)])
+    is_obj_row = local < n_objs[obs_gen]
+    fvel = np.concatenate([g.obs.forecast_velocity_xy for g in gens]).reshape(-1, 2)
+    moving_all = is_obj_row & np.concatenate([g.obs.is_agent for g in gens]) & np.any(fvel != 0.0, axis=1)
+    collided = np.concatenate([g.obs.collided for g in gens])
+    fixed = np.flatnonzero(~moving_all & ~collided)
+    mov = np.flatnonzero(moving_all & ~collided)
+    rings_t0 = np.concatenate([g.obs.rings_t0 for g in gens]) if n_objs.sum() else np.zeros((1, 5, 2))
+    if len(mov) and n_maps > 1:
+        # A moving box's samples lie between its first and last sampled rings (x0 + dt * v rounds
+        # monotonically in dt): one that sweeps past every corridor piece is never inside at any sample.
+        v = fvel[mov, None, :]
+        ring0 = rings_t0[obj_off[obs_gen[mov]] + local[mov]]
+        lo_a, hi_a = ring_extremes(ring0 + dt[1] * v)
+        lo_b, hi_b = ring_extremes(ring0 + dt[-1] * v)
+        lo_s, hi_s = np.minimum(lo_a, lo_b), np.maximum(hi_a, hi_b)
+        n_pc = max(g.corridor_pieces.shape[0] * g.corridor_pieces.shape[1] for g in gens)
+        pieces_of = np.full((len(gens), n_pc, 4), np.nan)
+        for i, g in enumerate(gens):
+            pieces_of[i, : g.corridor_pieces.shape[0] * g.corridor_pieces.shape[1]] = g.corridor_pieces.reshape(-1, 4)
+        pc = pieces_of[obs_gen[mov]]  # (movers, pieces, 4); padding NaN meets nothing
+        near = np.any((lo_s[:, None, 0] <= pc[:, :, 2]) & (hi_s[:, None, 0] >= pc[:, :, 0])
+                      & (lo_s[:, None, 1] <= pc[:, :, 3]) & (hi_s[:, None, 1] >= pc[:, :, 1]), axis=1)
+        mov = mov[near]
+    # Entries per generator: its fixed rows (sample 0), then its movers sample by sample.
+    kind = np.concatenate([np.zeros(len(fixed), np.int64), np.ones(len(mov) * len(maps), np.int64)])
+    rows = np.concatenate([fixed, np.tile(mov, len(maps))])
+    jj = np.concatenate([np.zeros(len(fixed), np.int64), np.repeat(maps, len(mov))])
+    order = np.lexsort((local[rows], jj, kind, obs_gen[rows]))
+    jj, nn, gi = jj[order], local[rows][order].astype(np.int64), obs_gen[rows][order]
     n_lights = np.array([len(g.obs.light_polygons) for g in gens])
     light_off = np.concatenate([[0], np.cumsum(n_lights)])
     is_obj = nn < n_objs[gi]
-    rings_t0 = np.concatenate([g.obs.rings_t0 for g in gens]) if n_objs.sum() else np.zeros((1, 5, 2))
     vel = np.concatenate([g.obs.forecast_velocity_xy[: g.obs.num_objects] for g in gens]) if n_objs.sum() \
         else np.zeros((1, 2))
-    moving_all = np.concatenate(moving_of)
-    row_off = np.concatenate([[0], np.cumsum([len(g.obs.tokens) for g in gens])])
     obj_row = np.where(is_obj, obj_off[gi] + nn, 0)
     # Rings of the pairs (sample, row): NAVSIM's rings + dt * dxy for moving agents.
     rings = rings_t0[obj_row] if n_objs.sum() else np.zeros((len(nn), 5, 2))
