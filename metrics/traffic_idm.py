@@ -14,7 +14,8 @@ that do not see each other and is computed together; agents after it are seen wh
 step, as in the official loop. The intersects test of a candidate with the flat-capped path-to-go buffer is
 decided in numpy where it is clear (a point of the candidate well inside a to-go segment's rectangle: hit;
 all of it well outside every segment's reach: miss; 5 % of the half width as margin, over GEOS's buffer
-approximations) and by shapely near the edge only; the gap (``distance`` between footprints) is always
+approximations; :mod:`metrics.traffic_idm_hits`; a candidate on the agent's own lane is first tried on
+the segments around its middle point's progress) and by shapely near the edge only; the gap (``distance`` between footprints) is always
 shapely's, measured only for the geometry pairs whose disc lower bound does not exceed the nearest measured
 one. The discs are conservative (a chord is never longer than its arc, and a box rotating about its centre
 stays in its circumscribed disc), so no prefilter changes a result.
@@ -35,6 +36,7 @@ import shapely
 from metrics.pdm.state import PACIFICA
 from metrics.pdm_scoring.geometry import box_corners, polygons
 from metrics.traffic_idm_geometry import (
+    _MID_K,
     _PATH_SAMPLES,
     _box_discs,
     _boxes,
@@ -44,6 +46,7 @@ from metrics.traffic_idm_geometry import (
     _ragged,
     _same_sim_pairs,
 )
+from metrics.traffic_idm_hits import clear_hits
 from metrics.traffic_idm_start import NUM_STEPS, IDMParameters, IDMSim, IDMVehicles, _SimStart, _start
 from metrics.traffic_rails import LaneRails, Paths, principal
 
@@ -100,6 +103,8 @@ class IDMBatch:
         # the width, and the box at fp_pose; at first only the snapped box
         self.fp_se = np.full((self.n, 2), np.nan)
         self.fp_pose = snapped.copy()
+        # progress of the middle disc centre of each part (path part, box) on the agent's own path (NaN: unknown)
+        self.fp_mid = np.full((self.n, 2), np.nan)
         all_a = np.arange(self.n)
         self.cur_pose = self.paths.poses(all_a, self.paths.clamp(all_a, self.progress)) if self.n else np.zeros((0, 3))
         self._geom = np.full((self.n, 2), None, dtype=object)  # built occupancy geometries (path part, box)
@@ -129,6 +134,7 @@ class IDMBatch:
         pose = self.paths.poses(a, self.paths.clamp(a, self.progress[a]))
         self.fp_se[a, 0], self.fp_se[a, 1] = s, e
         self.fp_pose[a] = pose
+        self.fp_mid[a, 0], self.fp_mid[a, 1] = s + (e - s) * _MID_K, self.paths.clamp(a, self.progress[a])
         self.cur_pose[a] = pose
         self.fp_disks[a, :_PATH_SAMPLES] = self._path_discs(a, s, e)
         self.fp_disks[a, _PATH_SAMPLES:] = _box_discs(pose, self.length[a], self.width[a])
@@ -202,7 +208,7 @@ class IDMBatch:
         ok = ((blk_hi_x[kb] >= tb[kr, 0]) & (blk_lo_x[kb] <= tb[kr, 2]) & (blk_hi_y[kb] >= tb[kr, 1])
               & (blk_lo_y[kb] <= tb[kr, 3]) & (blk_owner[kb] != live[kr]))
         kr, kb = kr[ok], kb[ok]
-        ki, dj, d_owner = self._near(live, pc, r, tb, kr, kb, (blk_lo_x, blk_lo_y, blk_hi_x, blk_hi_y), blk_first,
+        ki, dj, near_k, near_o = self._near(live, pc, r, tb, kr, kb, (blk_lo_x, blk_lo_y, blk_hi_x, blk_hi_y), blk_first,
                                      blk_count, blk_owner, discs)
         busy = np.zeros(n_live, dtype=bool)
         busy[ki] = True
@@ -215,19 +221,18 @@ class IDMBatch:
             return
         # agents after `a` are seen where they were before the step: keep those footprints
         old = _Footprints(self.fp_se.copy(), self.fp_pose.copy(), self.cur_pose.copy(), self.fp_disks.copy(),
-                          self._geom, self._built)
+                          self._geom, self._built, self.fp_mid.copy())
         self._geom = np.full((self.n, 2), None, dtype=object)
         self._built = np.zeros(self.n, dtype=bool)
         self._set_footprints(live[~busy])  # the free-road agents are final
         # owners per busy row (sorted, unique) and the extent of its near discs (grown by half the width, 1 m)
-        pair_key = np.unique(ki * (self.n + 1) + (d_owner + 1))
+        pair_key = np.unique(near_k * (self.n + 1) + (near_o + 1))
         own_k, own_b = pair_key // (self.n + 1), pair_key % (self.n + 1) - 1
         ext = np.full((n_live, 4), np.inf)
         ext[:, 2:] = -np.inf
-        np.minimum.at(ext[:, 0], ki, lo_x[dj])
-        np.minimum.at(ext[:, 1], ki, lo_y[dj])
-        np.maximum.at(ext[:, 2], ki, hi_x[dj])
-        np.maximum.at(ext[:, 3], ki, hi_y[dj])
+        at = np.flatnonzero(np.r_[True, ki[1:] != ki[:-1]])  # ki is sorted
+        ext[ki[at], 0], ext[ki[at], 1] = np.minimum.reduceat(lo_x[dj], at), np.minimum.reduceat(lo_y[dj], at)
+        ext[ki[at], 2], ext[ki[at], 3] = np.maximum.reduceat(hi_x[dj], at), np.maximum.reduceat(hi_y[dj], at)
         clip = np.stack([ext[:, 0] - r - 1.0, ext[:, 1] - r - 1.0, ext[:, 2] + r + 1.0, ext[:, 3] + r + 1.0], -1)
         # levels: an agent waits for the busy agents before it (same simulation) whose footprints it may meet
         is_busy = np.zeros(self.n, dtype=bool)
@@ -256,9 +261,10 @@ class IDMBatch:
             self._set_footprints(live[ks])
 
     def _near(self, live: I64, pc: F64, r: F64, tb: F64, kr: I64, kb: I64, blk_box: tuple[F64, F64, F64, F64],
-              blk_first: I64, blk_count: I64, blk_owner: I64, discs: F64) -> tuple[I64, I64, I64]:
-        """The discs that may lie within half the width of an agent's path-to-go: ``(row of live, disc, owner)``
-        sorted by row, from the candidate (row ``kr``, disc block ``kb``) pairs of the same simulation.
+              blk_first: I64, blk_count: I64, blk_owner: I64, discs: F64) -> tuple[I64, I64, I64, I64]:
+        """The discs that may lie within half the width of an agent's path-to-go: ``(row of live, disc)``
+        sorted by row, and the (row, owner) pairs among them, from the candidate (row ``kr``, disc block ``kb``)
+        pairs of the same simulation.
 
         A disc is near when it overlaps the path-to-go's bounding box ``tb`` and its block's box, grown by half
         the width (+ 2e-6), overlaps the box of some chunk of the path-to-go (:meth:`Paths.chunks_near`): a
@@ -272,20 +278,22 @@ class IDMBatch:
         assert paths is not None
         none = np.zeros(0, dtype=np.int64)
         if not len(kr):
-            return none, none, none
+            return none, none, none, none
         bx0, by0, bx1, by1 = blk_box
         g = r[kr] + 2e-6
         b = kb
         pa, cc = paths.chunks_near(live, pc, kr, np.stack([bx0[b] - g, by0[b] - g, bx1[b] + g, by1[b] + g], -1))
         if not len(pa):
-            return none, none, none
-        has = np.unique(pa)
+            return none, none, none, none
+        has = pa[np.r_[True, pa[1:] != pa[:-1]]]  # pa is sorted
         qi, dj = _ragged(blk_first[kb[has]], blk_first[kb[has]] + blk_count[kb[has]])
         pq = has[qi]
         ki = kr[pq]
         hit = ((discs[dj, 0] + discs[dj, 2] >= tb[ki, 0]) & (discs[dj, 0] - discs[dj, 2] <= tb[ki, 2])
                & (discs[dj, 1] + discs[dj, 2] >= tb[ki, 1]) & (discs[dj, 1] - discs[dj, 2] <= tb[ki, 3]))
-        return ki[hit], dj[hit], blk_owner[kb[pq[hit]]]
+        blk_hit = np.zeros(len(has), dtype=bool)
+        blk_hit[qi[hit]] = True
+        return ki[hit], dj[hit], kr[has[blk_hit]], blk_owner[kb[has[blk_hit]]]
 
     def _leaders(self, ag: I64, pcs: F64, heading: F64, egos: F64, ego_boxes: npt.NDArray[np.object_],
                  ego_discs: F64, owners: list[I64], clips: F64, old: _Footprints) -> None:
@@ -322,8 +330,13 @@ class IDMBatch:
         kind = np.concatenate([np.zeros(len(wp), np.int64), np.ones(len(pb), np.int64)])
         of = pi[src]
         part_owner = pb[src]
-        decided = np.concatenate([self._clear_hits(ag, pcs, of[: len(wp)], disc_path[wp]),
-                                  self._clear_hits(ag, pcs, of[len(wp) :], disc_box)])
+        heads = (paths.to_go_chunks(ag, pcs)[0], paths._bisect(ag, pcs, right=True))
+        hw = self.width[ag] / 2
+        # parts of agents on the agent's own baseline: their middle disc centres lie on its path, at known progress
+        mid = np.where(newer[:, None], self.fp_mid[ob], old.mid[ob])
+        mid[ego | (paths.base[ob] != paths.base[pa])] = np.nan
+        decided = np.concatenate([clear_hits(paths, hw, heads, of[: len(wp)], disc_path[wp], ag, pcs, mid[wp, 0]),
+                                  clear_hits(paths, hw, heads, of[len(wp) :], disc_box, ag, pcs, mid[:, 1])])
         hits = decided == 1
         und = np.flatnonzero(decided < 0)
         # geometries only where still needed (undecided or hit parts)
@@ -412,60 +425,6 @@ class IDMBatch:
         lead_v[m], rel[m] = self._v_old[b[m]], old.cur_pose[b[m], 2] - hd_pos[m]
         lead = lead_v * np.cos(principal(rel))
         self._idm(ag[pos], lead, gap_of[pos], np.zeros(len(pos)))
-
-    def _clear_hits(self, ag: I64, pcs: F64, of: I64, discs: F64) -> npt.NDArray[np.int8]:
-        """Whether each part (covered by ``discs (P, K, 3)``, radius -inf: none) intersects the flat-capped
-        buffer (half the width) of agent ``ag[of]``'s path-to-go where that is clear without GEOS: 1 (some
-        disc centre, a point of the part, lies within ``r - m`` of a to-go segment after the head, its
-        projection inside the segment: inside that segment's rectangle, which the buffer holds), 0 (every disc
-        is farther than ``r + m`` from every to-go segment), -1 (undecided: GEOS decides). The margin
-        ``m = 0.05 r + 1e-6`` covers GEOS's buffer approximations (input simplified by 0.01 r, round joins as
-        chords inside the arcs); the clip of the path-to-go only cuts it more than 1 m away from every part."""
-        n_p = len(of)
-        out = np.full(n_p, -1, dtype=np.int8)
-        if not n_p:
-            return out
-        # first one disc centre per part (the middle one: usually decides a leader's parts), then the rest
-        mid = discs[:, discs.shape[1] // 2 : discs.shape[1] // 2 + 1]
-        _, inside = self._segment_tests(ag, pcs, of, mid)
-        out[inside] = 1
-        rest = np.flatnonzero(~inside)
-        if len(rest):
-            far, inside = self._segment_tests(ag, pcs, of[rest], discs[rest])
-            out[rest[far]] = 0
-            out[rest[inside]] = 1
-        return out
-
-    def _segment_tests(self, ag: I64, pcs: F64, of: I64, discs: F64) -> tuple[B, B]:
-        """``(far, inside)`` of :meth:`_clear_hits` for parts covered by ``discs (P, K, 3)``."""
-        paths = self.paths
-        assert paths is not None
-        n_p = len(of)
-        r = (self.width[ag] / 2)[of]
-        m = 0.05 * r + 1e-6
-        valid = discs[:, :, 2] > -np.inf
-        bx0 = np.where(valid, discs[:, :, 0] - discs[:, :, 2], np.inf).min(1) - r - m
-        by0 = np.where(valid, discs[:, :, 1] - discs[:, :, 2], np.inf).min(1) - r - m
-        bx1 = np.where(valid, discs[:, :, 0] + discs[:, :, 2], -np.inf).max(1) + r + m
-        by1 = np.where(valid, discs[:, :, 1] + discs[:, :, 2], -np.inf).max(1) + r + m
-        pp, cc = paths.chunks_near(ag, pcs, of, np.stack([bx0, by0, bx1, by1], -1))
-        ps, sk = _ragged(paths.chunk_lo[cc], paths.chunk_hi[cc])
-        sp = pp[ps]  # the part of each segment [sk, sk + 1]
-        inner = sk >= paths._bisect(ag, pcs, right=True)[of[sp]]  # after the head: a segment of the path-to-go
-        ax, ay = paths.x[sk][:, None], paths.y[sk][:, None]
-        vx, vy = paths.x[sk + 1][:, None] - ax, paths.y[sk + 1][:, None] - ay
-        cx, cy = discs[sp, :, 0] - ax, discs[sp, :, 1] - ay
-        t = (cx * vx + cy * vy) / (vx * vx + vy * vy)
-        tc = np.clip(t, 0.0, 1.0)
-        dist = np.hypot(cx - tc * vx, cy - tc * vy)
-        near = np.full((n_p, discs.shape[1]), np.inf)
-        if len(sp):  # segments come grouped by part
-            first = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
-            near[sp[first]] = np.minimum.reduceat(dist, first, axis=0)
-        far = ((near - discs[:, :, 2] > (r + m)[:, None]) | ~valid).all(1)
-        inside = np.zeros(n_p, dtype=bool)
-        inside[sp[(inner[:, None] & (t >= 0.0) & (t <= 1.0) & (dist <= (r - m)[sp][:, None]) & valid[sp]).any(1)]] = True
-        return far, inside
 
     def _shapes(self, ids: I64, se: F64, pose: F64, geom: npt.NDArray[np.object_], built: B) -> None:
         """Occupancy geometries (path part buffered by half the width, flat caps, or None; box) of agents

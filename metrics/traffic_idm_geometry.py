@@ -19,6 +19,8 @@ B = npt.NDArray[np.bool_]
 _CORNERS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
 #: Discs along a footprint's path part in the prefilter (more: tighter discs, more of them).
 _PATH_SAMPLES = 12
+#: where the middle disc of a path part lies, as a fraction of the part's length
+_MID_K = float(np.linspace(0.0, 1.0, _PATH_SAMPLES)[_PATH_SAMPLES // 2])
 
 
 def _box_discs(pose: F64, length: F64, width: F64) -> F64:
@@ -38,10 +40,13 @@ def _ragged(lo: I64, hi: I64) -> tuple[I64, I64]:
 
 
 def _discs_distance(a: F64, b: F64) -> F64:
-    """``(n,)`` lower bounds of the distance between what discs ``a`` and ``b`` (``(n, k, 3)``) cover."""
-    gap = (np.hypot(a[:, :, None, 0] - b[:, None, :, 0], a[:, :, None, 1] - b[:, None, :, 1])
-           - a[:, :, None, 2] - b[:, None, :, 2])
-    return np.maximum(gap.reshape(len(a), -1).min(axis=1), 0.0) - 1e-9
+    """``(n,)`` lower bounds of the distance between what discs ``a`` and ``b`` (``(n, k, 3)``) cover: the
+    nearest centres' distance less the largest radius of each side (a footprint part's discs share one
+    radius, so this is the nearest discs' gap)."""
+    dx = a[:, :, None, 0] - b[:, None, :, 0]
+    dy = a[:, :, None, 1] - b[:, None, :, 1]
+    d2 = (dx * dx + dy * dy).reshape(len(a), -1).min(axis=1)
+    return np.maximum(np.sqrt(d2) - a[:, :, 2].max(axis=1) - b[:, :, 2].max(axis=1), 0.0) - 1e-9
 
 
 def _boxes(pose: F64, length: F64, width: F64) -> npt.NDArray[np.object_]:
@@ -54,7 +59,8 @@ def _boxes(pose: F64, length: F64, width: F64) -> npt.NDArray[np.object_]:
 @dataclass(frozen=True)
 class _Footprints:
     """The agents' occupancy footprints before a step (path part ``se``, box ``pose``, heading in ``cur_pose``)
-    and the geometries built from them so far (``geom (n, 2)``: path part or None, box; where ``built``)."""
+    and the geometries built from them so far (``geom (n, 2)``: path part or None, box; where ``built``);
+    ``mid (n, 2)``: the progress of each part's middle disc centre on the agent's path (NaN: unknown)."""
 
     se: F64
     pose: F64
@@ -62,6 +68,7 @@ class _Footprints:
     discs: F64
     geom: npt.NDArray[np.object_]
     built: B
+    mid: F64
 
 
 def _nearest_as_nuplan(own: tuple[shapely.Geometry | None, ...],

@@ -241,10 +241,12 @@ class Paths:
     #: chunks per super-chunk
     SUPER = 8
 
-    def chunks_near(self, a: I64, p: F64, q: I64, box: F64) -> tuple[I64, I64]:
+    def chunks_near(self, a: I64, p: F64, q: I64, box: F64, c0: I64 | None = None) -> tuple[I64, I64]:
         """``(query, chunk)``: the chunks of ``to_go_chunks(a, p)[q]`` whose boxes overlap ``box[query]`` (``(Q,
-        4)`` xmin, ymin, xmax, ymax), in query order, found through the super-chunks (whose boxes hold them)."""
-        c0, _ = self.to_go_chunks(a, p)
+        4)`` xmin, ymin, xmax, ymax), in query order, found through the super-chunks (whose boxes hold them).
+        ``c0``: ``to_go_chunks(a, p)[0]`` where already known."""
+        if c0 is None:
+            c0, _ = self.to_go_chunks(a, p)
         aq, c0q = a[q], c0[q]
         s0 = self.super_first[aq] + (c0q - self.chunk_first[aq]) // self.SUPER
         qi, sj = _ragged_ranges(s0, self.super_end[aq])
