@@ -13,6 +13,14 @@ weights (DDC weight 0) the score rests on less:
 Everything else is the scorer's own code on the same arrays, so :func:`selection_scores` equals
 ``score_batch(...)[i].score`` bit for bit (tested on world scenes). A configuration with a non-zero DDC
 weight falls back to ``score_batch``.
+
+With ``head_rows`` (PDM-Closed passes its centerline's proposals) the choice is made in two passes. A row's
+score parts (NC·DAC, TTC, comfort, progress) do not depend on the other rows; only EP's normaliser, the
+scene's best masked progress, does. The head rows are scored first. A scene is decided when a head row has
+the highest score any row can have and no later row has more raw progress than the head's best masked
+progress: no later row can then raise the normaliser or take the first place, and its later rows are left
+unscored (-inf). The other scenes' later rows are scored in a second pass and every score of those scenes is
+normalised over all their rows, as in one pass.
 """
 
 from __future__ import annotations
