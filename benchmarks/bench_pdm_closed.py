@@ -163,6 +163,7 @@ _STAGES = (
     ("observation", "harness.agents.pdm_closed", "build_observation"),
     ("observation", "harness.agents.pdm_closed", "build_observations"),
     ("proposal generators", "harness.agents.pdm_closed_proposals", "ProposalGenerator.__init__"),
+    ("proposal generators", "harness.agents.pdm_closed", "build_corridors"),
     ("leader candidates", "harness.agents.pdm_closed", "precompute_candidates"),
     ("leader candidates", "harness.agents.pdm_closed", "candidate_entries"),
     ("IDM unroll: leaders", "harness.agents.pdm_closed_joint", "JointUnroll._update_leaders"),

@@ -258,20 +258,10 @@ def _prepare_all(scenes: Sequence[ScoringScene], speed_limit_mps: float | None, 
         for k, i in enumerate(members):
             start[i] = progress[k]
     targets = [cfg.idm.target_velocities(_speed_limit_of(part[0], speed_limit_mps)) for part in parts]
-    # Every scene's corridors buffered and prepared in one call, their piece boxes in one pass.
-    lines = [corridor_lines(part[2], s0, target, cfg.trajectory_steps, cfg.step_s)
-             for part, s0, target in zip(parts, start, targets, strict=True)]
-    all_lines = np.concatenate(lines) if lines else np.empty(0, dtype=object)
-    corridors = shapely.buffer(all_lines, PACIFICA.width / 2, cap_style="square")
-    shapely.prepare(corridors)
-    pieces = corridor_pieces(all_lines, PACIFICA.width / 2)
-    n_pieces = np.isfinite(pieces[:, :, 0]).sum(axis=1)
-    line_start = np.concatenate([[0], np.cumsum([len(v) for v in lines])]).astype(np.int64)
+    corridors = build_corridors([part[2] for part in parts], start, targets, cfg)
     out = []
-    for i, ((scene, obs, paths, bundle, initial, rear_xy), s0, target) in enumerate(
-            zip(parts, start, targets, strict=True)):
-        a, b = line_start[i], line_start[i + 1]
-        own = (corridors[a:b], pieces[a:b, : int(n_pieces[a:b].max(initial=0))])
+    for (scene, obs, paths, bundle, initial, rear_xy), s0, target, own in zip(parts, start, targets, corridors,
+                                                                              strict=True):
         generator = ProposalGenerator(
             paths, obs, rear_xy, float(scene.ego_velocity_xy[0]), target, cfg.idm,
             proposal_steps=cfg.proposal_steps, trajectory_steps=cfg.trajectory_steps, dt_s=cfg.step_s,
@@ -280,6 +270,22 @@ def _prepare_all(scenes: Sequence[ScoringScene], speed_limit_mps: float | None, 
         )
         out.append(_Prepared(obs, initial, target, generator))
     return out
+
+
+def build_corridors(paths: Sequence[list[DiscretePath]], start_progress: Sequence[F64], targets: Sequence[F64],
+                    cfg: PDMClosedConfig) -> list[tuple[npt.NDArray[np.object_], F64]]:
+    """Per scene its paths' prepared corridor polygons and ``corridor_pieces`` (what ``ProposalGenerator`` builds
+    for itself): every scene's corridors buffered and prepared in one shapely call, their piece boxes in one
+    pass (each scene's pieces trimmed to its own longest line)."""
+    lines = [corridor_lines(p, s0, target, cfg.trajectory_steps, cfg.step_s)
+             for p, s0, target in zip(paths, start_progress, targets, strict=True)]
+    all_lines = np.concatenate(lines) if lines else np.empty(0, dtype=object)
+    polys = shapely.buffer(all_lines, PACIFICA.width / 2, cap_style="square")
+    shapely.prepare(polys)
+    pieces = corridor_pieces(all_lines, PACIFICA.width / 2)
+    n_pieces = np.isfinite(pieces[:, :, 0]).sum(axis=1)
+    start = np.concatenate([[0], np.cumsum([len(v) for v in lines])]).astype(np.int64)
+    return [(polys[a:b], pieces[a:b, : int(n_pieces[a:b].max(initial=0))]) for a, b in zip(start[:-1], start[1:])]
 
 
 #: Lateral paths already built in a batch: centerline key -> [(centerline, offsets, paths, bundle)].
