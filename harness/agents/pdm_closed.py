@@ -35,6 +35,7 @@ from harness.agents.pdm_closed_observation import (
     build_observation,
     build_observations,
     forecast_timeline,
+    forecast_timelines,
 )
 from harness.agents.pdm_closed_path import DiscretePath, PathBundle, corridor_pieces, parallel_path
 from harness.agents.pdm_closed_proposals import (
@@ -347,7 +348,7 @@ def _run_batch(
                              initial, step_s=cfg.step_s)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     simulated_distinct = [simulated_all[bounds[i]:bounds[i + 1]] for i in range(len(prepared))]
-    objects = [forecast_timeline(p.obs, cfg.observation_steps + 1) for p in prepared]
+    objects = forecast_timelines([p.obs for p in prepared], cfg.observation_steps + 1)
     simulated = [sim[inv] for sim, (_, inv) in zip(simulated_distinct, distinct, strict=True)]
     if selection_only:
         # The centerline's proposals first (their distinct rows lead): most scenes are decided by them.

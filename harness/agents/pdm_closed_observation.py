@@ -446,6 +446,38 @@ def _tokens(object_tokens: npt.NDArray[np.str_], light_tokens: list[str]) -> npt
     return np.concatenate([object_tokens, np.asarray(light_tokens, dtype=np.str_)])
 
 
+def forecast_timelines(observations: Sequence[PDMObservation], num_steps: int) -> list[ObjectTimeline]:
+    """:func:`forecast_timeline` of many observations (``drop_collided``), the poses of all computed in one
+    pass (the same expression per element); each timeline's arrays are views into the shared ones."""
+    if not observations:
+        return []
+    keep = [np.flatnonzero(~o.is_red_light & ~o.collided) for o in observations]
+    counts = np.array([len(k) for k in keep])
+    if any(o.resolution_steps != observations[0].resolution_steps
+           or o.sample_interval_s != observations[0].sample_interval_s for o in observations):
+        return [forecast_timeline(o, num_steps) for o in observations]
+    o0 = observations[0]
+    dt = o0.map_times_s(np.arange(num_steps) // o0.resolution_steps)
+    center = np.concatenate([o.center_pose[k] for o, k in zip(observations, keep, strict=True)]).reshape(-1, 3)
+    fvel = np.concatenate([o.forecast_velocity_xy[k] for o, k in zip(observations, keep, strict=True)]).reshape(-1, 2)
+    m = len(center)
+    poses = np.empty((num_steps, m, 3), dtype=np.float64)
+    poses[:, :, :2] = center[:, :2][None] + dt[:, None, None] * fvel[None]
+    poses[:, :, 2] = center[:, 2][None]
+    vel = np.broadcast_to(fvel, (num_steps, m, 2)).copy()
+    present = np.ones((num_steps, m), dtype=bool)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return [ObjectTimeline(
+        tokens=o.tokens[k].copy(),
+        types=o.types[k].copy(),
+        size_lwh=o.size_lwh[k].copy(),
+        first_velocity_xy=o.velocity_xy[k].copy(),
+        present=present[:, a:b],
+        poses=poses[:, a:b],
+        velocity_xy=vel[:, a:b],
+    ) for o, k, a, b in zip(observations, keep, bounds[:-1], bounds[1:], strict=True)]
+
+
 def _type_flag(table: B, types: npt.NDArray[np.int64]) -> B:
     """``table[types]``, False for values outside the table (as ``np.isin`` against the flagged values)."""
     ok = (types >= 0) & (types < len(table))

@@ -34,6 +34,7 @@ from harness.agents.pdm_closed_observation import (
     build_observations,
     ego_footprint_rings,
     forecast_timeline,
+    forecast_timelines,
 )
 from harness.agents.pdm_closed_path import DiscretePath, parallel_path
 from harness.agents.pdm_closed_proposals import LENGTH_REAR, PROGRESS, VELOCITY, IDMParameters
@@ -450,6 +451,11 @@ def test_observations_of_many_scenes_equal_each_scene_alone(small_world_root, tm
                 np.testing.assert_array_equal(a, b, err_msg=f.name)
         n_checked += want.num_objects
     assert n_checked > 0 and many[-1].num_objects > 1
+    # Their forecasts, all at once, equal each one's own.
+    for obs, timeline in zip(many, forecast_timelines(many, 51), strict=True):
+        alone = forecast_timeline(obs, 51)
+        for f in dataclasses.fields(alone):
+            np.testing.assert_array_equal(getattr(alone, f.name), getattr(timeline, f.name), err_msg=f.name)
 
 
 def test_registered_agent_runs_on_the_metric_cache(small_world_root, tmp_path):
