@@ -4,11 +4,13 @@
 
 1. metric cache: stage-one scenes from the original logs (4 s scoring scenes, PDM-Closed ranked by v2, as
    :class:`harness.epdms_eval.EPDMSMetricCache`) and stage-two scenes from the synthetic scene pickles (their
-   history frames plus the 8 extended keyframes, same builder, same PDM-Closed);
+   history frames plus the 8 extended keyframes, same builder, same PDM-Closed): ``harness.navhard_cache``,
+   built in chunks over ``workers`` forked processes;
 2. per token, ``[PDM-Closed, plan]`` simulated and scored with EPDMS against the traffic policy simulated for
    the plan (``--traffic reactive``, the official two-stage default: IDM vehicles that react to the
    simulated ego; ``non-reactive``: log replay); on original scenes the human is simulated and scored
    against its own reactive traffic for the human filter;
+   chunks of tokens are taken by whichever of ``workers`` processes is free (``harness.navhard_workers``);
 3. EC within each pair (orig, prev) and (now_2, prev_2), the same value for both frames; final row scores;
 4. :func:`metrics.two_stage.aggregate_two_stage` (Gaussian weights on the planned endpoint, group products).
 
