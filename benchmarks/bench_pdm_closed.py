@@ -43,6 +43,12 @@ The same measurement (``--measure-planning``) on its 132 scenes with >= 40 objec
 selection, chunks of 44), load 2.7, best of two runs each: baseline 7.40 ms, new 4.75 ms per scene (1.56x):
 observation 0.36 -> 0.29, generators 0.57 -> 0.39, leader candidates 0.96 -> 0.60, unroll 1.51 -> 0.86
 (leaders 1.21 -> 0.69), LQR + bicycle 0.30 -> 0.30, scoring 3.10 -> 1.74, extension 0.10 -> 0.08.
+
+Later (``--baseline-rev 6979403``: chunk-wide observations, forecasts and corridors, candidates straight into
+the joint unroll, the two-pass selection scoring), load 4.5-5, CPU ms per scene, best of 4 alternating runs:
+132 scenes with >= 40 objects 4.97 -> 3.57 (1.39x; observation 0.30 -> 0.20, generators with corridors
+0.40 -> 0.24, leader candidates 0.60 -> 0.49, unroll 0.87 -> 0.75, LQR + bicycle 0.30 -> 0.29, scoring
+1.92 -> 1.10); all 376 scenes (chunks of 63, best of 2) 5.82 -> 4.14 (1.41x). Trajectories bit-identical.
 """
 
 from __future__ import annotations
