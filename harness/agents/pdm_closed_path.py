@@ -159,6 +159,8 @@ class PathBundle:
         self._chunk_xy = np.ascontiguousarray(np.stack(
             [self._chunk_lo[..., 0], self._chunk_hi[..., 0], self._chunk_first[..., 0],
              self._chunk_lo[..., 1], self._chunk_hi[..., 1], self._chunk_first[..., 1]], axis=1))
+        # The same, kind-major, for project()'s gathers: (6, paths * chunks).
+        self._chunk_by_kind = np.ascontiguousarray(np.moveaxis(self._chunk_xy, 1, 0)).reshape(6, -1)
         # The same for groups of _SUPER chunks (their boxes hold the chunks' boxes; their first vertex is their
         # first chunk's): a first pass over these leaves few chunks to compare.
         n_chunks = self._chunk_xy.shape[2]
@@ -168,6 +170,7 @@ class PathBundle:
             [np.minimum.reduceat(cx[:, 0], starts, axis=1), np.maximum.reduceat(cx[:, 1], starts, axis=1),
              cx[:, 2, starts], np.minimum.reduceat(cx[:, 3], starts, axis=1),
              np.maximum.reduceat(cx[:, 4], starts, axis=1), cx[:, 5, starts]], axis=1))
+        self._super_by_kind = np.ascontiguousarray(np.moveaxis(self._super_xy, 1, 0))  # (6, paths, groups)
 
     def project(self, which: npt.ArrayLike, points_xy: npt.ArrayLike) -> F64:
         """Arc length along path ``which[...]`` of the closest path point to each of ``(..., 2)`` points.
@@ -216,38 +219,30 @@ class PathBundle:
                                                                             npt.NDArray[np.int64]]:
         """``(point, chunk)`` pairs, sorted by point then chunk, of the chunks that may hold a point's nearest
         segment: the lower bound (distance to the chunk's box) is within the upper bound (the distance to the
-        nearest first vertex of a candidate chunk, a point on the path). Points are taken path by path.
+        nearest first vertex of a candidate chunk, a point on the path). All points in one pass.
 
         Candidate chunks are those of the groups of ``_SUPER`` chunks whose box is within the distance to the
         nearest group's first vertex; a chunk of another group lies farther than that, so farther than the
         nearest segment. Any set of chunks that holds every chunk within the nearest segment's distance gives
         the same projection (the first segment at the smallest distance), and this set does.
         """
-        pts, chunks = [], []
-        paths = np.unique(w)
+        # All points at once: each against its own path's groups, then chunks (a bundle's paths have the same
+        # number of chunks, so no padding), pairs in point order, then chunk order.
         n_chunks = self._chunk_xy.shape[2]
-        for path in paths.tolist():
-            idx = np.flatnonzero(w == path) if len(paths) > 1 else np.arange(len(w))
-            px, py = p[idx, 0:1], p[idx, 1:2]
-            lower, first = _box_and_vertex_distances(px, py, self._super_xy[path])
-            q, grp = np.nonzero(lower <= first.min(axis=1)[:, None] * (1.0 + 1e-9) + 1e-9)
-            ch = (grp[:, None] * _SUPER + np.arange(_SUPER)[None, :]).reshape(-1)
-            q = np.repeat(q, _SUPER)
-            valid = ch < n_chunks
-            q, ch = q[valid], ch[valid]
-            lower, first = _box_and_vertex_distances(px[q], py[q], self._chunk_xy[path][:, ch].T[:, :, None])
-            lower, first = lower[:, 0], first[:, 0]
-            upper = np.full(len(idx), np.inf)
-            np.minimum.at(upper, q, first)
-            # The slack keeps a chunk whose true minimum ties the bound up to rounding.
-            keep = lower <= upper[q] * (1.0 + 1e-9) + 1e-9
-            pts.append(idx[q[keep]])
-            chunks.append(ch[keep])
-        if len(pts) == 1:
-            return pts[0], chunks[0]
-        pt, ch = np.concatenate(pts), np.concatenate(chunks)
-        order = np.argsort(pt * self._chunk_xy.shape[2] + ch, kind="stable")
-        return pt[order], ch[order]
+        px, py = p[:, 0:1], p[:, 1:2]
+        lower, first = _box_and_vertex_distances(px, py, self._super_by_kind[:, w])  # (n, groups)
+        q, grp = np.nonzero(lower <= first.min(axis=1)[:, None] * (1.0 + 1e-9) + 1e-9)
+        ch = (grp[:, None] * _SUPER + np.arange(_SUPER)[None, :]).reshape(-1)
+        q = np.repeat(q, _SUPER)
+        valid = ch < n_chunks
+        q, ch = q[valid], ch[valid]
+        # Pair by pair: the point against its chunk (each of the six box rows gathered contiguously).
+        lower, first = _box_and_vertex_distances(p[q, 0], p[q, 1], self._chunk_by_kind[:, w[q] * n_chunks + ch])
+        upper = np.full(len(p), np.inf)
+        np.minimum.at(upper, q, first)
+        # The slack keeps a chunk whose true minimum ties the bound up to rounding.
+        keep = lower <= upper[q] * (1.0 + 1e-9) + 1e-9
+        return q[keep], ch[keep]
 
 
 #: Segments per bounding-box chunk of a path (project() skips chunks that cannot hold the nearest segment).
@@ -257,10 +252,10 @@ _SUPER = 8
 
 
 def _box_and_vertex_distances(px: F64, py: F64, boxes: F64) -> tuple[F64, F64]:
-    """Distances of points ``(n, 1)`` to boxes and to their first vertices; ``boxes`` ``(6, m)`` rows lo x,
-    hi x, first x, lo y, hi y, first y (broadcast: ``(6, m)`` against every point, or ``(n, 6, 1)`` per point)."""
-    lo_x, hi_x, first_x, lo_y, hi_y, first_y = (boxes[..., k, :] if boxes.ndim == 3 else boxes[k]
-                                                for k in range(6))
+    """Distances of points to boxes and to their first vertices; ``boxes[k]`` for k = 0 … 5 are lo x, hi x,
+    first x, lo y, hi y, first y, broadcast against ``px``, ``py`` (``(n, 1)`` points against ``(6, n, m)``
+    boxes, or ``(n,)`` points against ``(6, n)``: point i with box i)."""
+    lo_x, hi_x, first_x, lo_y, hi_y, first_y = (boxes[k] for k in range(6))
     gx = np.maximum(np.maximum(lo_x - px, px - hi_x), 0.0)
     gy = np.maximum(np.maximum(lo_y - py, py - hi_y), 0.0)
     fx, fy = px - first_x, py - first_y
