@@ -5,8 +5,8 @@ into 41 reference states, simulated together (LQR + kinematic bicycle) and score
 agent's row is reported. Simulation and scoring are batched across scenes (``score_plans``; ``workers > 1``
 splits the scenes over forked processes that inherit them). The metric cache is built once per token and
 reused; ``build_metric_cache`` plans PDM-Closed for up to ``MetricCache.PLAN_CHUNK`` scenes at once (chunks
-span logs) and spreads equal parts of the tokens over local processes (forked once the maps are read and
-before any log is parsed; each parses only its own logs) or logs over Ray tasks. Every batched or parallel path gives each token exactly
+span logs) and spreads parts of the tokens of about equal cost over local processes (forked once the maps are
+read and before any log is parsed; each parses only its own logs) or logs over Ray tasks. Every batched or parallel path gives each token exactly
 the result it gets alone.
 """
 
@@ -217,7 +217,8 @@ def build_metric_cache(
     """Build the cache for the given tokens; returns token -> None (ok) or its error.
 
     ``tokens_by_log``: the tokens by the log the whole split's index puts them in. With ``workers > 1`` the
-    tokens are cut into ``workers`` equal parts in log order (``split_jobs``) built by local processes, or
+    tokens are cut into ``workers`` parts of about equal estimated cost in log order (``split_parts``: objects
+    per scene where ``reader`` has parsed the logs, log sizes) built by local processes, or
     spread log by log over Ray tasks with ``engine="ray"`` or a ``ray_address`` (a local Ray cluster is
     started if none is given). Every process parses only the logs of its own tokens. Local processes are
     forked once the maps are read and before any log is parsed (``fork_map``: this process builds the first
@@ -269,8 +270,7 @@ def build_metric_cache(
         return results
     if ray_address is not None:
         raise LeadBenchError("--ray-address needs Ray: pip install -c constraints.txt -e '.[ray]'")
-    log_of = {t: log_name for log_name, toks in jobs for t in toks}
-    parts = [(sorted({log_of[t] for t in toks}), toks) for toks in split_jobs([toks for _, toks in jobs], workers)]
+    parts = split_parts(jobs, workers, Path(spec.data_root) / "navsim_logs" / spec.split, reader)
     log.info("caching %d logs (%d parts) with %d local processes", len(jobs), len(parts), workers)
     if can_fork():
         return _build_forked(spec, parts, on_log_done, reader)
@@ -346,22 +346,106 @@ def _read_maps(cache: Any, log_names: Sequence[str]) -> None:
             continue
 
 
-#: A local worker's part of the tokens holds at most 1 / (PARTS_PER_WORKER × workers) of them, so that the
-#: workers finish together. A part is planned in chunks of up to ``MetricCache.PLAN_CHUNK`` scenes, which may
-#: span logs; smaller parts cost more per scene (measured: one part per worker's share beat two).
-PARTS_PER_WORKER = 1
+@dataclass(frozen=True)
+class BuildCostModel:
+    """CPU milliseconds of a metric-cache build part, to cut the tokens into parts that finish together.
+
+    A token costs ``token_ms + object_ms × objects`` (its current frame's annotated objects: the scene's
+    object timelines and PDM-Closed's forecasts and collision tests grow with them), and parsing a log
+    ``log_ms_per_mb`` per MB of its pickle (a part parses each log it has tokens of; nothing when the logs
+    were parsed before the fork). Fitted on the bench world's 132 scenes with >= 40 objects
+    (``benchmarks/bench_navsim_eval.py``, fresh processes, 2-core VM): 47 scenes of 93 objects cost ~8.9 ms
+    each, 31 of 53 ~8 ms (most of a scene's cost does not grow with its objects: the map query, the route and
+    centerline, PDM-Closed's 15 proposals, the stored file), a log of ~1 MB ~10 ms to parse.
+    ``default_objects``: the objects of a token whose log is not parsed before the fork (all tokens then
+    cost the same).
+    """
+
+    token_ms: float = 6.0
+    object_ms: float = 0.03
+    log_ms_per_mb: float = 10.0
+    default_objects: int = 60
 
 
-def split_jobs(token_lists: Sequence[Sequence[str]], workers: int,
-               parts_per_worker: int = PARTS_PER_WORKER) -> list[list[str]]:
-    """The logs' token lists, concatenated in order, cut into ``parts_per_worker × workers`` parts of equal
-    size (the last may be smaller), largest first; a part may span logs (a log's tokens stay in order and
-    contiguous; every token is in exactly one part). Scenes are planned in chunks that span logs, so parts of
-    whole logs gained nothing, and parts of very unequal logs kept one worker busy after the other."""
-    tokens = [t for toks in token_lists for t in toks]
-    size = max(1, -(-len(tokens) // max(1, parts_per_worker * workers)))
-    parts = [tokens[lo : lo + size] for lo in range(0, len(tokens), size)]
-    return sorted(parts, key=len, reverse=True)  # stable: equal sizes keep the tokens' order
+def split_by_cost(token_ms: np.ndarray, log_ids: np.ndarray, log_ms: np.ndarray, workers: int
+                  ) -> list[tuple[int, int]]:
+    """Contiguous ``(lo, hi)`` ranges of the tokens (at most ``workers``, none empty, covering them in order)
+    whose largest cost is as small as it can be.
+
+    A range costs its tokens' ``token_ms`` and ``log_ms[l]`` for each log ``l`` it has tokens of
+    (``log_ids``: each token's log, ``0..len(log_ms) - 1``, a log's tokens contiguous), so that a cut inside
+    a log pays for parsing it twice. That cost only grows as a range grows, so the greedy cut (each range as
+    long as a bound allows) fits in ``workers`` ranges exactly when some cut does; the bound is found by
+    bisection (to 0.1 ms).
+    """
+    n = len(token_ms)
+    if n == 0:
+        return []
+    starts = np.r_[True, log_ids[1:] != log_ids[:-1]]  # a log's first token
+    # cum[i]: tokens [0, i) and the parse of every log that starts in [0, i): a range [s, e) costs
+    # cum[e] - cum[s], plus its first log's parse when s is inside that log.
+    cum = np.r_[0.0, np.cumsum(token_ms + np.where(starts, log_ms[log_ids], 0.0))]
+    head = np.where(starts, 0.0, log_ms[log_ids])
+
+    def greedy(bound: float) -> list[tuple[int, int]] | None:
+        out, s = [], 0
+        while s < n:
+            if len(out) == workers:
+                return None
+            e = int(np.searchsorted(cum, cum[s] + bound - head[s], side="right")) - 1  # the longest within bound
+            out.append((s, min(n, max(s + 1, e))))
+            s = out[-1][1]
+        return out
+
+    lo, hi = 0.0, float(cum[n])
+    best = greedy(hi)
+    while hi - lo > 0.1:
+        mid = (lo + hi) / 2
+        cut = greedy(mid)
+        if cut is None:
+            lo = mid
+        else:
+            best, hi = cut, mid
+    assert best is not None
+    return best
+
+
+def split_parts(jobs: Sequence[tuple[str, Sequence[str]]], workers: int, logs_dir: Path,
+                reader: NavsimReader | None = None, model: BuildCostModel | None = None
+                ) -> list[tuple[list[str], list[str]]]:
+    """The tokens of ``jobs`` (``(log name, tokens)`` in order) cut into at most ``workers`` contiguous parts
+    ``(log names, tokens)`` of about equal cost under ``model`` (``split_by_cost``): a part may end inside a
+    log (both parts then parse it, which the cost counts). With a ``reader`` of the split (whose logs the
+    parts share), each token's objects are counted from its parsed current frame and no parse is charged;
+    otherwise every token has ``model.default_objects`` and a log costs its pickle's size."""
+    model = model or BuildCostModel()
+    tokens = [t for _, toks in jobs for t in toks]
+    log_names = [name for name, toks in jobs if toks]
+    log_ids = np.repeat(np.arange(len(log_names)), [len(toks) for _, toks in jobs if toks])
+    if reader is not None:
+        windows = reader.windows()
+        objects = np.array([_objects_at(reader, windows.get(t)) for t in tokens], dtype=np.float64)
+        log_ms = np.zeros(len(log_names))
+    else:
+        objects = np.full(len(tokens), float(model.default_objects))
+        log_ms = np.array([model.log_ms_per_mb * _size_mb(logs_dir / f"{name}.pkl") for name in log_names])
+    bounds = split_by_cost(model.token_ms + model.object_ms * objects, log_ids, log_ms, workers)
+    return [(sorted({log_names[i] for i in log_ids[lo:hi].tolist()}), tokens[lo:hi]) for lo, hi in bounds]
+
+
+def _objects_at(reader: NavsimReader, window: Any) -> int:
+    """Annotated objects of a window's current frame (0 for a token the split does not have: it fails fast)."""
+    if window is None:
+        return 0
+    annotations = reader.log_frames(window.log_name)[window.current_index].annotations
+    return 0 if annotations is None else len(annotations.track_tokens)
+
+
+def _size_mb(path: Path) -> float:
+    try:
+        return path.stat().st_size / 2**20
+    except OSError:
+        return 0.0
 
 
 def _single_threaded() -> None:

@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.navsim.reader import NavsimReader
 from harness.agents import build_agent
-from harness.navsim_eval import CacheSpec, build_metric_cache, split_jobs
+from harness.navsim_eval import BuildCostModel, CacheSpec, build_metric_cache, split_by_cost, split_parts
 from harness.runner import run_navsim
 from metrics.pdms import PDMS_COLUMNS
 
@@ -126,17 +128,65 @@ def test_a_workers_reader_parses_only_its_logs_and_cuts_their_windows_as_the_spl
     assert [f.token for f in sub.scene_frames(token)[0]] == [f.token for f in full.scene_frames(token)[0]]
 
 
-def test_split_jobs_cuts_the_tokens_into_equal_parts_largest_first():
-    logs = [[f"a{i}" for i in range(9)], [f"b{i}" for i in range(3)], [f"c{i}" for i in range(4)]]
-    flat = [t for log in logs for t in log]
-    parts = split_jobs(logs, 2, parts_per_worker=2)  # 16 tokens, 2 workers x 2 parts: 4 tokens a part
-    assert parts == [flat[0:4], flat[4:8], flat[8:12], flat[12:16]]
-    assert parts[2] == ["a8", "b0", "b1", "b2"]  # parts span logs, each log's tokens in order
-    assert split_jobs(logs, 1, parts_per_worker=2) == [flat[:8], flat[8:]]
-    assert split_jobs(logs, 2, parts_per_worker=1) == [flat[:8], flat[8:]]
-    parts = split_jobs(logs, 3, parts_per_worker=1)  # 6 tokens a part, the last one smaller, largest first
-    assert parts == [flat[:6], flat[6:12], flat[12:]]
-    assert split_jobs([[], ["x"]], 4) == [["x"]]
+def _range_cost(costs, log_ids, log_ms, lo, hi):
+    return sum(costs[lo:hi]) + sum(log_ms[i] for i in set(log_ids[lo:hi]))
+
+
+def test_split_by_cost_hand_cases():
+    ids = np.zeros(10, dtype=np.int64)
+    assert split_by_cost(np.ones(10), ids, np.zeros(1), 2) == [(0, 5), (5, 10)]
+    assert split_by_cost(np.array([5.0, 1, 1, 1, 1, 1]), ids[:6], np.zeros(1), 2) == [(0, 1), (1, 6)]
+    # Two logs of 4 tokens, the first costing 10 to parse: cutting inside it parses it twice (cut 2: 12 / 16,
+    # cut 3: 13 / 15), so the cut is at the logs' border (14 / 4).
+    two = np.repeat([0, 1], 4)
+    assert split_by_cost(np.ones(8), two, np.array([10.0, 0.0]), 2) == [(0, 4), (4, 8)]
+    assert split_by_cost(np.ones(2), ids[:2], np.zeros(1), 4) == [(0, 1), (1, 2)]  # no empty part
+    assert split_by_cost(np.ones(0), ids[:0], np.zeros(0), 2) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.5, 20.0), min_size=1, max_size=14), st.lists(st.integers(1, 4), min_size=1, max_size=6),
+       st.lists(st.floats(0.0, 30.0), min_size=6, max_size=6), st.integers(1, 3))
+def test_split_by_cost_is_as_balanced_as_the_best_cut(costs, log_lengths, log_costs, workers):
+    from itertools import combinations
+
+    log_ids = np.repeat(np.arange(len(log_lengths)), log_lengths)[: len(costs)]
+    costs = costs[: len(log_ids)]
+    log_ms = np.array(log_costs[: len(log_lengths)])
+    got = split_by_cost(np.array(costs), log_ids, log_ms, workers)
+    n = len(costs)
+    assert got[0][0] == 0 and got[-1][1] == n and all(a[1] == b[0] for a, b in zip(got, got[1:]))
+    assert len(got) <= workers and all(hi > lo for lo, hi in got)
+    worst = max(_range_cost(costs, log_ids, log_ms, lo, hi) for lo, hi in got)
+    best = min(
+        max(_range_cost(costs, log_ids, log_ms, lo, hi)
+            for lo, hi in zip((0, *cuts), (*cuts, n)))
+        for k in range(min(workers, n)) for cuts in combinations(range(1, n), k))
+    assert worst <= best + 0.1
+
+
+def test_split_parts_weighs_tokens_by_their_objects_with_a_parsed_reader(small_world_root):
+    reader = NavsimReader(small_world_root, "test")
+    jobs: dict[str, list[str]] = {}
+    for r in reader.index():
+        jobs.setdefault(r.log_id, []).append(r.token)
+    ordered = sorted(jobs.items())
+    tokens = [t for _, toks in ordered for t in toks]
+    logs_dir = small_world_root / "navsim_logs" / "test"
+    model = BuildCostModel(token_ms=0.0, object_ms=1.0)
+    objects = {}
+    for t in tokens:
+        frames, cur = reader.scene_frames(t)
+        objects[t] = len(frames[cur].annotations.track_tokens)
+    for workers in (2, 3):
+        parts = split_parts(ordered, workers, logs_dir, reader, model)
+        assert [t for _, toks in parts for t in toks] == tokens  # in order, each once
+        assert all(logs == sorted({reader.windows()[t].log_name for t in toks}) for logs, toks in parts)
+        costs = [sum(objects[t] for t in toks) for _, toks in parts]
+        assert max(costs) - min(costs) <= max(objects.values())  # within one token's objects
+    # Without a reader every token costs the same: equal halves.
+    plain = split_parts(ordered, 2, logs_dir, None, BuildCostModel(log_ms_per_mb=0.0))
+    assert [len(toks) for _, toks in plain] == [len(tokens) // 2, len(tokens) - len(tokens) // 2]
 
 
 def test_metric_cache_chunks_span_logs_and_report_progress(small_world_root, tmp_path, monkeypatch):
