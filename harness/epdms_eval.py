@@ -139,8 +139,19 @@ class EPDMSCacheSpec:
     maps_root: Path
     cache_dir: Path
 
-    def open(self) -> EPDMSMetricCache:
-        reader = NavsimReader(self.data_root, self.split, scene_filter=self.scene_filter)
+    def open(self, reader: NavsimReader | None = None) -> EPDMSMetricCache:
+        """The cache, reading the split's logs through ``reader`` when given (an open reader of this split and
+        scene filter, as ``harness.navsim_eval.CacheSpec.open``), else through a new reader.
+
+        Raises:
+            ValueError: a reader of another split, data root or scene filter.
+        """
+        if reader is None:
+            reader = NavsimReader(self.data_root, self.split, scene_filter=self.scene_filter)
+        elif (reader.logs_dir != Path(self.data_root) / "navsim_logs" / self.split
+              or reader.scene_filter != self.scene_filter):
+            raise ValueError(f"EPDMSCacheSpec.open: the reader reads {reader.logs_dir} with another scene filter "
+                             f"or split than the cache's ({self.data_root}, {self.split})")
         return EPDMSMetricCache(ScoringSceneCache(self.cache_dir, reader, self.maps_root, horizon_s=V2_HORIZON_S))
 
 

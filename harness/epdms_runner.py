@@ -85,9 +85,11 @@ def run_navsim_epdms(
     for r in todo:
         by_log.setdefault(r.log_id, []).append(r.token)
     callbacks.phase("metric cache (v2)", len(todo))
+    # The reader has parsed every log (the index): the cache build (serial and forked parts) and the scoring
+    # read them from it instead of parsing them again; Ray tasks read their own.
     cache_errors = build_metric_cache(spec, by_log, workers=workers, ray_address=ray_address,  # type: ignore[arg-type]
-                                      engine=engine, on_log_done=callbacks.advance)
-    cache = spec.open()
+                                      engine=engine, on_log_done=callbacks.advance, reader=reader)
+    cache = spec.open(reader)
 
     needs = agent.sensor_needs()
     selection = SensorSelection(cameras=needs.cameras, lidar=needs.lidar)
