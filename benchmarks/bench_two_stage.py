@@ -333,8 +333,8 @@ def _end_to_end(root: Path, split, workers: int, t_data: float) -> None:  # noqa
     console.print(table)
     console.print(f"The navhard columns are measured times scaled linearly by token count ({n} -> {full}), not a "
                   "navhard-size run: wall time as measured (on a shared machine it depends on the other jobs), and "
-                  "CPU time halved (two idle cores, perfectly split: an estimate). Target (issue 4): < 5 min on 2 cores. Data generation (not timed above): {t_data:.1f} "
-                  f"s. Results and cache in {work}")
+                  "CPU time halved (two idle cores, perfectly split: an estimate). Target (issue 4): < 5 min on 2 "
+                  f"cores. Data generation (not timed above): {t_data:.1f} s. Results and cache in {work}")
 
 
 if __name__ == "__main__":

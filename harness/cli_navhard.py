@@ -62,13 +62,15 @@ def run_two_stage(data_root: Path, maps_root: Path, agent: Any, out: Path, cache
         scenes, errors = cache_scenes(cache, tokens, workers=max(1, workers),
                                       on_done=lambda n: progress.advance(task, n))
         if plans is None:
-            progress.reset(task, description=f"{agent.name} on {TWO_STAGE_SPLIT}", total=None)
+            progress.reset(task, description=f"{agent.name} on {TWO_STAGE_SPLIT}")
             plans, plan_errors = plan_tokens(cache, agent, tokens, NAVSIM_SAMPLING, batch_size=batch_size)
             errors.update({t: e for t, e in plan_errors.items() if t not in errors})
-        progress.reset(task, description=f"scoring ({traffic} traffic)", total=None)
+            progress.update(task, completed=len(tokens))
+        progress.reset(task, description=f"scoring ({traffic} traffic)")
         result = score_two_stage(split, scenes, plans, cache.rails, traffic=TrafficPolicy(traffic),
                                  config=EPDMSConfig(human_penalty_filter=human_filter), errors=errors,
                                  workers=max(1, workers))
+        progress.update(task, completed=len(tokens))
     meta = {"benchmark": "navsim", "split": TWO_STAGE_SPLIT, "metric": "epdms-two-stage", "traffic": traffic,
             "human_filter": human_filter, "scorer": "navsim-v2.2 EPDMS two-stage (post-#151 human filter)",
             "agent": getattr(agent, "name", None), "privileged": bool(getattr(agent, "privileged", False))}
