@@ -63,6 +63,7 @@ import shapely
 from harness.scoring_scene import ObjectTimeline, ObjectType, ScoringScene
 from metrics.pdm_scoring.geometry import box_corners, ego_coords, polygons
 from metrics.traffic_idm import NUM_STEPS, IDMBatch, IDMParameters, IDMSim, IDMVehicles, LaneRails
+from metrics.traffic_idm_start import _SimStart, _start
 
 #: The official ``navsim_IDM_traffic_agents.yaml`` parameters.
 DEFAULT_IDM = IDMParameters()
@@ -192,6 +193,8 @@ def reactive_idm_objects_many(scenes: Sequence[ScoringScene], rails: Sequence[La
     if not (len(scenes) == len(rails) == len(ego_states)):
         raise ValueError(f"{len(scenes)} scenes, {len(rails)} rails and {len(ego_states)} ego rollouts")
     outs, sims, vehs, rollouts = [], [], [], []
+    starts: list[_SimStart] = []
+    start_of: dict[tuple[int, int], tuple[IDMSim, _SimStart]] = {}  # a scene's start is shared by its rollouts
     for scene, rail, ego in zip(scenes, rails, ego_states, strict=True):
         states = np.asarray(ego, dtype=np.float64)
         if states.ndim != 2 or states.shape[0] != NUM_STEPS or states.shape[1] < 5:
@@ -220,12 +223,17 @@ def reactive_idm_objects_many(scenes: Sequence[ScoringScene], rails: Sequence[La
         if len(veh):
             vehicles = IDMVehicles(scene.object_poses[0, veh], scene.object_velocity_xy[0, veh],
                                    scene.object_size_lwh[veh, 0], scene.object_size_lwh[veh, 1])
-            ego_box = polygons(ego_coords(_initial_state(scene)[None])[:, :4])[0]
-            sims.append(IDMSim(vehicles, rail, ego_box, float(np.hypot(*scene.ego_velocity_xy))))
+            key = (id(scene), id(rail))
+            if key not in start_of:
+                ego_box = polygons(ego_coords(_initial_state(scene)[None])[:, :4])[0]
+                sim = IDMSim(vehicles, rail, ego_box, float(np.hypot(*scene.ego_velocity_xy)))
+                start_of[key] = (sim, _start(sim, params))
+            sims.append(start_of[key][0])
+            starts.append(start_of[key][1])
             vehs.append(len(outs) - 1)
             rollouts.append(states)
     if sims:
-        batch = IDMBatch(sims, params)
+        batch = IDMBatch(sims, params, starts)
         for k, start in enumerate(batch.starts):
             nan_speed = np.isnan(sims[k].vehicles.velocity_xy[start.agents]).any(axis=1)
             if nan_speed.any():
