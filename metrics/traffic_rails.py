@@ -6,7 +6,8 @@
   an intersection, a lane connector; the candidate whose nearest baseline heading differs least, raw
   difference as nuPlan computes it) with the nearest arc length and the snapped pose;
 - :class:`Paths`: nuPlan ``InterpolatedPath`` of ``create_path_from_se2(baseline.discrete_path)`` for many
-  agents at once (``trim_path`` / ``trim_path_up_to_progress`` as polylines).
+  agents at once (``trim_path`` / ``trim_path_up_to_progress`` as polylines), the path arrays stored once per
+  distinct baseline (agents on one lane share them).
 """
 
 from __future__ import annotations
