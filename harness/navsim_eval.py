@@ -416,7 +416,8 @@ def split_parts(jobs: Sequence[tuple[str, Sequence[str]]], workers: int, logs_di
     """The tokens of ``jobs`` (``(log name, tokens)`` in order) cut into at most ``workers`` contiguous parts
     ``(log names, tokens)`` of about equal cost under ``model`` (``split_by_cost``): a part may end inside a
     log (both parts then parse it, which the cost counts). With a ``reader`` of the split (whose logs the
-    parts share), each token's objects are counted from its parsed current frame and no parse is charged;
+    parts share; a run has parsed them for its index, else they are parsed here), each token's objects are
+    counted from its current frame and no parse is charged;
     otherwise every token has ``model.default_objects`` and a log costs its pickle's size."""
     model = model or BuildCostModel()
     tokens = [t for _, toks in jobs for t in toks]
