@@ -353,16 +353,18 @@ class BuildCostModel:
     A token costs ``token_ms + object_ms × objects`` (its current frame's annotated objects: the scene's
     object timelines and PDM-Closed's forecasts and collision tests grow with them), and parsing a log
     ``log_ms_per_mb`` per MB of its pickle (a part parses each log it has tokens of; nothing when the logs
-    were parsed before the fork). Fitted on the bench world's 132 scenes with >= 40 objects
-    (``benchmarks/bench_navsim_eval.py``, fresh processes, 2-core VM): 47 scenes of 93 objects cost ~8.9 ms
-    each, 31 of 53 ~8 ms (most of a scene's cost does not grow with its objects: the map query, the route and
-    centerline, PDM-Closed's 15 proposals, the stored file), a log of ~1 MB ~10 ms to parse.
+    were parsed before the fork). Fitted on the bench world's 132 scenes with >= 40 objects (fresh processes
+    as ``benchmarks/bench_navsim_eval.py``'s, 2-core VM): ~0.9 CPU-s in all (~6.8 ms a scene), and with the
+    logs parsed before the fork, halves of 66 tokens whose objects differ by 1112 (5359 vs 4247) differed by
+    ~11 ms after the fork (5 runs alternating; ~0.01 ms an object: most of a scene's cost does not grow with
+    its objects: the map query, route and centerline, PDM-Closed's 15 proposals, the stored file; a forked
+    child also pays for the pages it writes); a log of ~1 MB ~10 ms to parse.
     ``default_objects``: the objects of a token whose log is not parsed before the fork (all tokens then
     cost the same).
     """
 
-    token_ms: float = 6.0
-    object_ms: float = 0.03
+    token_ms: float = 6.5
+    object_ms: float = 0.01
     log_ms_per_mb: float = 10.0
     default_objects: int = 60
 
