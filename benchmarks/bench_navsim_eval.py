@@ -6,7 +6,9 @@ annotated objects (default 40):
 - metric cache (scoring scenes + PDM-Closed) built serially and with 2 local processes, each build in a fresh
   Python process as a ``lead-bench run navsim`` does it (cold heap, maps and logs read by the build), serial
   and 2 processes alternating ``--cache-repeat`` times, the fastest of each kept; a second table gives CPU
-  time and minor page faults per scene of the building process (parent) and of its forked children apart;
+  time and minor page faults per scene of the building process (parent) and of its forked children apart,
+  and the parent's CPU before its own part starts (maps, BLAS limit, fork: the serial part of the critical
+  path; the parts after it are cut by estimated cost, ``harness.navsim_eval.split_parts``);
 - scoring (LQR simulation + PDM scorer of [PDM-Closed, agent], constant-velocity plans) batched across
   scenes, serially and with 2 processes (``score_plans(workers=2)``: this process and one forked for the
   call), best of ``--repeat``: once on the selected scenes, and once on them repeated ``--score-copies`` times
@@ -137,12 +139,38 @@ def _cache_run(args: Path) -> None:
     root = Path(spec["root"])
     scene_filter = NavsimReader(root, "test").scene_filter  # the reader's default (navtest's), as measure's
     cache = CacheSpec(root, "test", scene_filter, root / "maps", Path(spec["target"]))
+    forked_at = _watch_fork()
     u0, t0 = _usage(), time.perf_counter()
     errors = build_metric_cache(cache, spec["by_log"], workers=spec["workers"], engine="processes")
     wall, u1 = time.perf_counter() - t0, _usage()
     if any(errors.values()):
         raise SystemExit(f"metric cache errors: {errors}")
-    args.with_suffix(".result").write_text(json.dumps({"wall": wall, "usage": {k: u1[k] - u0[k] for k in u0}}))
+    used = {k: u1[k] - u0[k] for k in u0}
+    # The parent's CPU until its own part starts (maps, BLAS limit, fork): work the children do not share.
+    used["parent_prefork_cpu"] = forked_at[0] - u0["parent_cpu"] if forked_at else float("nan")
+    args.with_suffix(".result").write_text(json.dumps({"wall": wall, "usage": used}))
+
+
+def _watch_fork() -> list[float]:
+    """Where the metric-cache build forks its parts with ``harness.scoring_pool.fork_map`` (imported into
+    ``harness.navsim_eval``), this process's CPU seconds when part 0 starts here, filled in once it has."""
+    import harness.navsim_eval as navsim_eval
+
+    at: list[float] = []
+    fork_map = getattr(navsim_eval, "fork_map", None)
+    if fork_map is None:
+        return at
+
+    def watched(fn: Any, n_parts: int) -> Any:
+        def part(i: int) -> Any:
+            if i == 0 and not at:
+                at.append(_usage()["parent_cpu"])
+            return fn(i)
+
+        return fork_map(part, n_parts)
+
+    navsim_eval.fork_map = watched  # type: ignore[attr-defined]
+    return at
 
 
 def _baseline(rev: str, root: Path, by_log: dict[str, list[str]], repeat: int, work: Path, copies: int,
@@ -195,7 +223,7 @@ def _report(new: dict[str, Any], old: dict[str, Any] | None, rev: str) -> None:
     cache = Table(title="metric cache: CPU and minor page faults per scene, this process (parent) and its "
                         "forked children apart (the run with the best wall-clock time of each setting)")
     for col in ("code", "how", "scenes/s", "2 processes/serial", "parent CPU ms/scene", "children CPU ms/scene",
-                "total CPU ms/scene", "parent faults/scene", "children faults/scene"):
+                "total CPU ms/scene", "parent CPU before its part, ms", "parent faults/scene", "children faults/scene"):
         cache.add_column(col, justify="right")
     for name, res in (("old", old), ("new", new)):
         usage = (res or {}).get("usage", {})
@@ -206,6 +234,7 @@ def _report(new: dict[str, Any], old: dict[str, Any] | None, rev: str) -> None:
             cache.add_row(name, how, f"{n / wall:.0f}", f"{res['timings']['cache/1'][0] / wall:.2f}x",  # type: ignore[index]
                           f"{1000 * u['parent_cpu'] / n:.1f}", f"{1000 * u['children_cpu'] / n:.1f}",
                           f"{1000 * (u['parent_cpu'] + u['children_cpu']) / n:.1f}",
+                          f"{1000 * u.get('parent_prefork_cpu', float('nan')):.0f}",
                           f"{u['parent_faults'] / n:.0f}", f"{u['children_faults'] / n:.0f}")
     console.print(cache)
     forked_same = (new.get("rows/2", new["rows/1"]) == new["rows/1"]
