@@ -6,11 +6,12 @@ the synthetic scene pickles (``<cache>/stage_two/<token>.npz``, fingerprinted by
 
 :func:`cache_scenes` reads what is stored and builds the rest in chunks of ``BUILD_CHUNK`` tokens: scenes
 built (stage-one object timelines batched over the chunk's tokens of each log), PDM-Closed planned for the
-whole chunk at once (``plan_pdm_closed_v2_batch``; a failing chunk is planned scene by scene to name the
-failure), scenes written. With ``workers > 1`` the chunks are spread over forked processes
-(:func:`harness.navhard_workers.fork_chunks`) forked once the logs are indexed and the maps read; the parent
-then reads the children's scenes back from the cache. Every stored file is byte for byte what building the
-tokens one by one writes (``tests/adapters/navsim/test_navhard_cache.py``).
+whole chunk at once (``harness.agents.pdm_closed_v2.plan_pdm_closed_v2_batch``: v1's batched proposal
+generation; a failing chunk is planned scene by scene to name the failure), scenes written. With
+``workers > 1`` the chunks are spread over forked processes (:func:`harness.navhard_workers.fork_chunks`)
+forked once the logs are indexed and the maps read; the parent then reads the children's scenes back from
+the cache. Every stored file is byte for byte what building the tokens one by one writes
+(``tests/adapters/navsim/test_navhard_cache.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from adapters.navsim.navhard import (
     synthetic_scene_dict,
 )
 from adapters.navsim.scoring_scenes import ScoringSceneCache, build_scoring_scene
+from harness.agents.pdm_closed_v2 import plan_pdm_closed_v2_batch
 from harness.atomic import atomic_write_bytes
-from harness.epdms_eval import V2_HORIZON_S, EPDMSMetricCache, plan_pdm_closed_v2, plan_pdm_closed_v2_batch
+from harness.epdms_eval import V2_HORIZON_S, EPDMSMetricCache, plan_pdm_closed_v2
 from harness.errors import DataError, LeadBenchError
 from harness.navhard_workers import fork_chunks
 from harness.scoring_scene import SCORING_SCENE_VERSION, ScoringScene

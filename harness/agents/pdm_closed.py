@@ -311,26 +311,22 @@ def _lateral_paths(centerline: F64, offsets_m: tuple[float, ...], shared: _Share
     return paths, bundle
 
 
-def _run_batch(
-    scenes: Sequence[ScoringScene],
-    *,
-    speed_limit_mps: float | None = None,
-    config: PDMClosedConfig = PDMClosedConfig(),
-    carried_collided: Collection[str] = (),
-    selection_only: bool = False,
-) -> list[PDMClosedResult]:
-    """``run_pdm_closed`` of many scenes: the proposals of all scenes are simulated in one LQR + bicycle batch
-    and scored in one ``score_batch`` call (each scene's EP still normalised over its own 15 proposals); the
-    per-row arithmetic is the same, so every result equals the scene planned alone.
+_Generated = tuple[list[_Prepared], JointUnroll, list[F64], list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+                   list[F64]]
 
-    ``selection_only``: the proposals are scored by ``pdm_closed_scoring.selection_scores`` (the score alone,
-    equal to ``score_batch``'s bit for bit, at a fraction of the cost, the centerline's proposals first: where
-    they decide the choice the others are not scored); the results' ``scores`` then hold only ``score``, -inf
-    for proposals not scored (for the metric cache, which keeps the trajectory: the same choice)."""
-    cfg = config
+
+def generate_batch(scenes: Sequence[ScoringScene], cfg: PDMClosedConfig, *, speed_limit_mps: float | None = None,
+                   carried_collided: Collection[str] = ()) -> _Generated | None:
+    """Every scene's proposals, generated together and simulated in one LQR + bicycle batch (None: no scenes).
+
+    Returns:
+        ``(prepared, joint, proposals, distinct, simulated_distinct)``: per scene its inputs, the joint unroll
+        (``extend`` gives the chosen trajectories), its ``(P, 41, 11)`` proposals, ``(first, inverse)`` of its
+        distinct proposals (``_distinct_rows``) and the simulated states of those distinct rows.
+    """
     prepared = _prepare_all(scenes, speed_limit_mps, cfg, carried_collided)
     if not prepared:
-        return []
+        return None
     gens = [p.generator for p in prepared]
     entries = candidate_entries(gens)  # the leader search's inputs, all scenes at once
     if entries is None:  # generators configured differently (JointUnroll refuses them)
@@ -348,6 +344,30 @@ def _run_batch(
                              initial, step_s=cfg.step_s)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     simulated_distinct = [simulated_all[bounds[i]:bounds[i + 1]] for i in range(len(prepared))]
+    return prepared, joint, proposals, distinct, simulated_distinct
+
+
+def _run_batch(
+    scenes: Sequence[ScoringScene],
+    *,
+    speed_limit_mps: float | None = None,
+    config: PDMClosedConfig = PDMClosedConfig(),
+    carried_collided: Collection[str] = (),
+    selection_only: bool = False,
+) -> list[PDMClosedResult]:
+    """``run_pdm_closed`` of many scenes: the proposals of all scenes are simulated in one LQR + bicycle batch
+    and scored in one ``score_batch`` call (each scene's EP still normalised over its own 15 proposals); the
+    per-row arithmetic is the same, so every result equals the scene planned alone.
+
+    ``selection_only``: the proposals are scored by ``pdm_closed_scoring.selection_scores`` (the score alone,
+    equal to ``score_batch``'s bit for bit, at a fraction of the cost, the centerline's proposals first: where
+    they decide the choice the others are not scored); the results' ``scores`` then hold only ``score``, -inf
+    for proposals not scored (for the metric cache, which keeps the trajectory: the same choice)."""
+    cfg = config
+    gen = generate_batch(scenes, cfg, speed_limit_mps=speed_limit_mps, carried_collided=carried_collided)
+    if gen is None:
+        return []
+    prepared, joint, proposals, distinct, simulated_distinct = gen
     objects = forecast_timelines([p.obs for p in prepared], cfg.observation_steps + 1)
     simulated = [sim[inv] for sim, (_, inv) in zip(simulated_distinct, distinct, strict=True)]
     if selection_only:
