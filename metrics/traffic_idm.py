@@ -123,22 +123,31 @@ class IDMBatch:
         assert self.paths is not None
         return self.paths.poses(a, self.paths.clamp(a, self.progress[a]))
 
-    def _set_footprints(self, a: I64) -> None:
+    def _set_footprints(self, a: I64, prev: _Footprints | None = None) -> None:
         """``IDMAgent.projected_footprint`` after the agents moved: the path from ``p - L/2`` to
-        ``p + L/2 + v·T`` buffered by half the width (flat caps), and the box (kept as two parts)."""
+        ``p + L/2 + v·T`` buffered by half the width (flat caps), and the box (kept as two parts).
+
+        An agent whose footprint did not change (a stopped vehicle) keeps the geometries built for the
+        previous one (``prev``'s, or those in place): the same inputs give the same shapes."""
         assert self.paths is not None
         if not len(a):
             return
         s = self.paths.clamp(a, self.progress[a] - self.length[a] / 2)
         e = self.paths.clamp(a, self.progress[a] + self.length[a] / 2 + self.speed[a] * self.p.headway_s)
         pose = self.paths.poses(a, self.paths.clamp(a, self.progress[a]))
+        same = (self.fp_se[a, 0] == s) & (self.fp_se[a, 1] == e) & (self.fp_pose[a] == pose).all(axis=1)
+        if prev is not None:
+            keep = a[same & prev.built[a]]
+            self._geom[keep] = prev.geom[keep]
+            self._built[keep] = True
+        else:
+            self._built[a[~same]] = False
         self.fp_se[a, 0], self.fp_se[a, 1] = s, e
         self.fp_pose[a] = pose
         self.fp_mid[a, 0], self.fp_mid[a, 1] = s + (e - s) * _MID_K, self.paths.clamp(a, self.progress[a])
         self.cur_pose[a] = pose
         self.fp_disks[a, :_PATH_SAMPLES] = self._path_discs(a, s, e)
         self.fp_disks[a, _PATH_SAMPLES:] = _box_discs(pose, self.length[a], self.width[a])
-        self._built[a] = False
 
     def _path_discs(self, a: I64, s: F64, e: F64) -> F64:
         """``(len(a), _PATH_SAMPLES, 3)`` discs covering the path between progresses s and e buffered by half
@@ -224,7 +233,7 @@ class IDMBatch:
                           self._geom, self._built, self.fp_mid.copy())
         self._geom = np.full((self.n, 2), None, dtype=object)
         self._built = np.zeros(self.n, dtype=bool)
-        self._set_footprints(live[~busy])  # the free-road agents are final
+        self._set_footprints(live[~busy], old)  # the free-road agents are final
         # owners per busy row (sorted, unique) and the extent of its near discs (grown by half the width, 1 m)
         pair_key = np.unique(near_k * (self.n + 1) + (near_o + 1))
         own_k, own_b = pair_key // (self.n + 1), pair_key % (self.n + 1) - 1
@@ -258,7 +267,7 @@ class IDMBatch:
             ks = busy_k[lv_k == lv]
             self._leaders(live[ks], pc[ks], heading[ks], egos, ego_boxes, ego_discs,
                           [own_b[own_start[k]:own_start[k + 1]] for k in ks.tolist()], clip[ks], old)
-            self._set_footprints(live[ks])
+            self._set_footprints(live[ks], old)
 
     def _near(self, live: I64, pc: F64, r: F64, tb: F64, kr: I64, kb: I64, blk_box: tuple[F64, F64, F64, F64],
               blk_first: I64, blk_count: I64, blk_owner: I64, discs: F64) -> tuple[I64, I64, I64, I64]:
@@ -344,8 +353,10 @@ class IDMBatch:
         if not len(want):
             return  # free road: the updates already written stand
         pw, kw = src[want], kind[want]
-        self._shapes(np.unique(pb[pw][newer[pw]]), self.fp_se, self.fp_pose, self._geom, self._built)
-        self._shapes(np.unique(pb[pw][~ego[pw] & ~newer[pw]]), old.se, old.pose, old.geom, old.built)
+        now = (self.fp_se, self.fp_pose, self._geom, self._built)
+        before = (old.se, old.pose, old.geom, old.built)
+        self._shapes(np.unique(pb[pw][newer[pw]]), *now, before)
+        self._shapes(np.unique(pb[pw][~ego[pw] & ~newer[pw]]), *before, now)
         gw = np.where(newer[pw], self._geom[ob[pw], kw], old.geom[ob[pw], kw])
         gw[ego[pw]] = ego_boxes[psim[pw][ego[pw]]]
         geoms = np.full(len(src), None, dtype=object)
@@ -363,7 +374,7 @@ class IDMBatch:
         # distance between each agent's occupancy geometry (where it was) and each intersecting entry
         h = np.flatnonzero(hits)
         ah = ag[of[h]]
-        self._shapes(np.unique(ah), old.se, old.pose, old.geom, old.built)
+        self._shapes(np.unique(ah), *before, now)
         own_path = ~shapely.is_missing(old.geom[ah, 0])
         own_i = np.concatenate([h[own_path], h])
         own_kind = np.concatenate([np.zeros(int(own_path.sum()), np.int64), np.ones(len(h), np.int64)])
@@ -426,12 +437,22 @@ class IDMBatch:
         lead = lead_v * np.cos(principal(rel))
         self._idm(ag[pos], lead, gap_of[pos], np.zeros(len(pos)))
 
-    def _shapes(self, ids: I64, se: F64, pose: F64, geom: npt.NDArray[np.object_], built: B) -> None:
+    def _shapes(self, ids: I64, se: F64, pose: F64, geom: npt.NDArray[np.object_], built: B,
+                alt: tuple[F64, F64, npt.NDArray[np.object_], B] | None = None) -> None:
         """Occupancy geometries (path part buffered by half the width, flat caps, or None; box) of agents
-        ``ids`` (unique) with footprints ``se`` / ``pose``, built together into ``geom`` for those not ``built``."""
+        ``ids`` (unique) with footprints ``se`` / ``pose``, built together into ``geom`` for those not ``built``;
+        taken from ``alt`` (the other footprints' ``se, pose, geom, built``) where it has the same footprint
+        built."""
         paths = self.paths
         assert paths is not None
         todo = ids[~built[ids]]
+        if alt is not None and len(todo):
+            a_se, a_pose, a_geom, a_built = alt
+            same = (a_built[todo] & (a_se[todo, 0] == se[todo, 0]) & (a_se[todo, 1] == se[todo, 1])
+                    & (a_pose[todo] == pose[todo]).all(axis=1))
+            geom[todo[same]] = a_geom[todo[same]]
+            built[todo[same]] = True
+            todo = todo[~same]
         if not len(todo):
             return
         geom[todo, 1] = _boxes(pose[todo], self.length[todo], self.width[todo])
