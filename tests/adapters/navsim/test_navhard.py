@@ -222,6 +222,38 @@ def test_metric_cache_chunks_and_workers_write_the_same_bytes(navhard_root: Path
     assert "no synthetic scene pickle" in err["f" * 17]
 
 
+def test_metric_cache_chunks_run_with_the_collector_paused_and_restore_it(navhard_root: Path, split, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import harness.navhard_cache as nc
+    from harness.navhard_eval import NavhardData, NavhardMetricCache, cache_scenes
+
+    seen: list[bool] = []
+    real = nc.NavhardMetricCache._build_chunk_now
+
+    def spy(self, tokens):
+        seen.append(gc.isenabled())
+        if "f" * 17 in tokens:
+            raise RuntimeError("boom")
+        return real(self, tokens)
+
+    monkeypatch.setattr(nc.NavhardMetricCache, "_build_chunk_now", spy)
+    cache = NavhardMetricCache(NavhardData(navhard_root, navhard_root / "maps"), split, tmp_path / "cache")
+    assert gc.isenabled()
+    scenes, errors = cache_scenes(cache, list(split.stage_one_tokens[:2]))
+    assert seen == [False] and len(scenes) == 2 and not errors and gc.isenabled()
+    with pytest.raises(RuntimeError):
+        cache._build_chunk(["f" * 17])
+    assert gc.isenabled()  # back on after a failing chunk
+    gc.disable()
+    try:
+        cache._build_chunk(list(split.stage_one_tokens[:1]))
+        assert not gc.isenabled()  # left off when it was off
+    finally:
+        gc.enable()
+
+
 def test_fork_chunks_each_chunk_once_in_order() -> None:
     import os
 
