@@ -8,11 +8,10 @@ the synthetic scene pickles (``<cache>/stage_two/<token>.npz``, fingerprinted by
 built (stage-one object timelines batched over the chunk's tokens of each log), PDM-Closed planned for the
 whole chunk at once (``harness.agents.pdm_closed_v2.plan_pdm_closed_v2_batch``: v1's batched proposal
 generation; a failing chunk is planned scene by scene to name the failure), scenes written, the garbage
-collector paused over the chunk (:func:`_gc_paused`). With
-``workers > 1`` the chunks are spread over forked processes (:func:`harness.navhard_workers.fork_chunks`)
-forked once the logs are indexed and the maps read; the parent then reads the children's scenes back from
-the cache. Every stored file is byte for byte what building the tokens one by one writes
-(``tests/adapters/navsim/test_navhard_cache.py``).
+collector paused over the chunk (:func:`_gc_paused`). With ``workers > 1`` the chunks are spread over forked
+processes (:func:`harness.navhard_workers.fork_chunks`) forked once the logs are indexed and the maps read;
+the parent then reads the children's scenes back from the cache. Every stored file is byte for byte what
+building the tokens one by one writes (``tests/adapters/navsim/test_navhard.py``).
 """
 
 from __future__ import annotations
