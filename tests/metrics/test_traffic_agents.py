@@ -353,3 +353,40 @@ def test_paths_of_many_scenes_search_as_one_scene_paths():
         np.testing.assert_array_equal(c_many - many.chunk_first[am], c_one - one.chunk_first[a1])
         np.testing.assert_array_equal(e_many - many.chunk_first[am], e_one - one.chunk_first[a1])
         offset += k
+
+
+def test_a_stopped_agent_keeps_its_geometries_and_the_run_is_unchanged(monkeypatch):
+    # A queue behind the stopped ego (box x in [67.412, 72.588]): the first agent stands 0.16 m behind it
+    # (s_alpha = s0 = 1 > s* = 1 at v = 0: a = -1, the speed stays 0), so its footprint never changes and its
+    # occupancy shapes are built once; the follower keeps measuring its gap to them. Rebuilding every shape at
+    # every step gives the same timeline bit for bit.
+    import metrics.traffic_agents as ta
+    from metrics.traffic_idm import IDMBatch
+
+    objs = [_obj("stop", ObjectType.VEHICLE, (65.0, 0.0, 0.0)),
+            _obj("follow", ObjectType.VEHICLE, (40.0, 0.0, 0.0), velocity=(5.0, 0.0))]
+    ego = _static_ego(x=70.0, y=0.0)
+    seen: list[object] = []
+
+    class Watching(IDMBatch):
+        def step(self, egos):
+            super().step(egos)
+            i = int(np.flatnonzero(self.agent_veh == 0)[0])  # the stopped vehicle's agent
+            if self._built[i]:
+                seen.append(self._geom[i, 1])
+
+    class Rebuilding(IDMBatch):
+        def step(self, egos):
+            super().step(egos)
+            self._built[:] = False
+
+    runs = []
+    for cls in (Watching, Rebuilding):
+        monkeypatch.setattr(ta, "IDMBatch", cls)
+        runs.append(reactive_idm_objects(_scene(objs, ego=(70.0, 0.0, 0.0)), _rails(), ego))
+    kept, rebuilt = runs
+    assert np.all(kept.poses[1:, 0, 0] == 65.0) and np.all(kept.velocity_xy[1:, 0] == 0.0)
+    assert kept.poses[-1, 1, 0] > 45.0  # the follower moved up behind it
+    assert len(seen) > 30 and all(g is seen[0] for g in seen)
+    for x, y in ((kept.present, rebuilt.present), (kept.poses, rebuilt.poses), (kept.velocity_xy, rebuilt.velocity_xy)):
+        np.testing.assert_array_equal(x, y)
