@@ -25,6 +25,7 @@ import numpy.typing as npt
 from adapters.navsim.reader import NavsimReader
 from adapters.navsim.scene_filter import SceneFilter
 from adapters.navsim.scoring_scenes import ScoringSceneCache
+from harness.agents import pdm_closed_v2
 from harness.agents.pdm_closed import PDMClosedConfig, initial_state
 from harness.agents.pdm_closed_observation import build_observation, forecast_timeline
 from harness.agents.pdm_closed_path import DiscretePath, parallel_path
@@ -190,7 +191,8 @@ class EPDMSMetricCache:
         for lo in range(0, len(todo), self.PLAN_CHUNK):
             chunk = todo[lo : lo + self.PLAN_CHUNK]
             try:
-                planned = plan_pdm_closed_v2_batch(chunk)
+                # v1's batched proposal generation (equal to plan_pdm_closed_v2_batch, ~2x cheaper)
+                planned = pdm_closed_v2.plan_pdm_closed_v2_batch(chunk)
             except (LeadBenchError, ValueError):
                 planned = None  # plan one by one to name the failing scene
             for i, scene in enumerate(chunk):
