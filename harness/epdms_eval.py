@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from adapters.navsim.reader import NavsimReader
+from adapters.navsim.reader import NavsimReader, split_reader
 from adapters.navsim.scene_filter import SceneFilter
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.agents import pdm_closed_v2
@@ -147,12 +147,7 @@ class EPDMSCacheSpec:
         Raises:
             ValueError: a reader of another split, data root or scene filter.
         """
-        if reader is None:
-            reader = NavsimReader(self.data_root, self.split, scene_filter=self.scene_filter)
-        elif (reader.logs_dir != Path(self.data_root) / "navsim_logs" / self.split
-              or reader.scene_filter != self.scene_filter):
-            raise ValueError(f"EPDMSCacheSpec.open: the reader reads {reader.logs_dir} with another scene filter "
-                             f"or split than the cache's ({self.data_root}, {self.split})")
+        reader = split_reader("EPDMSCacheSpec.open", self.data_root, self.split, self.scene_filter, reader)
         return EPDMSMetricCache(ScoringSceneCache(self.cache_dir, reader, self.maps_root, horizon_s=V2_HORIZON_S))
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from adapters.navsim.log_format import first_map_location
-from adapters.navsim.reader import NavsimReader
+from adapters.navsim.reader import NavsimReader, split_reader
 from adapters.navsim.scene_filter import SceneFilter
 from adapters.navsim.scoring_scenes import ScoringSceneCache
 from harness.agents.pdm_closed import plan_pdm_closed, plan_pdm_closed_batch
@@ -64,12 +64,7 @@ class CacheSpec:
         Raises:
             ValueError: a reader of another split, data root or scene filter.
         """
-        if reader is None:
-            reader = NavsimReader(self.data_root, self.split, scene_filter=self.scene_filter)
-        elif (reader.logs_dir != Path(self.data_root) / "navsim_logs" / self.split
-              or reader.scene_filter != self.scene_filter):
-            raise ValueError(f"CacheSpec.open: the reader reads {reader.logs_dir} with another scene filter or "
-                             f"split than the cache's ({self.data_root}, {self.split})")
+        reader = split_reader("CacheSpec.open", self.data_root, self.split, self.scene_filter, reader)
         return MetricCache(ScoringSceneCache(self.cache_dir, reader, self.maps_root, horizon_s=self.horizon_s))
 
 

@@ -275,3 +275,19 @@ class NavsimReader:
             source_classes=a.names,
             track_ids=a.track_tokens,
         )
+
+
+def split_reader(owner: str, data_root: Path, split: str, scene_filter: SceneFilter,
+                 reader: NavsimReader | None) -> NavsimReader:
+    """``reader`` if it reads ``split`` of ``data_root`` with ``scene_filter`` (its parsed logs are then reused),
+    a new reader when it is None; ``owner`` names the caller in the error.
+
+    Raises:
+        ValueError: a reader of another split, data root or scene filter.
+    """
+    if reader is None:
+        return NavsimReader(data_root, split, scene_filter=scene_filter)
+    if reader.logs_dir != Path(data_root) / "navsim_logs" / split or reader.scene_filter != scene_filter:
+        raise ValueError(f"{owner}: the reader reads {reader.logs_dir} with another scene filter or split than "
+                         f"the cache's ({data_root}, {split})")
+    return reader
