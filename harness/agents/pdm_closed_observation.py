@@ -171,6 +171,22 @@ class PDMObservation:
         return self._cache[key]
 
 
+def _agent_motion(obj_types: np.ndarray, center: np.ndarray, velocity_xy: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is-agent flags, logged velocity (0 for static objects), forecast velocity) of objects, m/s in the global
+    frame: an agent moves at its speed along its box heading (flipped when the velocity points backwards);
+    others stand."""
+    agent = _type_flag(_IS_DYNAMIC_TYPE, obj_types)
+    vel = np.where(agent[:, None], velocity_xy, 0.0)
+    speed = np.hypot(vel[:, 0], vel[:, 1])
+    heading = center[:, 2]
+    vel_angle = np.arctan2(vel[:, 1], vel[:, 0])
+    forward = np.abs(_normalize(heading - vel_angle)) < np.pi / 2
+    track_heading = np.where(forward, heading, _normalize(heading + np.pi))
+    dxy = np.where(agent[:, None], np.stack([np.cos(track_heading) * speed, np.sin(track_heading) * speed], -1), 0.0)
+    return agent, vel, dxy
+
+
 def build_observation(
     scene: ScoringScene,
     *,
@@ -223,14 +239,7 @@ def build_observation(
     obj_types = scene.object_types[sel].astype(np.int64)
     size = scene.object_size_lwh[sel].astype(np.float64)
     center = scene.object_poses[0, sel].astype(np.float64)
-    agent = _type_flag(_IS_DYNAMIC_TYPE, obj_types)
-    vel = np.where(agent[:, None], scene.object_velocity_xy[0, sel], 0.0)
-    speed = np.hypot(vel[:, 0], vel[:, 1])
-    heading = center[:, 2]
-    vel_angle = np.arctan2(vel[:, 1], vel[:, 0])
-    forward = np.abs(_normalize(heading - vel_angle)) < np.pi / 2
-    track_heading = np.where(forward, heading, _normalize(heading + np.pi))
-    dxy = np.where(agent[:, None], np.stack([np.cos(track_heading) * speed, np.sin(track_heading) * speed], -1), 0.0)
+    agent, vel, dxy = _agent_motion(obj_types, center, scene.object_velocity_xy[0, sel])
     rings = box_corners(center, size[:, 0], size[:, 1])
 
     # Red lights: on-route lane connectors that are red at t = 0 (the planner sees iteration 0 only).
@@ -340,14 +349,7 @@ def build_observations(
     obj_types = types_all[sel].astype(np.int64)
     size = sizes[sel].astype(np.float64)
     center = poses_all[sel].astype(np.float64)
-    agent = _type_flag(_IS_DYNAMIC_TYPE, obj_types)
-    vel = np.where(agent[:, None], vels[sel], 0.0)
-    speed = np.hypot(vel[:, 0], vel[:, 1])
-    heading = center[:, 2]
-    vel_angle = np.arctan2(vel[:, 1], vel[:, 0])
-    forward = np.abs(_normalize(heading - vel_angle)) < np.pi / 2
-    track_heading = np.where(forward, heading, _normalize(heading + np.pi))
-    dxy = np.where(agent[:, None], np.stack([np.cos(track_heading) * speed, np.sin(track_heading) * speed], -1), 0.0)
+    agent, vel, dxy = _agent_motion(obj_types, center, vels[sel])
     rings = box_corners(center, size[:, 0], size[:, 1])
     ego_rings = box_corners(ego_c, vehicle.length, vehicle.width)
     ego_lo, ego_hi = ego_rings[:, :4].min(axis=1), ego_rings[:, :4].max(axis=1)
